@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared settings for the kvm-rmi scripts. Sourced, not run.
+
+KRMI_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KRMI_BUILD=${KRMI_BUILD:-$KRMI_TOP/build}
+# Download cache and project-local tools live outside the work tree so a fresh
+# clone reuses them.
+KRMI_CACHE=${KRMI_CACHE:-/var/cache/kvm-rmi}
+KRMI_TOOLS=${KRMI_TOOLS:-$KRMI_CACHE/tools}
+BINDGEN_VERSION=0.73.2
+
+log() { printf '[kvm-rmi] %s\n' "$*" >&2; }
+die() { printf '[kvm-rmi] error: %s\n' "$*" >&2; exit 1; }
+
+# Kernel source: Debian's linux-source-7.3 from trixie-backports, pinned.
+KSRC_PKG=linux-source-7.3
+KSRC_VERSION=7.3.4-1~bpo13+1
+KSRC_SHA256=703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3
+KSRC_DIR=$KRMI_BUILD/linux
+KOBJ_DIR=$KRMI_BUILD/kbuild
+
+# Cross build settings, shared by the kernel, module and selftests builds.
+# rustc-web installs /usr/bin/rustc (1.96); name every Rust tool by path so a
+# rustup toolchain earlier on PATH is never picked up.
+KMAKE_ARGS=(ARCH=arm64 LLVM=-19 "O=$KOBJ_DIR"
+	RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+	RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
+	"BINDGEN=$KRMI_TOOLS/bin/bindgen"
+	RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library)

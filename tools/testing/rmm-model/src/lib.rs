@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host-side twin of the kvm-rmi module's sans-IO core.
+//!
+//! The core files at the top of the repository are compiled here with the
+//! same module tree as in the kernel (`crate::rmi_smc`, `crate::rmi_cmds`), and
+//! run against [`model::Rmm`], an executable model of the RMM that sits behind
+//! the same [`rmi_cmds::SmcConduit`] trait the kernel implements with `smc`.
+
+// The core is written for the kernel shell; items only the shell uses yet
+// are unused here.
+#[allow(dead_code)]
+#[path = "../../../../rmi_smc.rs"]
+pub(crate) mod rmi_smc;
+
+#[allow(dead_code)]
+#[path = "../../../../rmi_cmds.rs"]
+pub(crate) mod rmi_cmds;
+
+pub(crate) mod model;
+
+#[cfg(test)]
+mod tests;
