@@ -277,3 +277,9 @@ impl RmiVersion {
         ((self.major as u64) << 16) | self.minor as u64
     }
 }
+
+impl fmt::Display for RmiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # package and its dependencies come from (apt-get -t); the rest come from the
 # default suites (bookworm + bookworm-security, where rustc-web 1.96 lives).
 apt_pkgs=(
-	rustc-web rust-web-src rust-web-clippy rustfmt-web
+	rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	qemu-system-arm@bookworm-backports
@@ -108,8 +108,8 @@ install_apt() {
 		log "apt-get install ${target[*]}${by_suite[$suite]}"
 		# shellcheck disable=SC2086
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			"${target[@]}" ${by_suite[$suite]} ||
-			die "apt-get install failed for:${by_suite[$suite]}"
+			"${target[@]}" ${by_suite[$suite]} >"$KRMI_CACHE/apt.log" 2>&1 ||
+			{ tail -20 "$KRMI_CACHE/apt.log" >&2; die "apt-get install failed for:${by_suite[$suite]}"; }
 	done
 	local still
 	still=$(missing_apt | tr '\n' ' ')
@@ -123,11 +123,12 @@ install_bindgen() {
 		return 0
 	fi
 	log "cargo install bindgen-cli@$BINDGEN_VERSION into $root"
-	command -v cargo >/dev/null || die "cargo not found (needed to install bindgen-cli)"
-	cargo install --locked --quiet --root "$root" "bindgen-cli@$BINDGEN_VERSION" ||
+	RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked --quiet --root "$root" \
+		"bindgen-cli@$BINDGEN_VERSION" ||
 		die "cargo install bindgen-cli@$BINDGEN_VERSION failed"
 }
 
+mkdir -p "$KRMI_CACHE"
 install_apt
 install_bindgen
 log "dependencies present"

@@ -31,7 +31,7 @@ choose_version() {
 }
 
 # Already unpacked at the wanted version?
-stamp=$KSRC_DIR/.krmi-source
+stamp=$KRMI_BUILD/linux.source
 if [ -f "$stamp" ] && [ -d "$KSRC_DIR/.git" ]; then
 	exit 0
 fi

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, the KVM
+# selftests of the regression list, and /tests/plan. Prints the cpio path.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+root=$KRMI_BUILD/initramfs
+cpio=$KRMI_BUILD/initramfs.cpio
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,tmp,modules,tests/kvm}
+
+cp /bin/busybox "$root/bin/busybox"
+cp "$KRMI_TOP/scripts/guest/init" "$root/init"
+cp "$KRMI_TOP/scripts/guest/ktap-run" "$KRMI_TOP/scripts/guest/demo.sh" "$root/tests/"
+ko=$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.ko
+[ -f "$ko" ] || die "module missing: $ko (run scripts/build-kernel.sh)"
+cp "$ko" "$root/modules/"
+
+plan=$root/tests/plan
+{
+	echo "# name timeout_s command"
+	for t in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.sh; do
+		cp "$t" "$root/tests/"
+		echo "kvm-rmi/$(basename "$t" .sh) 60 /tests/$(basename "$t")"
+	done
+	while read -r name tmo args; do
+		bin=$KRMI_BUILD/selftests/kvm/$name
+		[ -x "$bin" ] || die "selftest missing: $bin (run scripts/build-selftests.sh)"
+		mkdir -p "$root/tests/kvm/$(dirname "$name")"
+		cp "$bin" "$root/tests/kvm/$name"
+		echo "kvm/$name ${tmo:-120} /tests/kvm/$name ${args:-}"
+	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KRMI_TOP/tools/testing/kvm-regression.list")
+} >"$plan"
+
+(cd "$root" && find . -print0 | LC_ALL=C sort -z |
+	cpio --quiet -o -0 -H newc --owner 0:0 >"$cpio")
+echo "$cpio"

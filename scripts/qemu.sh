@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the built kernel + initramfs under QEMU and run the guest side.
+#   scripts/qemu.sh run    load kvm_rmi and report what it found
+#   scripts/qemu.sh test   run /tests/plan and print KTAP + a summary
+#
+# Without RME_FIRMWARE: -M virt,virtualization=on (EL2, no EL3, no RMM).
+# With RME_FIRMWARE=DIR (bl1.bin + fip.bin of a TF-A built for PLAT=qemu with
+# ENABLE_RME=1, ARM_LINUX_KERNEL_AS_BL33=1 and an RMM): our Image, with the
+# initramfs and command line built in, replaces BL33 in a copy of the FIP and
+# QEMU boots TF-A from flash with RME enabled.
+#
+# Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+mode=${1:-test}
+case "$mode" in run | test) ;; *) die "usage: $0 run|test" ;; esac
+timeout_s=${QEMU_TIMEOUT:-$([ "$mode" = run ] && echo 300 || echo 1500)}
+logs=$KRMI_BUILD/logs
+mkdir -p "$logs"
+log_file=$logs/qemu-$mode.log
+
+cpio=$("$here/initramfs.sh")
+rme=0
+[ -n "${RME_FIRMWARE:-}" ] && rme=1
+cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme"
+common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot)
+
+if [ "$rme" = 1 ]; then
+	fw=$RME_FIRMWARE
+	for f in bl1.bin fip.bin; do
+		[ -f "$fw/$f" ] || die "RME_FIRMWARE=$fw has no $f (see README: firmware contract)"
+	done
+	rmedir=$KRMI_BUILD/rme
+	mkdir -p "$rmedir"
+	"$here/build-kernel.sh" --embed "$cpio" "$cmdline" "$rmedir/Image"
+	cp "$fw/fip.bin" "$rmedir/fip.bin"
+	fiptool update --nt-fw "$rmedir/Image" "$rmedir/fip.bin" >/dev/null ||
+		die "fiptool could not put the Image into the FIP as BL33"
+	rm -f "$rmedir/flash.bin"
+	dd if="$fw/bl1.bin" of="$rmedir/flash.bin" bs=4096 conv=notrunc status=none
+	dd if="$rmedir/fip.bin" of="$rmedir/flash.bin" seek=64 bs=4096 conv=notrunc status=none
+	machine=(-M virt,virtualization=on,secure=on,gic-version=3,acpi=off
+		-cpu max,x-rme=on,pauth-impdef=on -bios "$rmedir/flash.bin")
+else
+	machine=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on
+		-kernel "$KOBJ_DIR/arch/arm64/boot/Image" -initrd "$cpio" -append "$cmdline")
+fi
+
+log "booting QEMU ($mode, rme=$rme, timeout ${timeout_s}s), serial log: $log_file"
+start=$(date +%s.%N)
+set +e
+timeout -k 5 "$timeout_s" qemu-system-aarch64 "${machine[@]}" "${common[@]}" </dev/null >"$log_file" 2>&1 &
+qpid=$!
+# Follow the log: the test results as they come (run mode: the report).
+if [ "$mode" = test ]; then
+	filter='^(ok|not ok) |^krmi: '
+else
+	filter='^krmi: '
+fi
+tail -n +1 --pid=$qpid -f "$log_file" | tr -d '\r' | grep --line-buffered -E "$filter"
+wait $qpid
+qrc=$?
+set -e
+end=$(date +%s.%N)
+elapsed=$(awk "BEGIN { printf \"%.1f\", $end - $start }")
+[ "$qrc" = 124 ] && log "QEMU timed out after ${timeout_s}s"
+log "QEMU exited ($qrc) after ${elapsed}s"
+
+if [ "$mode" = test ]; then
+	python3 "$here/ktap-summary.py" "$log_file"
+else
+	grep -q '^krmi: done' <(tr -d '\r' <"$log_file") ||
+		die "guest did not finish (see $log_file)"
+fi

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make test: every tier that runs without RME firmware, with the time of each
+# stage. Tier 4 (realm tests) runs when RME_FIRMWARE is set.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+stages=()
+stage() {
+	local name=$1
+	shift
+	local t0 t1
+	t0=$(date +%s.%N)
+	log "== stage: $name"
+	local rc=0
+	"$@" || rc=$?
+	t1=$(date +%s.%N)
+	stages+=("$(printf '%-10s %7.1fs  %s' "$name" "$(echo "$t1 - $t0" | bc)" \
+		"$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")")")
+	if [ $rc != 0 ]; then
+		print_stages
+		exit $rc
+	fi
+}
+print_stages() {
+	echo
+	echo "stage       time     result"
+	printf '%s\n' "${stages[@]}"
+}
+
+stage deps "$here/deps.sh"
+stage model "$here/model-test.sh"
+stage kernel "$here/build-kernel.sh"
+stage selftests "$here/build-selftests.sh"
+stage qemu "$here/qemu.sh" test
+print_stages
