@@ -17,7 +17,7 @@ help:
 	@echo "make fmt        rustfmt our Rust files with the kernel's settings"
 	@echo "make clean      remove build/"
 
-run: deps kernel selftests
+run: deps kernel
 	scripts/qemu.sh run
 
 test:

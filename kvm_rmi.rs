@@ -26,7 +26,8 @@ use rmi_smc::{
     rmi_result,
     RmiVersion,
     SmcRegs,
-    RMI_VERSION, //
+    RMI_VERSION,
+    SMCCC_RET_NOT_SUPPORTED, //
 };
 
 module! {
@@ -41,41 +42,64 @@ module! {
 ///
 /// # Invariants
 ///
-/// The SMCCC conduit is SMC, so `smc #0` reaches EL3 firmware (checked by
-/// [`RmiSmc::new`]).
-struct RmiSmc(());
+/// `smc` is true only if the SMCCC v1.1+ conduit is SMC, so `smc #0` reaches
+/// EL3 firmware.
+struct RmiSmc {
+    smc: bool,
+}
 
 impl RmiSmc {
-    /// Returns the conduit if firmware is called with `smc`.
-    fn new() -> Option<Self> {
-        // INVARIANT: Checked here.
-        (smccc::conduit() == smccc::Conduit::Smc).then_some(Self(()))
+    /// Looks up the firmware conduit once.
+    fn new() -> Self {
+        // INVARIANT: `smc` is set from the conduit.
+        Self {
+            smc: smccc::conduit() == smccc::Conduit::Smc,
+        }
     }
 }
 
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        // SAFETY: The function ID is in the RMI range, which EL3 either
-        // forwards to the RMM or answers with SMCCC_RET_NOT_SUPPORTED. RMI
-        // commands only act on the physical addresses passed to them, and
-        // the typed command layer passes only granules the caller owns.
+        if !self.smc {
+            // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware older
+            // than SMCCC v1.1, or a guest's HVC) means no EL3 to ask, and RMI
+            // needs SMCCC v1.2 from EL3.
+            let mut out = SmcRegs::default();
+            out.0[0] = SMCCC_RET_NOT_SUPPORTED;
+            return out;
+        }
+        // SAFETY: The conduit is SMC (type invariant). The function ID is in
+        // the RMI range, which EL3 either forwards to the RMM or answers with
+        // SMCCC_RET_NOT_SUPPORTED. RMI commands only act on the physical
+        // addresses passed to them, and the typed command layer passes only
+        // granules the caller owns.
         SmcRegs(unsafe { smccc::smc(&args.0) })
+    }
+}
+
+/// Prints a core value (which implements `core::fmt::Display`) through the
+/// kernel's `Display`, which the `pr_*!` macros require.
+struct Shown<T>(T);
+
+impl<T: core::fmt::Display> kernel::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
     }
 }
 
 /// Logs why there is no usable RMM, in one line, and returns the errno.
 fn report_no_rmm(err: &VersionError) -> Error {
     let cmd = rmi_fid_name(RMI_VERSION).unwrap_or("RMI_VERSION");
-    let host = RmiVersion::HOST;
+    let host = Shown(RmiVersion::HOST);
     match err {
         VersionError::NotSupported => pr_err!("no RMM found ({cmd}: not supported)\n"),
         VersionError::Incompatible(r) => pr_err!(
             "no RMM found ({cmd}: RMM implements ABI {}..{}, host needs {host})\n",
-            r.lower,
-            r.higher
+            Shown(r.lower),
+            Shown(r.higher)
         ),
         VersionError::Malformed { x0 } => match rmi_result(*x0) {
-            Err(e) => pr_err!("no RMM found ({cmd}: {e})\n"),
+            Err(e) => pr_err!("no RMM found ({cmd}: {})\n", Shown(e)),
             Ok(()) => pr_err!("no RMM found ({cmd}: malformed version registers)\n"),
         },
     }
@@ -87,16 +111,13 @@ struct KvmRmi;
 
 impl kernel::Module for KvmRmi {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let Some(smc) = RmiSmc::new() else {
-            pr_err!("no RMM found (SMCCC conduit is not SMC)\n");
-            return Err(ENODEV);
-        };
+        let smc = RmiSmc::new();
         let range = rmi_version(&smc, RmiVersion::HOST).map_err(|e| report_no_rmm(&e))?;
         pr_info!(
             "RMM ABI {} (RMM implements {}..{})\n",
-            RmiVersion::HOST,
-            range.lower,
-            range.higher
+            Shown(RmiVersion::HOST),
+            Shown(range.lower),
+            Shown(range.higher)
         );
         Ok(KvmRmi)
     }

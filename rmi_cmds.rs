@@ -63,7 +63,10 @@ pub(crate) fn rmi_version(
     if x0 == SMCCC_RET_NOT_SUPPORTED {
         return Err(VersionError::NotSupported);
     }
-    let range = match (RmiVersion::from_raw(out.x(1)), RmiVersion::from_raw(out.x(2))) {
+    let range = match (
+        RmiVersion::from_raw(out.x(1)),
+        RmiVersion::from_raw(out.x(2)),
+    ) {
         (Some(lower), Some(higher)) => RmiVersionRange { lower, higher },
         _ => return Err(VersionError::Malformed { x0 }),
     };

@@ -197,7 +197,7 @@ impl RmiStatus {
 impl fmt::Display for RmiStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unknown(raw) => write!(f, "UNKNOWN({raw})"),
+            Self::Unknown(_) => write!(f, "UNKNOWN({})", self.raw()),
             known => f.write_str(known.name()),
         }
     }
@@ -229,7 +229,7 @@ impl RmiError {
 
 impl fmt::Display for RmiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (index {})", self.status, self.index)
+        write!(f, "{} (index {})", self.status(), self.index())
     }
 }
 

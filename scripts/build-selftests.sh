@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Cross-build (static, aarch64) the upstream KVM selftests named in
-# tools/testing/kvm-regression.list, against the built kernel's UAPI headers.
-# ALL=1 builds every arm64 KVM selftest instead (to re-pick the baseline).
+# Cross-build (static, aarch64) our tests in tools/testing/selftests/kvm-rmi
+# and the upstream KVM selftests named in tools/testing/kvm-regression.list,
+# against the built kernel's UAPI headers. ALL=1 builds every arm64 KVM
+# selftest instead (to re-pick the baseline).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -12,6 +13,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$KRMI_BUILD/selftests/kvm
 mkdir -p "$out"
 [ -d "$KOBJ_DIR/usr/include/linux" ] || die "kernel headers missing: run scripts/build-kernel.sh"
+
+ours=$KRMI_BUILD/selftests/kvm-rmi
+mkdir -p "$ours"
+for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
+	bin=$ours/$(basename "$c" .c)
+	[ "$bin" -nt "$c" ] && continue
+	aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
+		-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
+		-o "$bin" "$c" || die "build failed: $c"
+done
 
 targets=()
 if [ "${ALL:-0}" != 1 ]; then

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, the KVM
-# selftests of the regression list, and /tests/plan. Prints the cpio path.
+# Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, and (mode
+# "test") the KVM selftests of the regression list and /tests/plan.
+#   scripts/initramfs.sh run|test      prints the cpio path
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-root=$KRMI_BUILD/initramfs
-cpio=$KRMI_BUILD/initramfs.cpio
+mode=${1:-test}
+root=$KRMI_BUILD/initramfs-$mode
+cpio=$KRMI_BUILD/initramfs-$mode.cpio
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,tmp,modules,tests/kvm}
 
@@ -21,11 +23,14 @@ ko=$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.ko
 cp "$ko" "$root/modules/"
 
 plan=$root/tests/plan
-{
+[ "$mode" = test ] && {
 	echo "# name timeout_s command"
-	for t in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.sh; do
-		cp "$t" "$root/tests/"
-		echo "kvm-rmi/$(basename "$t" .sh) 60 /tests/$(basename "$t")"
+	for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
+		t=$(basename "$c" .c)
+		bin=$KRMI_BUILD/selftests/kvm-rmi/$t
+		[ -x "$bin" ] || die "test missing: $bin (run scripts/build-selftests.sh)"
+		cp "$bin" "$root/tests/"
+		echo "kvm-rmi/$t 60 /tests/$t"
 	done
 	while read -r name tmo args; do
 		bin=$KRMI_BUILD/selftests/kvm/$name
@@ -33,7 +38,7 @@ plan=$root/tests/plan
 		mkdir -p "$root/tests/kvm/$(dirname "$name")"
 		cp "$bin" "$root/tests/kvm/$name"
 		echo "kvm/$name ${tmo:-120} /tests/kvm/$name ${args:-}"
-	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KRMI_TOP/tools/testing/kvm-regression.list")
+	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${KVM_LIST:-$KRMI_TOP/tools/testing/kvm-regression.list}")
 } >"$plan"
 
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |

@@ -24,11 +24,11 @@ logs=$KRMI_BUILD/logs
 mkdir -p "$logs"
 log_file=$logs/qemu-$mode.log
 
-cpio=$("$here/initramfs.sh")
+cpio=$("$here/initramfs.sh" "$mode")
 rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
 cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme"
-common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot)
+common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
 
 if [ "$rme" = 1 ]; then
 	fw=$RME_FIRMWARE

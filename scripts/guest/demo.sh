@@ -8,6 +8,8 @@ if out=$(insmod /modules/kvm_rmi.ko 2>&1); then
 else
 	status="kvm_rmi refused to load: ${out##*: }"
 fi
-dmesg | grep -e 'kvm_rmi' -e 'kvm \[' | sed 's/^/krmi: dmesg: /'
+# busybox insmod retries with init_module() after a failed finit_module(),
+# so a refusal is logged twice: show each line once.
+dmesg | sed 's/^\[[^]]*\] //' | grep -e '^kvm_rmi' -e '^kvm \[' | uniq | sed 's/^/krmi: dmesg: /'
 echo "krmi: $status"
 grep -q '^kvm_rmi ' /proc/modules && rmmod kvm_rmi && echo "krmi: kvm_rmi unloaded"

@@ -58,7 +58,10 @@ impl Rmm {
 
     /// An RMM implementing `revisions` (at least one).
     pub(crate) fn with_revisions(revisions: &[RmiVersion]) -> Self {
-        assert!(!revisions.is_empty(), "an RMM implements at least one revision");
+        assert!(
+            !revisions.is_empty(),
+            "an RMM implements at least one revision"
+        );
         let mut revisions = revisions.to_vec();
         revisions.sort();
         Self {

@@ -35,7 +35,11 @@ fn status_byte_round_trips() {
         let status = RmiStatus::from_raw(raw);
         assert_eq!(status.raw(), raw);
         // The spec defines statuses 0..=16; later ones must stay representable.
-        assert_eq!(matches!(status, RmiStatus::Unknown(_)), raw > 16, "raw {raw}");
+        assert_eq!(
+            matches!(status, RmiStatus::Unknown(_)),
+            raw > 16,
+            "raw {raw}"
+        );
     }
 }
 
@@ -79,7 +83,10 @@ fn fid_table_is_consistent() {
         assert!(name.starts_with("RMI_"), "{name}");
         assert_eq!(rmi_fid_name(*fid), Some(*name));
         for (other_fid, other_name) in &RMI_FID_TABLE[i + 1..] {
-            assert!(fid < other_fid, "{name} and {other_name} out of order or equal");
+            assert!(
+                fid < other_fid,
+                "{name} and {other_name} out of order or equal"
+            );
         }
     }
     assert_eq!(rmi_fid_name(RmiFid(0xc400_0190)), None);
@@ -104,24 +111,36 @@ fn version_matches_tf_rmm() {
     let rmm = Rmm::new();
     assert_eq!(
         rmi_version(&rmm, V2_0),
-        Ok(RmiVersionRange { lower: V2_0, higher: V2_0 })
+        Ok(RmiVersionRange {
+            lower: V2_0,
+            higher: V2_0
+        })
     );
     // An RMM that implements 2.0 only refuses 1.0 and reports 2.0.
     assert_eq!(
         rmi_version(&rmm, V1_0),
-        Err(VersionError::Incompatible(RmiVersionRange { lower: V2_0, higher: V2_0 }))
+        Err(VersionError::Incompatible(RmiVersionRange {
+            lower: V2_0,
+            higher: V2_0
+        }))
     );
     assert_eq!(rmm.calls(RMI_VERSION), 2);
 
     let newer = Rmm::with_revisions(&[V2_0, V2_1]);
     assert_eq!(
         rmi_version(&newer, V2_0),
-        Ok(RmiVersionRange { lower: V2_0, higher: V2_1 })
+        Ok(RmiVersionRange {
+            lower: V2_0,
+            higher: V2_1
+        })
     );
     let older = Rmm::with_revisions(&[V1_0]);
     assert_eq!(
         rmi_version(&older, V2_0),
-        Err(VersionError::Incompatible(RmiVersionRange { lower: V1_0, higher: V1_0 }))
+        Err(VersionError::Incompatible(RmiVersionRange {
+            lower: V1_0,
+            higher: V1_0
+        }))
     );
 }
 
@@ -154,7 +173,10 @@ fn version_rejects_malformed_answers() {
             out
         }
     }
-    assert_eq!(rmi_version(&Garbled, V2_0), Err(VersionError::Malformed { x0: 0 }));
+    assert_eq!(
+        rmi_version(&Garbled, V2_0),
+        Err(VersionError::Malformed { x0: 0 })
+    );
 }
 
 #[test]

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvm_rmi load behaviour, with one finit_module() per attempt (busybox insmod
+ * retries with init_module() after a failure, which would run init twice).
+ *
+ * Without an RMM (KRMI_RME unset or 0): loading fails with ENODEV, nothing
+ * stays loaded, and the module logs exactly one line saying why.
+ * With an RMM (KRMI_RME=1): it loads, logs the RMM's ABI version, unloads,
+ * and loads and unloads again (the RMM is configured once per boot).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kselftest.h"
+
+#define MODULE_NAME "kvm_rmi"
+#define NO_RMM_LINE "kvm_rmi: no RMM found (RMI_VERSION: not supported)"
+#define RMM_LINE_PREFIX "kvm_rmi: RMM ABI 2.0 "
+
+static const char *module_path(void)
+{
+	const char *p = getenv("KRMI_MODULE");
+
+	return p ? p : "/modules/kvm_rmi.ko";
+}
+
+/* Opens /dev/kmsg positioned after the last record logged so far. */
+static int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		ksft_exit_fail_msg("open /dev/kmsg: %s\n", strerror(errno));
+	if (lseek(fd, 0, SEEK_END) < 0)
+		ksft_exit_fail_msg("seek /dev/kmsg: %s\n", strerror(errno));
+	return fd;
+}
+
+/*
+ * Collects the text of new log records that start with "kvm_rmi:" into lines
+ * (up to max, each at most len bytes). Returns how many there were.
+ */
+static int kmsg_module_lines(int fd, char lines[][256], int max)
+{
+	char rec[1024];
+	int n = 0;
+	ssize_t r;
+
+	while ((r = read(fd, rec, sizeof(rec) - 1)) > 0 || (r < 0 && errno == EPIPE)) {
+		char *text, *end;
+
+		if (r < 0)
+			continue; /* EPIPE: records were overwritten; read on */
+		rec[r] = '\0';
+		text = strchr(rec, ';');
+		if (!text)
+			continue;
+		text++;
+		end = strchr(text, '\n');
+		if (end)
+			*end = '\0';
+		if (strncmp(text, MODULE_NAME ":", strlen(MODULE_NAME) + 1))
+			continue;
+		if (n < max)
+			snprintf(lines[n], 256, "%s", text);
+		n++;
+		ksft_print_msg("log: %s\n", text);
+	}
+	return n;
+}
+
+static int load(void)
+{
+	int fd = open(module_path(), O_RDONLY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		ksft_exit_fail_msg("open %s: %s\n", module_path(), strerror(errno));
+	ret = syscall(SYS_finit_module, fd, "", 0);
+	close(fd);
+	return ret ? -errno : 0;
+}
+
+static bool module_listed(void)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen("/proc/modules", "r");
+
+	if (!f)
+		ksft_exit_fail_msg("open /proc/modules: %s\n", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, MODULE_NAME " ", strlen(MODULE_NAME) + 1))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+static void test_no_rmm(void)
+{
+	char lines[4][256];
+	int kmsg = kmsg_open();
+	int ret = load();
+	int n;
+
+	ksft_test_result(ret == -ENODEV, "load fails with ENODEV (got %d)\n", ret);
+	ksft_test_result(!module_listed(), "module not left loaded\n");
+	n = kmsg_module_lines(kmsg, lines, 4);
+	ksft_test_result(n == 1, "exactly one log line (got %d)\n", n);
+	ksft_test_result(n >= 1 && !strcmp(lines[0], NO_RMM_LINE),
+			 "log line is \"" NO_RMM_LINE "\"\n");
+	close(kmsg);
+}
+
+static void load_unload_with_rmm(int round)
+{
+	char lines[4][256];
+	int kmsg = kmsg_open();
+	int ret = load();
+	int n;
+
+	ksft_test_result(ret == 0, "round %d: load succeeds (got %d)\n", round, ret);
+	n = kmsg_module_lines(kmsg, lines, 4);
+	ksft_test_result(n >= 1 && !strncmp(lines[0], RMM_LINE_PREFIX, strlen(RMM_LINE_PREFIX)),
+			 "round %d: logs \"" RMM_LINE_PREFIX "...\"\n", round);
+	ret = ret ? ret : syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK);
+	ksft_test_result(ret == 0 && !module_listed(), "round %d: unload\n", round);
+	close(kmsg);
+}
+
+int main(void)
+{
+	const char *rme = getenv("KRMI_RME");
+	bool with_rmm = rme && !strcmp(rme, "1");
+
+	ksft_print_header();
+	if (access(module_path(), R_OK))
+		ksft_exit_skip("%s not found\n", module_path());
+	if (module_listed())
+		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
+
+	if (with_rmm) {
+		ksft_set_plan(6);
+		load_unload_with_rmm(1);
+		load_unload_with_rmm(2);
+	} else {
+		ksft_set_plan(4);
+		test_no_rmm();
+	}
+	ksft_finished();
+}
