@@ -23,6 +23,11 @@ kmake() {
 
 fragments=("$KRMI_TOP/kernel/configs/qemu.config")
 [ "${DEBUG:-0}" = 1 ] && fragments+=("$KRMI_TOP/kernel/configs/debug.config")
+if [ "$KRMI_STOCK" = 1 ]; then
+	mkdir -p "$KRMI_BUILD"
+	grep -v '^CONFIG_KVM_ARM_RMI=' "${fragments[0]}" >"$KRMI_BUILD/qemu-stock.config"
+	fragments[0]=$KRMI_BUILD/qemu-stock.config
+fi
 
 # Configure when the fragments (or the tree) changed: tinyconfig + fragments.
 mkdir -p "$KOBJ_DIR"
@@ -44,6 +49,12 @@ fi
 
 log "building Image and modules"
 kmake Image modules
+
+if [ "$KRMI_STOCK" = 1 ]; then
+	kmake headers_install >/dev/null
+	log "stock kernel ready: $KOBJ_DIR/arch/arm64/boot/Image"
+	exit 0
+fi
 
 # Rebuild the module alone so its diagnostics are always seen, and fail on any.
 rm -f "$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.o"

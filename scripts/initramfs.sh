@@ -19,13 +19,15 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$KRMI_TOP/scripts/guest/init" "$root/init"
 cp "$KRMI_TOP/scripts/guest/ktap-run" "$KRMI_TOP/scripts/guest/demo.sh" "$root/tests/"
 ko=$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.ko
-[ -f "$ko" ] || die "module missing: $ko (run scripts/build-kernel.sh)"
-cp "$ko" "$root/modules/"
+if [ "$KRMI_STOCK" != 1 ]; then
+	[ -f "$ko" ] || die "module missing: $ko (run scripts/build-kernel.sh)"
+	cp "$ko" "$root/modules/"
+fi
 
 plan=$root/tests/plan
 [ "$mode" = test ] && {
 	echo "# name timeout_s command"
-	for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
+	[ "$KRMI_STOCK" = 1 ] || for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
 		t=$(basename "$c" .c)
 		bin=$KRMI_BUILD/selftests/kvm-rmi/$t
 		[ -x "$bin" ] || die "test missing: $bin (run scripts/build-selftests.sh)"

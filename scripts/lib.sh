@@ -2,7 +2,14 @@
 # Shared settings for the kvm-rmi scripts. Sourced, not run.
 
 KRMI_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-KRMI_BUILD=${KRMI_BUILD:-$KRMI_TOP/build}
+# STOCK=1: unpatched Linux 7.3 with the same config minus our module, in its
+# own build directory, for the KVM regression baseline.
+KRMI_STOCK=${STOCK:-0}
+if [ "$KRMI_STOCK" = 1 ]; then
+	KRMI_BUILD=${KRMI_BUILD:-$KRMI_TOP/build/stock}
+else
+	KRMI_BUILD=${KRMI_BUILD:-$KRMI_TOP/build}
+fi
 # Download cache and project-local tools live outside the work tree so a fresh
 # clone reuses them.
 KRMI_CACHE=${KRMI_CACHE:-/var/cache/kvm-rmi}

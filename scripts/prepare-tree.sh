@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 patches=$KRMI_TOP/kernel/patches
 series=()
-if [ -f "$patches/series" ]; then
+if [ "$KRMI_STOCK" != 1 ] && [ -f "$patches/series" ]; then
 	mapfile -t series < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$patches/series")
 fi
 
@@ -24,7 +24,7 @@ want=$(
 	for p in "${series[@]}"; do
 		sha256sum "$patches/$p" 2>/dev/null || echo "missing $p"
 	done
-	(cd "$KRMI_TOP" && find rust -type f | sort)
+	[ "$KRMI_STOCK" = 1 ] || (cd "$KRMI_TOP" && find rust -type f | sort)
 )
 want=$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)
 stamp=$KRMI_BUILD/linux.patched
@@ -46,6 +46,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	done
 	echo "$want" >"$stamp"
 fi
+
+[ "$KRMI_STOCK" = 1 ] && exit 0
 
 # Overlay: copy only what changed (rsync keeps mtimes, so make sees edits).
 rsync -a "$KRMI_TOP/rust/" "$KSRC_DIR/rust/"
