@@ -54,7 +54,7 @@ pub(crate) fn rmi_version(
     smc: &impl SmcConduit,
     requested: RmiVersion,
 ) -> Result<RmiVersionRange, VersionError> {
-    let out = smc.call(&SmcRegs::call(
+    let out = smc.call(&SmcRegs::new(
         RMI_VERSION,
         [requested.raw(), 0, 0, 0, 0, 0],
     ));

@@ -19,8 +19,9 @@ impl SmcRegs {
     /// Registers for a call of `fid` with `args` in x1, x2, ...; the rest zero.
     ///
     /// Takes at most six arguments (x1..x6), the most any RMI command uses.
-    pub(crate) const fn call(fid: RmiFid, args: [u64; 6]) -> Self {
+    pub(crate) const fn new(fid: RmiFid, args: [u64; 6]) -> Self {
         let mut regs = [0u64; SMC_NR_REGS];
+        // CAST: Lossless (`u64::from` is not const).
         regs[0] = fid.0 as u64;
         let mut i = 0;
         while i < args.len() {

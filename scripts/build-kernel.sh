@@ -5,6 +5,9 @@
 # LLVM=1 and CLIPPY=1, check the module is warning-free and rustfmt-clean, and
 # install the UAPI headers the selftests build against.
 #
+#   scripts/build-kernel.sh --config-only
+# only configures (and checks every fragment option took effect).
+#
 #   scripts/build-kernel.sh --embed CPIO CMDLINE OUT
 # then also writes OUT, an Image with CPIO as its built-in initramfs and
 # CMDLINE forced (for booting as BL33 from TF-A, which passes no arguments).
@@ -46,6 +49,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f "$KOBJ_DIR/.config" ];
 	[ -z "$bad" ] || die "config options not applied (missing dependency?): $(echo $bad)"
 	echo "$want" >"$stamp"
 fi
+
+[ "${1:-}" = --config-only ] && { log "configured: $KOBJ_DIR/.config"; exit 0; }
 
 log "building Image and modules"
 kmake Image modules

@@ -21,7 +21,6 @@ apt_pkgs=(
 	arm-trusted-firmware-tools
 	flex bison bc libelf-dev libssl-dev cpio rsync kmod xz-utils zstd
 	python3 perl make git
-	libnuma-dev:arm64
 )
 
 apt_sources() {

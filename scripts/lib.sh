@@ -21,10 +21,16 @@ die() { printf '[kvm-rmi] error: %s\n' "$*" >&2; exit 1; }
 
 # Kernel source: Debian's linux-source-7.3 from trixie-backports, pinned.
 KSRC_PKG=linux-source-7.3
-KSRC_VERSION=7.3.4-1~bpo13+1
+KSRC_VERSION=${KSRC_VERSION:-7.3.4-1~bpo13+1}
 KSRC_SHA256=703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3
 KSRC_DIR=$KRMI_BUILD/linux
-KOBJ_DIR=$KRMI_BUILD/kbuild
+# DEBUG=1 (kernel/configs/debug.config) builds in its own object directory,
+# so switching it on and off does not rebuild the whole kernel each time.
+if [ "${DEBUG:-0}" = 1 ]; then
+	KOBJ_DIR=$KRMI_BUILD/kbuild-debug
+else
+	KOBJ_DIR=$KRMI_BUILD/kbuild
+fi
 
 # Cross build settings, shared by the kernel, module and selftests builds.
 # rustc-web installs /usr/bin/rustc (1.96); name every Rust tool by path so a

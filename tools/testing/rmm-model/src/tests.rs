@@ -148,7 +148,7 @@ fn version_matches_tf_rmm() {
 fn version_without_rmm_is_not_supported() {
     // x1 comes back as passed (a valid-looking 2.0): the status must be
     // checked before the version registers.
-    let out = NoRmm.call(&SmcRegs::call(RMI_VERSION, [V2_0.raw(), 0, 0, 0, 0, 0]));
+    let out = NoRmm.call(&SmcRegs::new(RMI_VERSION, [V2_0.raw(), 0, 0, 0, 0, 0]));
     assert_eq!(out.x(0), SMCCC_RET_NOT_SUPPORTED);
     assert_eq!(out.x(1), V2_0.raw());
     assert_eq!(rmi_version(&NoRmm, V2_0), Err(VersionError::NotSupported));
@@ -192,7 +192,7 @@ fn injected_failure_hits_the_nth_call() {
 
 #[test]
 fn call_places_arguments_in_x1_to_x6() {
-    let regs = SmcRegs::call(RMI_VERSION, [1, 2, 3, 4, 5, 6]);
+    let regs = SmcRegs::new(RMI_VERSION, [1, 2, 3, 4, 5, 6]);
     assert_eq!(regs.x(0), 0xc400_0150);
     for i in 1..=6 {
         assert_eq!(regs.x(i), i as u64);
