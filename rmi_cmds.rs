@@ -54,10 +54,7 @@ pub(crate) fn rmi_version(
     smc: &impl SmcConduit,
     requested: RmiVersion,
 ) -> Result<RmiVersionRange, VersionError> {
-    let out = smc.call(&SmcRegs::new(
-        RMI_VERSION,
-        [requested.raw(), 0, 0, 0, 0, 0],
-    ));
+    let out = smc.call(&SmcRegs::new(RMI_VERSION, [requested.raw(), 0, 0, 0, 0, 0]));
     let x0 = out.x(0);
     // Checked first: without an RMM, x1 and x2 are whatever was passed in.
     if x0 == SMCCC_RET_NOT_SUPPORTED {

@@ -15,6 +15,10 @@ cpio=$KRMI_BUILD/initramfs-$mode.cpio
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,tmp,modules,tests/kvm}
 
+# /init needs a console before it can mount devtmpfs. With -initrd the kernel's
+# own default cpio provides it, but a built-in initramfs (RME boot) replaces
+# that one.
+mknod -m 600 "$root/dev/console" c 5 1
 cp /bin/busybox "$root/bin/busybox"
 cp "$KRMI_TOP/scripts/guest/init" "$root/init"
 cp "$KRMI_TOP/scripts/guest/ktap-run" "$KRMI_TOP/scripts/guest/demo.sh" "$root/tests/"
