@@ -24,9 +24,10 @@ pub(crate) trait SmcConduit {
 /// The revisions an RMM reports from `RMI_VERSION`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RmiVersionRange {
-    /// Lowest revision the RMM implements.
+    /// The lower revision: the requested one if the RMM implements it,
+    /// otherwise the highest it implements below it (TF-RMM: its highest).
     pub(crate) lower: RmiVersion,
-    /// Highest revision the RMM implements.
+    /// The highest revision the RMM implements.
     pub(crate) higher: RmiVersion,
 }
 

@@ -6,6 +6,7 @@ A test counts as failed when it says "not ok", and also when the plan
 announced it but the log has no result for it (the guest crashed or the
 run timed out).
 """
+import os
 import re
 import sys
 
@@ -54,7 +55,10 @@ def main(path):
         failed += 1
     if boot:
         print(f"boot to userspace: {boot}s (guest clock)")
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    line = f"{passed} passed, {failed} failed, {skipped} skipped"
+    print(line)
+    with open(os.path.join(os.path.dirname(path), "summary.txt"), "w") as f:
+        f.write(line + "\n")
     return 1 if failed else 0
 
 

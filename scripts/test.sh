@@ -37,3 +37,5 @@ stage kernel "$here/build-kernel.sh"
 stage selftests "$here/build-selftests.sh"
 stage qemu "$here/qemu.sh" test
 print_stages
+# The QEMU tier's result again, as the last line.
+echo "qemu: $(cat "$KRMI_BUILD/logs/summary.txt")"
