@@ -14,18 +14,29 @@ use kernel::{
 };
 
 mod rmi_cmds;
+#[expect(
+    dead_code,
+    reason = "the ABI tables grow test-first against the host RMM model; \
+              the shell uses them command by command"
+)]
 mod rmi_smc;
 
 use rmi_cmds::{
+    rmi_features,
     rmi_version,
+    RmiFeatureRegs,
     SmcConduit,
     VersionError, //
 };
 use rmi_smc::{
     rmi_fid_name,
     rmi_result,
+    RmiError,
+    RmiFid,
+    RmiStatus,
     RmiVersion,
     SmcRegs,
+    RMI_FEATURES,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -77,6 +88,20 @@ impl SmcConduit for RmiSmc {
     }
 }
 
+/// The one place RMI failures become errnos.
+impl From<RmiError> for Error {
+    fn from(e: RmiError) -> Self {
+        match e.status() {
+            RmiStatus::ErrorInput => EINVAL,
+            RmiStatus::ErrorNotSupported => EOPNOTSUPP,
+            RmiStatus::Busy | RmiStatus::Blocked => EBUSY,
+            RmiStatus::ErrorGlobal => ENODEV,
+            // As the C series does for an RMI command that fails.
+            _ => ENXIO,
+        }
+    }
+}
+
 /// Prints a core value (which implements `core::fmt::Display`) through the
 /// kernel's `Display`, which the `pr_*!` macros require.
 struct Shown<T>(T);
@@ -87,9 +112,14 @@ impl<T: core::fmt::Display> kernel::fmt::Display for Shown<T> {
     }
 }
 
+/// The spec name of an RMI command, for log lines.
+fn cmd_name(fid: RmiFid) -> &'static str {
+    rmi_fid_name(fid).unwrap_or("RMI_(unknown)")
+}
+
 /// Logs why there is no usable RMM, in one line, and returns the errno.
 fn report_no_rmm(err: &VersionError) -> Error {
-    let cmd = rmi_fid_name(RMI_VERSION).unwrap_or("RMI_VERSION");
+    let cmd = cmd_name(RMI_VERSION);
     let host = Shown(RmiVersion::HOST);
     match err {
         VersionError::NotSupported => pr_err!("no RMM found ({cmd}: not supported)\n"),
@@ -106,6 +136,28 @@ fn report_no_rmm(err: &VersionError) -> Error {
     ENODEV
 }
 
+/// Logs the RMM's feature registers in one line.
+fn report_features(f: &RmiFeatureRegs) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    pr_info!(
+        "RMM features: IPA {} bits, LPA2 {}, SVE {} (VL field {}), {} BPs, {} WPs, \
+         PMU {} ({} counters), RECs 2^{}, SHA-256 {}, SHA-512 {}, DA {}, aux planes {}\n",
+        f.f0.s2sz(),
+        yes_no(f.f0.lpa2()),
+        yes_no(f.f0.sve_en()),
+        f.f0.sve_vl(),
+        u32::from(f.f0.num_bps()) + 1,
+        u32::from(f.f0.num_wps()) + 1,
+        yes_no(f.f0.pmu_en()),
+        f.f0.pmu_num_ctrs(),
+        f.f1.max_recs_order(),
+        yes_no(f.f1.sha256()),
+        yes_no(f.f1.sha512()),
+        yes_no(f.f2.da_en()),
+        f.f3.max_num_aux_planes()
+    );
+}
+
 /// The loaded module.
 struct KvmRmi;
 
@@ -119,6 +171,9 @@ impl kernel::Module for KvmRmi {
             Shown(range.lower),
             Shown(range.higher)
         );
+        let features = rmi_features(&smc)
+            .inspect_err(|e| pr_err!("{} failed: {}\n", cmd_name(RMI_FEATURES), Shown(e)))?;
+        report_features(&features);
         Ok(KvmRmi)
     }
 }

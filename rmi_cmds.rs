@@ -8,9 +8,15 @@
 
 use crate::rmi_smc::{
     rmi_result,
+    RmiError,
+    RmiFeatures0,
+    RmiFeatures1,
+    RmiFeatures2,
+    RmiFeatures3,
     RmiStatus,
     RmiVersion,
     SmcRegs,
+    RMI_FEATURES,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -73,4 +79,33 @@ pub(crate) fn rmi_version(
         Err(e) if e.status() == RmiStatus::ErrorInput => Err(VersionError::Incompatible(range)),
         Err(_) => Err(VersionError::Malformed { x0 }),
     }
+}
+
+/// The RMM's feature registers (`RMI_FEATURES` 0..=3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiFeatureRegs {
+    /// Stage-2 and vCPU features.
+    pub(crate) f0: RmiFeatures0,
+    /// Granules, hashes, limits.
+    pub(crate) f1: RmiFeatures1,
+    /// Device assignment.
+    pub(crate) f2: RmiFeatures2,
+    /// Planes.
+    pub(crate) f3: RmiFeatures3,
+}
+
+/// `RMI_FEATURES` for one register index.
+fn rmi_feature(smc: &impl SmcConduit, index: u64) -> Result<u64, RmiError> {
+    let out = smc.call(&SmcRegs::new(RMI_FEATURES, [index, 0, 0, 0, 0, 0]));
+    rmi_result(out.x(0)).map(|()| out.x(1))
+}
+
+/// Reads feature registers 0 to 3.
+pub(crate) fn rmi_features(smc: &impl SmcConduit) -> Result<RmiFeatureRegs, RmiError> {
+    Ok(RmiFeatureRegs {
+        f0: RmiFeatures0(rmi_feature(smc, 0)?),
+        f1: RmiFeatures1(rmi_feature(smc, 1)?),
+        f2: RmiFeatures2(rmi_feature(smc, 2)?),
+        f3: RmiFeatures3(rmi_feature(smc, 3)?),
+    })
 }

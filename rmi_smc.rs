@@ -70,6 +70,144 @@ macro_rules! rmi_fids {
 rmi_fids! {
     /// Negotiate the RMI ABI version.
     RMI_VERSION = 0x00,
+    /// Map a delegated granule as measured or unmeasured initial DATA.
+    RMI_RTT_DATA_MAP_INIT = 0x03,
+    /// Move a realm from NEW to ACTIVE.
+    RMI_REALM_ACTIVATE = 0x07,
+    /// Create a realm descriptor (RD).
+    RMI_REALM_CREATE = 0x08,
+    /// Destroy a terminated realm's RD.
+    RMI_REALM_DESTROY = 0x09,
+    /// Create a REC (an SRO: aux granules are donated).
+    RMI_REC_CREATE = 0x0a,
+    /// Destroy a REC (an SRO: aux granules are reclaimed).
+    RMI_REC_DESTROY = 0x0b,
+    /// Run a REC until it exits.
+    RMI_REC_ENTER = 0x0c,
+    /// Create a non-root RTT.
+    RMI_RTT_CREATE = 0x0d,
+    /// Destroy a non-root RTT.
+    RMI_RTT_DESTROY = 0x0e,
+    /// Read one RTT entry.
+    RMI_RTT_READ_ENTRY = 0x11,
+    /// Validate a device mapping requested by a REC.
+    RMI_RTT_DEV_VALIDATE = 0x13,
+    /// Complete a PSCI call the REC made.
+    RMI_PSCI_COMPLETE = 0x14,
+    /// Read one RMI feature register.
+    RMI_FEATURES = 0x15,
+    /// Fold a homogeneous RTT into its parent entry.
+    RMI_RTT_FOLD = 0x16,
+    /// Set RIPAS of a range of a NEW realm.
+    RMI_RTT_INIT_RIPAS = 0x18,
+    /// Set RIPAS in answer to a REC's RIPAS change request.
+    RMI_RTT_SET_RIPAS = 0x19,
+    /// Configure the RMM (granule size, tracking); INIT state only.
+    RMI_RMM_CONFIG_SET = 0x1e,
+    /// Abort a PDEV operation.
+    RMI_PDEV_ABORT = 0x24,
+    /// Exchange data with a PDEV's device security manager.
+    RMI_PDEV_COMMUNICATE = 0x25,
+    /// Create a PDEV.
+    RMI_PDEV_CREATE = 0x26,
+    /// Destroy a PDEV.
+    RMI_PDEV_DESTROY = 0x27,
+    /// Read a PDEV's state.
+    RMI_PDEV_GET_STATE = 0x28,
+    /// Refresh an IDE stream key.
+    RMI_PDEV_STREAM_KEY_REFRESH = 0x2a,
+    /// Set a PDEV's public key.
+    RMI_PDEV_SET_PUBKEY = 0x2b,
+    /// Stop a PDEV.
+    RMI_PDEV_STOP = 0x2c,
+    /// Auxiliary RTT create.
+    RMI_RTT_AUX_CREATE = 0x2d,
+    /// Auxiliary RTT destroy.
+    RMI_RTT_AUX_DESTROY = 0x2e,
+    /// Auxiliary RTT fold.
+    RMI_RTT_AUX_FOLD = 0x2f,
+    /// Map a protected IPA in an auxiliary RTT tree.
+    RMI_RTT_AUX_MAP_PROTECTED = 0x30,
+    /// Map an unprotected IPA in an auxiliary RTT tree.
+    RMI_RTT_AUX_MAP_UNPROTECTED = 0x31,
+    /// Unmap a protected IPA from an auxiliary RTT tree.
+    RMI_RTT_AUX_UNMAP_PROTECTED = 0x33,
+    /// Unmap an unprotected IPA from an auxiliary RTT tree.
+    RMI_RTT_AUX_UNMAP_UNPROTECTED = 0x34,
+    /// Abort a VDEV operation.
+    RMI_VDEV_ABORT = 0x35,
+    /// Exchange data with a VDEV.
+    RMI_VDEV_COMMUNICATE = 0x36,
+    /// Create a VDEV.
+    RMI_VDEV_CREATE = 0x37,
+    /// Destroy a VDEV.
+    RMI_VDEV_DESTROY = 0x38,
+    /// Read a VDEV's state.
+    RMI_VDEV_GET_STATE = 0x39,
+    /// Unlock a VDEV.
+    RMI_VDEV_UNLOCK = 0x3a,
+    /// Set stage-2 access permissions in answer to a REC's request.
+    RMI_RTT_SET_S2AP = 0x3b,
+    /// Complete a VDEV request made by a REC.
+    RMI_VDEV_COMPLETE = 0x3e,
+    /// Fetch a VDEV's TDISP interface report.
+    RMI_VDEV_GET_INTERFACE_REPORT = 0x80,
+    /// Fetch a VDEV's measurements.
+    RMI_VDEV_GET_MEASUREMENTS = 0x81,
+    /// Lock a VDEV.
+    RMI_VDEV_LOCK = 0x82,
+    /// Start a VDEV.
+    RMI_VDEV_START = 0x83,
+    /// Activate a P-SMMU.
+    RMI_PSMMU_ACTIVATE = 0x87,
+    /// Deactivate a P-SMMU.
+    RMI_PSMMU_DEACTIVATE = 0x88,
+    /// Create a P-SMMU level-2 stream table.
+    RMI_PSMMU_ST_L2_CREATE = 0x8b,
+    /// Destroy a P-SMMU level-2 stream table.
+    RMI_PSMMU_ST_L2_DESTROY = 0x8c,
+    /// Report the memory category and tracking of a PA range.
+    RMI_GRANULE_TRACKING_GET = 0x91,
+    /// Read the RMM configuration.
+    RMI_RMM_CONFIG_GET = 0x9c,
+    /// Delegate a PA range to the Realm world (TF-RMM: one granule a call).
+    RMI_GRANULE_RANGE_DELEGATE = 0xa1,
+    /// Undelegate a PA range back to the Non-secure world.
+    RMI_GRANULE_RANGE_UNDELEGATE = 0xa2,
+    /// Create a level-1 GPT for a 1 GiB region.
+    RMI_GPT_L1_CREATE = 0xa3,
+    /// Map delegated granules as zeroed DATA.
+    RMI_RTT_DATA_MAP = 0xa5,
+    /// Unmap DATA (may be an SRO).
+    RMI_RTT_DATA_UNMAP = 0xa6,
+    /// Map a device range into a realm.
+    RMI_RTT_DEV_MAP = 0xa7,
+    /// Unmap a device range from a realm.
+    RMI_RTT_DEV_UNMAP = 0xa8,
+    /// Map NS memory at unprotected IPAs.
+    RMI_RTT_UNPROT_MAP = 0xab,
+    /// Unmap unprotected IPAs (may be an SRO).
+    RMI_RTT_UNPROT_UNMAP = 0xac,
+    /// Move a realm to ZOMBIE so it can be destroyed.
+    RMI_REALM_TERMINATE = 0xb1,
+    /// Move the RMM from INIT to ACTIVE.
+    RMI_RMM_ACTIVATE = 0xb2,
+    /// Continue (or stop) a stateful RMI operation.
+    RMI_OP_CONTINUE = 0xb3,
+    /// Connect an IDE stream.
+    RMI_PDEV_STREAM_CONNECT = 0xb4,
+    /// Disconnect an IDE stream.
+    RMI_PDEV_STREAM_DISCONNECT = 0xb5,
+    /// Complete an IDE stream operation.
+    RMI_PDEV_STREAM_COMPLETE = 0xb6,
+    /// Purge an IDE stream key.
+    RMI_PDEV_STREAM_KEY_PURGE = 0xb7,
+    /// Donate granules a stateful operation asked for.
+    RMI_OP_MEM_DONATE = 0xb8,
+    /// Reclaim granules a stateful operation hands back.
+    RMI_OP_MEM_RECLAIM = 0xb9,
+    /// Cancel a stateful operation that can be cancelled.
+    RMI_OP_CANCEL = 0xba,
 }
 
 /// The name of an RMI command, for log messages.
@@ -245,6 +383,190 @@ pub(crate) const fn rmi_result(x0: u64) -> Result<(), RmiError> {
         RmiStatus::Success => Ok(()),
         // INVARIANT: `status` is not `Success` in this arm.
         _ => Err(RmiError { status, index }),
+    }
+}
+
+/// Bits `[lo + width - 1 : lo]` of `reg`.
+const fn field(reg: u64, lo: u32, width: u32) -> u64 {
+    (reg >> lo) & ((1u64 << width) - 1)
+}
+
+/// Bit `bit` of `reg`.
+const fn flag(reg: u64, bit: u32) -> bool {
+    field(reg, bit, 1) != 0
+}
+
+/// `RMI_FEATURES` register 0: stage-2 and vCPU features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiFeatures0(pub(crate) u64);
+
+impl RmiFeatures0 {
+    /// Widest IPA a realm can have, in bits (`S2SZ`, [7:0]).
+    pub(crate) const fn s2sz(self) -> u8 {
+        // CAST: An 8-bit field.
+        field(self.0, 0, 8) as u8
+    }
+
+    /// LPA2 (52-bit addresses with 4 KiB granules) is supported ([8]).
+    pub(crate) const fn lpa2(self) -> bool {
+        flag(self.0, 8)
+    }
+
+    /// Realms may use SVE ([9]).
+    pub(crate) const fn sve_en(self) -> bool {
+        flag(self.0, 9)
+    }
+
+    /// Largest SVE vector length, as `(VL / 128) - 1` ([13:10]).
+    pub(crate) const fn sve_vl(self) -> u8 {
+        // CAST: A 4-bit field.
+        field(self.0, 10, 4) as u8
+    }
+
+    /// Number of breakpoints minus one ([19:14]).
+    pub(crate) const fn num_bps(self) -> u8 {
+        // CAST: A 6-bit field.
+        field(self.0, 14, 6) as u8
+    }
+
+    /// Number of watchpoints minus one ([25:20]).
+    pub(crate) const fn num_wps(self) -> u8 {
+        // CAST: A 6-bit field.
+        field(self.0, 20, 6) as u8
+    }
+
+    /// Realms may use the PMU ([26]).
+    pub(crate) const fn pmu_en(self) -> bool {
+        flag(self.0, 26)
+    }
+
+    /// Number of PMU event counters ([31:27]).
+    pub(crate) const fn pmu_num_ctrs(self) -> u8 {
+        // CAST: A 5-bit field.
+        field(self.0, 27, 5) as u8
+    }
+}
+
+/// `RMI_FEATURES` register 1: granules, hashes, limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiFeatures1(pub(crate) u64);
+
+impl RmiFeatures1 {
+    /// 4 KiB RMI granules are supported ([0]).
+    pub(crate) const fn granule_4k(self) -> bool {
+        flag(self.0, 0)
+    }
+
+    /// 16 KiB RMI granules are supported ([1]).
+    pub(crate) const fn granule_16k(self) -> bool {
+        flag(self.0, 1)
+    }
+
+    /// 64 KiB RMI granules are supported ([2]).
+    pub(crate) const fn granule_64k(self) -> bool {
+        flag(self.0, 2)
+    }
+
+    /// SHA-256 measurements are supported ([3]).
+    pub(crate) const fn sha256(self) -> bool {
+        flag(self.0, 3)
+    }
+
+    /// SHA-384 measurements are supported ([4]).
+    pub(crate) const fn sha384(self) -> bool {
+        flag(self.0, 4)
+    }
+
+    /// SHA-512 measurements are supported ([5]).
+    pub(crate) const fn sha512(self) -> bool {
+        flag(self.0, 5)
+    }
+
+    /// Log2 of the maximum number of RECs per realm ([9:6]).
+    pub(crate) const fn max_recs_order(self) -> u8 {
+        // CAST: A 4-bit field.
+        field(self.0, 6, 4) as u8
+    }
+
+    /// Level-0 GPT entry size, encoded as in `GPCCR_EL3.L0GPTSZ` ([13:10]).
+    pub(crate) const fn l0gptsz(self) -> u8 {
+        // CAST: A 4-bit field.
+        field(self.0, 10, 4) as u8
+    }
+
+    /// Protected physical address size, encoded as in `GPCCR_EL3.PPS` ([16:14]).
+    pub(crate) const fn pps(self) -> u8 {
+        // CAST: A 3-bit field.
+        field(self.0, 14, 3) as u8
+    }
+}
+
+/// `RMI_FEATURES` register 2: device assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiFeatures2(pub(crate) u64);
+
+impl RmiFeatures2 {
+    /// Device assignment is supported ([0]).
+    pub(crate) const fn da_en(self) -> bool {
+        flag(self.0, 0)
+    }
+}
+
+/// `RMI_FEATURES` register 3: planes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiFeatures3(pub(crate) u64);
+
+impl RmiFeatures3 {
+    /// Maximum number of auxiliary planes ([3:0]).
+    pub(crate) const fn max_num_aux_planes(self) -> u8 {
+        // CAST: A 4-bit field.
+        field(self.0, 0, 4) as u8
+    }
+
+    /// Auxiliary planes use S2AP indirection instead of auxiliary RTTs ([6]).
+    pub(crate) const fn rtt_s2ap_indirect(self) -> bool {
+        flag(self.0, 6)
+    }
+}
+
+/// What a stateful RMI operation (SRO) needs before it can go on
+/// (`RmiOpMemReq`, bits [9:8] of x0 with `RMI_INCOMPLETE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpMemReq {
+    /// Nothing: call `RMI_OP_CONTINUE`.
+    None,
+    /// Donate granules: call `RMI_OP_MEM_DONATE`.
+    Donate,
+    /// Take granules back: call `RMI_OP_MEM_RECLAIM`.
+    Reclaim,
+}
+
+/// The index of an `RMI_INCOMPLETE` return: what the operation needs next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Incomplete {
+    /// What to call next.
+    pub(crate) mem_req: OpMemReq,
+    /// Whether `RMI_OP_CANCEL` is allowed now (bit 10 of x0).
+    pub(crate) can_cancel: bool,
+}
+
+impl RmiError {
+    /// Decodes the index of an `RMI_INCOMPLETE` return. `None` for any other
+    /// status, or for the reserved `RmiOpMemReq` value 3.
+    pub(crate) const fn incomplete(&self) -> Option<Incomplete> {
+        if !matches!(self.status, RmiStatus::Incomplete) {
+            return None;
+        }
+        let mem_req = match self.index & 0b11 {
+            0 => OpMemReq::None,
+            1 => OpMemReq::Donate,
+            2 => OpMemReq::Reclaim,
+            _ => return None,
+        };
+        Some(Incomplete {
+            mem_req,
+            can_cancel: self.index & 0b100 != 0,
+        })
     }
 }
 

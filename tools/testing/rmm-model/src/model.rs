@@ -15,9 +15,14 @@ use crate::rmi_smc::{
     RmiStatus,
     RmiVersion,
     SmcRegs,
+    RMI_FEATURES,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
+
+/// Feature registers 0..=4 that TF-RMM main reports on QEMU 10.0.2
+/// `-cpu max,x-rme=on` (rmi-abi.md section 6).
+pub(crate) const QEMU_FEATURES: [u64; 5] = [0x317f34, 0x142a9, 0, 3, 0];
 
 /// Encodes a status and index as the RMM returns them in x0.
 pub(crate) fn return_code(status: RmiStatus, index: u8) -> u64 {
@@ -47,6 +52,8 @@ struct State {
 pub(crate) struct Rmm {
     /// ABI revisions implemented, ascending.
     revisions: Vec<RmiVersion>,
+    /// Feature registers 0..=4.
+    features: [u64; 5],
     state: RefCell<State>,
 }
 
@@ -66,8 +73,15 @@ impl Rmm {
         revisions.sort();
         Self {
             revisions,
+            features: QEMU_FEATURES,
             state: RefCell::new(State::default()),
         }
+    }
+
+    /// The same RMM reporting `features` from `RMI_FEATURES` 0..=4.
+    pub(crate) fn with_features(mut self, features: [u64; 5]) -> Self {
+        self.features = features;
+        self
     }
 
     /// How many times `fid` has been called.
@@ -106,6 +120,17 @@ impl Rmm {
         })
     }
 
+    /// `RMI_FEATURES`: register x1, or 0 past the last one (as TF-RMM does).
+    fn features(&self, args: &SmcRegs) -> SmcRegs {
+        let mut out = SmcRegs::default();
+        out.0[0] = return_code(RmiStatus::Success, 0);
+        out.0[1] = usize::try_from(args.x(1))
+            .ok()
+            .and_then(|i| self.features.get(i).copied())
+            .unwrap_or(0);
+        out
+    }
+
     /// `RMI_VERSION`, as `runtime/rmi/version.c` answers it.
     fn version(&self, args: &SmcRegs) -> SmcRegs {
         let highest = *self.revisions.last().unwrap_or(&RmiVersion::HOST);
@@ -135,6 +160,7 @@ impl SmcConduit for Rmm {
         }
         match fid {
             RMI_VERSION => self.version(args),
+            RMI_FEATURES => self.features(args),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;

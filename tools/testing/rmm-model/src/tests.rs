@@ -5,9 +5,11 @@
 use crate::model::{
     return_code,
     NoRmm,
-    Rmm, //
+    Rmm,
+    QEMU_FEATURES, //
 };
 use crate::rmi_cmds::{
+    rmi_features,
     rmi_version,
     RmiVersionRange,
     SmcConduit,
@@ -16,10 +18,17 @@ use crate::rmi_cmds::{
 use crate::rmi_smc::{
     rmi_fid_name,
     rmi_result,
+    Incomplete,
+    OpMemReq,
+    RmiFeatures0,
+    RmiFeatures1,
+    RmiFeatures2,
+    RmiFeatures3,
     RmiFid,
     RmiStatus,
     RmiVersion,
     SmcRegs,
+    RMI_FEATURES,
     RMI_FID_TABLE,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
@@ -199,4 +208,218 @@ fn call_places_arguments_in_x1_to_x6() {
     }
     assert_eq!(regs.x(7), 0);
     assert_eq!(regs.x(99), 0);
+}
+
+/// The absolute function IDs as rmi-abi.md lists them (TF-RMM main,
+/// `SMC64_RMI_FID(offset)` worked out), independent of the offsets the
+/// table is written with.
+const ABI_FIDS: &[(u32, &str)] = &[
+    (0xC400_0150, "RMI_VERSION"),
+    (0xC400_0153, "RMI_RTT_DATA_MAP_INIT"),
+    (0xC400_0157, "RMI_REALM_ACTIVATE"),
+    (0xC400_0158, "RMI_REALM_CREATE"),
+    (0xC400_0159, "RMI_REALM_DESTROY"),
+    (0xC400_015A, "RMI_REC_CREATE"),
+    (0xC400_015B, "RMI_REC_DESTROY"),
+    (0xC400_015C, "RMI_REC_ENTER"),
+    (0xC400_015D, "RMI_RTT_CREATE"),
+    (0xC400_015E, "RMI_RTT_DESTROY"),
+    (0xC400_0161, "RMI_RTT_READ_ENTRY"),
+    (0xC400_0163, "RMI_RTT_DEV_VALIDATE"),
+    (0xC400_0164, "RMI_PSCI_COMPLETE"),
+    (0xC400_0165, "RMI_FEATURES"),
+    (0xC400_0166, "RMI_RTT_FOLD"),
+    (0xC400_0168, "RMI_RTT_INIT_RIPAS"),
+    (0xC400_0169, "RMI_RTT_SET_RIPAS"),
+    (0xC400_016E, "RMI_RMM_CONFIG_SET"),
+    (0xC400_0174, "RMI_PDEV_ABORT"),
+    (0xC400_0175, "RMI_PDEV_COMMUNICATE"),
+    (0xC400_0176, "RMI_PDEV_CREATE"),
+    (0xC400_0177, "RMI_PDEV_DESTROY"),
+    (0xC400_0178, "RMI_PDEV_GET_STATE"),
+    (0xC400_017A, "RMI_PDEV_STREAM_KEY_REFRESH"),
+    (0xC400_017B, "RMI_PDEV_SET_PUBKEY"),
+    (0xC400_017C, "RMI_PDEV_STOP"),
+    (0xC400_017D, "RMI_RTT_AUX_CREATE"),
+    (0xC400_017E, "RMI_RTT_AUX_DESTROY"),
+    (0xC400_017F, "RMI_RTT_AUX_FOLD"),
+    (0xC400_0180, "RMI_RTT_AUX_MAP_PROTECTED"),
+    (0xC400_0181, "RMI_RTT_AUX_MAP_UNPROTECTED"),
+    (0xC400_0183, "RMI_RTT_AUX_UNMAP_PROTECTED"),
+    (0xC400_0184, "RMI_RTT_AUX_UNMAP_UNPROTECTED"),
+    (0xC400_0185, "RMI_VDEV_ABORT"),
+    (0xC400_0186, "RMI_VDEV_COMMUNICATE"),
+    (0xC400_0187, "RMI_VDEV_CREATE"),
+    (0xC400_0188, "RMI_VDEV_DESTROY"),
+    (0xC400_0189, "RMI_VDEV_GET_STATE"),
+    (0xC400_018A, "RMI_VDEV_UNLOCK"),
+    (0xC400_018B, "RMI_RTT_SET_S2AP"),
+    (0xC400_018E, "RMI_VDEV_COMPLETE"),
+    (0xC400_01D0, "RMI_VDEV_GET_INTERFACE_REPORT"),
+    (0xC400_01D1, "RMI_VDEV_GET_MEASUREMENTS"),
+    (0xC400_01D2, "RMI_VDEV_LOCK"),
+    (0xC400_01D3, "RMI_VDEV_START"),
+    (0xC400_01D7, "RMI_PSMMU_ACTIVATE"),
+    (0xC400_01D8, "RMI_PSMMU_DEACTIVATE"),
+    (0xC400_01DB, "RMI_PSMMU_ST_L2_CREATE"),
+    (0xC400_01DC, "RMI_PSMMU_ST_L2_DESTROY"),
+    (0xC400_01E1, "RMI_GRANULE_TRACKING_GET"),
+    (0xC400_01EC, "RMI_RMM_CONFIG_GET"),
+    (0xC400_01F1, "RMI_GRANULE_RANGE_DELEGATE"),
+    (0xC400_01F2, "RMI_GRANULE_RANGE_UNDELEGATE"),
+    (0xC400_01F3, "RMI_GPT_L1_CREATE"),
+    (0xC400_01F5, "RMI_RTT_DATA_MAP"),
+    (0xC400_01F6, "RMI_RTT_DATA_UNMAP"),
+    (0xC400_01F7, "RMI_RTT_DEV_MAP"),
+    (0xC400_01F8, "RMI_RTT_DEV_UNMAP"),
+    (0xC400_01FB, "RMI_RTT_UNPROT_MAP"),
+    (0xC400_01FC, "RMI_RTT_UNPROT_UNMAP"),
+    (0xC400_0201, "RMI_REALM_TERMINATE"),
+    (0xC400_0202, "RMI_RMM_ACTIVATE"),
+    (0xC400_0203, "RMI_OP_CONTINUE"),
+    (0xC400_0204, "RMI_PDEV_STREAM_CONNECT"),
+    (0xC400_0205, "RMI_PDEV_STREAM_DISCONNECT"),
+    (0xC400_0206, "RMI_PDEV_STREAM_COMPLETE"),
+    (0xC400_0207, "RMI_PDEV_STREAM_KEY_PURGE"),
+    (0xC400_0208, "RMI_OP_MEM_DONATE"),
+    (0xC400_0209, "RMI_OP_MEM_RECLAIM"),
+    (0xC400_020A, "RMI_OP_CANCEL"),
+];
+
+#[test]
+fn fid_table_matches_the_abi() {
+    let table: Vec<(u32, &str)> = RMI_FID_TABLE.iter().map(|(f, n)| (f.0, *n)).collect();
+    assert_eq!(table, ABI_FIDS);
+    // v1.0 commands that v2.0 removed must not come back.
+    for gone in [
+        0xC400_0151,
+        0xC400_0152,
+        0xC400_0154,
+        0xC400_0155,
+        0xC400_015F,
+        0xC400_0167,
+    ] {
+        assert_eq!(rmi_fid_name(RmiFid(gone)), None, "{gone:#x}");
+    }
+}
+
+#[test]
+fn incomplete_index_decodes_as_tf_rmm_sends_it() {
+    // x0 values from the REC_CREATE / REC_DESTROY SRO trace in rmi-abi.md.
+    let decode = |x0: u64| rmi_result(x0).unwrap_err().incomplete();
+    assert_eq!(
+        decode(0x10d),
+        Some(Incomplete {
+            mem_req: OpMemReq::Donate,
+            can_cancel: false
+        })
+    );
+    assert_eq!(
+        decode(0x0d),
+        Some(Incomplete {
+            mem_req: OpMemReq::None,
+            can_cancel: false
+        })
+    );
+    assert_eq!(
+        decode(0x20d),
+        Some(Incomplete {
+            mem_req: OpMemReq::Reclaim,
+            can_cancel: false
+        })
+    );
+    assert_eq!(
+        decode(0x60d),
+        Some(Incomplete {
+            mem_req: OpMemReq::Reclaim,
+            can_cancel: true
+        })
+    );
+    // RmiOpMemReq 3 is reserved.
+    assert_eq!(decode(0x30d), None);
+    // Only RMI_INCOMPLETE carries an RmiOpMemReq.
+    assert_eq!(decode(return_code(RmiStatus::Busy, 1)), None);
+    assert_eq!(decode(return_code(RmiStatus::ErrorRtt, 2)), None);
+}
+
+#[test]
+fn feature_registers_decode_qemu_values() {
+    // Values TF-RMM main reports on QEMU 10.0.2 -cpu max,x-rme=on (rmi-abi.md).
+    let f0 = RmiFeatures0(0x317f34);
+    assert_eq!(f0.s2sz(), 52);
+    assert!(f0.lpa2());
+    assert!(f0.sve_en());
+    assert_eq!(f0.sve_vl(), 15);
+    assert_eq!(f0.num_bps(), 5);
+    assert_eq!(f0.num_wps(), 3);
+    assert!(!f0.pmu_en());
+    assert_eq!(f0.pmu_num_ctrs(), 0);
+
+    let f1 = RmiFeatures1(0x142a9);
+    assert!(f1.granule_4k());
+    assert!(!f1.granule_16k());
+    assert!(!f1.granule_64k());
+    assert!(f1.sha256());
+    assert!(!f1.sha384());
+    assert!(f1.sha512());
+    assert_eq!(f1.max_recs_order(), 10);
+    assert_eq!(f1.l0gptsz(), 0);
+    assert_eq!(f1.pps(), 5);
+
+    assert!(!RmiFeatures2(0).da_en());
+    assert_eq!(RmiFeatures3(3).max_num_aux_planes(), 3);
+    assert!(!RmiFeatures3(3).rtt_s2ap_indirect());
+}
+
+#[test]
+fn feature_fields_do_not_bleed() {
+    // Every field of register 0 set to its maximum, one at a time.
+    let fields: [(u64, fn(RmiFeatures0) -> u64); 8] = [
+        (0xff, |f| f.s2sz().into()),
+        (1 << 8, |f| f.lpa2().into()),
+        (1 << 9, |f| f.sve_en().into()),
+        (0xf << 10, |f| f.sve_vl().into()),
+        (0x3f << 14, |f| f.num_bps().into()),
+        (0x3f << 20, |f| f.num_wps().into()),
+        (1 << 26, |f| f.pmu_en().into()),
+        (0x1f << 27, |f| f.pmu_num_ctrs().into()),
+    ];
+    for (i, (mask, _)) in fields.iter().enumerate() {
+        let reg = RmiFeatures0(*mask);
+        for (j, (m, get)) in fields.iter().enumerate() {
+            // The field reads back as its all-ones value, the others as 0.
+            let want = if i == j { m >> m.trailing_zeros() } else { 0 };
+            assert_eq!(get(reg), want, "field {j} with only field {i} set");
+        }
+    }
+}
+
+#[test]
+fn features_reads_registers_0_to_3() {
+    let rmm = Rmm::new();
+    let f = rmi_features(&rmm).unwrap();
+    assert_eq!(f.f0.0, QEMU_FEATURES[0]);
+    assert_eq!(f.f1.0, QEMU_FEATURES[1]);
+    assert_eq!(f.f2.0, QEMU_FEATURES[2]);
+    assert_eq!(f.f3.0, QEMU_FEATURES[3]);
+    assert_eq!(rmm.calls(RMI_FEATURES), 4);
+
+    let other = Rmm::new().with_features([1, 2, 3, 4, 5]);
+    let f = rmi_features(&other).unwrap();
+    assert_eq!([f.f0.0, f.f1.0, f.f2.0, f.f3.0], [1, 2, 3, 4]);
+}
+
+#[test]
+fn features_fails_on_any_failed_read() {
+    for nth in 0..4 {
+        let rmm = Rmm::new();
+        rmm.fail_call(RMI_FEATURES, nth, RmiStatus::ErrorGlobal, 0);
+        let e = rmi_features(&rmm).unwrap_err();
+        assert_eq!(e.status(), RmiStatus::ErrorGlobal);
+        // It stops at the failed read.
+        assert_eq!(rmm.calls(RMI_FEATURES), nth + 1);
+    }
+    // No RMM: the SMCCC "not supported" x0 decodes as a failed status, never
+    // as a feature value.
+    assert!(rmi_features(&NoRmm).is_err());
 }
