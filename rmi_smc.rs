@@ -606,3 +606,238 @@ impl fmt::Display for RmiVersion {
         write!(f, "{}.{}", self.major, self.minor)
     }
 }
+
+/// `RmiRealmParams`: what `RMI_REALM_CREATE` reads from an NS granule.
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRealmParams {
+    /// `RmiRealmFlags0`: LPA2 [0], SVE [1], PMU [2], DA [3], MEC policy [8:7].
+    pub(crate) flags0: u64,
+    /// IPA width in bits.
+    pub(crate) s2sz: u32,
+    _pad0: [u8; 4],
+    /// SVE vector length, as `(VL / 128) - 1`.
+    pub(crate) sve_vl: u32,
+    _pad1: [u8; 4],
+    /// Number of breakpoints (at least 1).
+    pub(crate) num_bps: u32,
+    _pad2: [u8; 4],
+    /// Number of watchpoints (at least 1).
+    pub(crate) num_wps: u32,
+    _pad3: [u8; 4],
+    /// Number of PMU counters.
+    pub(crate) pmu_num_ctrs: u32,
+    _pad4: [u8; 4],
+    /// Measurement algorithm: 0 SHA-256, 1 SHA-512, 2 SHA-384.
+    pub(crate) algorithm: u8,
+    _pad5: [u8; 7],
+    /// Number of auxiliary planes.
+    pub(crate) num_aux_planes: u32,
+    _pad6: [u8; 0x400 - 0x03c],
+    /// Realm personalisation value.
+    pub(crate) rpv: [u8; 64],
+    /// Plane that ATS requests are attributed to.
+    pub(crate) ats_plane: u64,
+    _pad7: [u8; 0x808 - 0x448],
+    /// PA of the first root RTT granule (delegated).
+    pub(crate) rtt_base: u64,
+    /// Level of the root RTT.
+    pub(crate) rtt_level_start: i64,
+    /// Number of concatenated root RTT granules.
+    pub(crate) rtt_num_start: u32,
+    _pad8: [u8; 4],
+    /// `RmiRealmFlags1`: RTT_TREE_PP [0], S2AP_ENC [1].
+    pub(crate) flags1: u64,
+    _pad9: [u8; 0xf80 - 0x828],
+    /// PAs of the auxiliary root RTTs, one per auxiliary plane.
+    pub(crate) aux_rtt_base: [u64; 3],
+    _pad10: [u8; 0x1000 - 0xf98],
+}
+
+/// `RmiRecParams`: what `RMI_REC_CREATE` reads from an NS granule.
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRecParams {
+    /// `RmiRecCreateFlags`: RUNNABLE [0].
+    pub(crate) flags: u64,
+    _pad0: [u8; 0x100 - 0x008],
+    /// The vCPU's MPIDR (affinity fields only).
+    pub(crate) mpidr: u64,
+    _pad1: [u8; 0x200 - 0x108],
+    /// Initial program counter.
+    pub(crate) pc: u64,
+    _pad2: [u8; 0x300 - 0x208],
+    /// Initial x0..x7.
+    pub(crate) gprs: [u64; 8],
+    _pad3: [u8; 0x1000 - 0x340],
+}
+
+/// `RmiRecEnter`: the host's half of `RmiRecRun` (offset 0x000).
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRecEnter {
+    /// `RmiRecEnterFlags` (the `REC_ENTRY_*` bits).
+    pub(crate) flags: u64,
+    _pad0: [u8; 0x200 - 0x008],
+    /// x0..x30 handed to the REC (for example an emulated MMIO read value).
+    pub(crate) gprs: [u64; 31],
+    _pad1: [u8; 0x800 - 0x2f8],
+}
+
+/// `RmiRecExit`: the RMM's half of `RmiRecRun` (offset 0x800).
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRecExit {
+    /// Why the REC exited (`RMI_EXIT_*`).
+    pub(crate) exit_reason: u64,
+    _pad0: [u8; 0x100 - 0x008],
+    /// ESR_EL2 as the RMM exposes it.
+    pub(crate) esr: u64,
+    /// FAR_EL2 (only bits [11:0] for data aborts at protected IPAs).
+    pub(crate) far: u64,
+    /// HPFAR_EL2.
+    pub(crate) hpfar: u64,
+    /// RTT tree of a stage-2 fault.
+    pub(crate) rtt_tree: u64,
+    /// RTT level of a stage-2 fault.
+    pub(crate) rtt_level: i64,
+    _pad1: [u8; 0x200 - 0x128],
+    /// x0..x30 the REC exposes (for example an MMIO write value).
+    pub(crate) gprs: [u64; 31],
+    _pad2: [u8; 0x400 - 0x2f8],
+    /// CNTP_CTL_EL0.
+    pub(crate) cntp_ctl: u64,
+    /// CNTP_CVAL_EL0.
+    pub(crate) cntp_cval: u64,
+    /// CNTV_CTL_EL0.
+    pub(crate) cntv_ctl: u64,
+    /// CNTV_CVAL_EL0.
+    pub(crate) cntv_cval: u64,
+    _pad3: [u8; 0x500 - 0x420],
+    /// Base of a RIPAS change request.
+    pub(crate) ripas_base: u64,
+    /// Top of a RIPAS change request.
+    pub(crate) ripas_top: u64,
+    /// Requested RIPAS.
+    pub(crate) ripas_value: u8,
+    _pad4: [u8; 0x520 - 0x511],
+    /// Base of an S2AP change request.
+    pub(crate) s2ap_base: u64,
+    /// Top of an S2AP change request.
+    pub(crate) s2ap_top: u64,
+    /// First VDEV of a device request.
+    pub(crate) vdev_id_1: u64,
+    /// Second VDEV of a device request.
+    pub(crate) vdev_id_2: u64,
+    /// Base of a device memory mapping request.
+    pub(crate) dev_mem_base: u64,
+    /// Top of a device memory mapping request.
+    pub(crate) dev_mem_top: u64,
+    /// PA of a device memory mapping request.
+    pub(crate) dev_mem_pa: u64,
+    _pad5: [u8; 0x600 - 0x558],
+    /// Immediate of an `RSI_HOST_CALL`.
+    pub(crate) imm: u32,
+    _pad6: [u8; 4],
+    /// Plane that caused the exit.
+    pub(crate) plane: u64,
+    _pad7: [u8; 0x700 - 0x610],
+    /// PMU overflow status.
+    pub(crate) pmu_ovf_status: u64,
+    _pad8: [u8; 0x800 - 0x708],
+}
+
+/// `RmiRecRun`: the NS granule `RMI_REC_ENTER` reads and writes.
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRecRun {
+    /// Written by the host before entry.
+    pub(crate) enter: RmiRecEnter,
+    /// Written by the RMM on exit.
+    pub(crate) exit: RmiRecExit,
+}
+
+/// Zero-initialised values, as the RMM expects unused fields.
+macro_rules! zeroed_abi_struct {
+    ($($ty:ident),*) => {
+        $(
+            impl $ty {
+                /// All fields zero.
+                pub(crate) const fn zeroed() -> Self {
+                    // SAFETY: The struct is `repr(C)` and made only of integers
+                    // and integer arrays, for which all-zero bytes are valid.
+                    unsafe { core::mem::zeroed() }
+                }
+            }
+        )*
+    };
+}
+zeroed_abi_struct!(
+    RmiRealmParams,
+    RmiRecParams,
+    RmiRecEnter,
+    RmiRecExit,
+    RmiRecRun
+);
+
+/// The spec offsets and sizes, checked when either build compiles.
+const _: () = {
+    use core::mem::{
+        offset_of,
+        size_of, //
+    };
+    assert!(size_of::<RmiRealmParams>() == 0x1000);
+    assert!(offset_of!(RmiRealmParams, flags0) == 0x000);
+    assert!(offset_of!(RmiRealmParams, s2sz) == 0x008);
+    assert!(offset_of!(RmiRealmParams, sve_vl) == 0x010);
+    assert!(offset_of!(RmiRealmParams, num_bps) == 0x018);
+    assert!(offset_of!(RmiRealmParams, num_wps) == 0x020);
+    assert!(offset_of!(RmiRealmParams, pmu_num_ctrs) == 0x028);
+    assert!(offset_of!(RmiRealmParams, algorithm) == 0x030);
+    assert!(offset_of!(RmiRealmParams, num_aux_planes) == 0x038);
+    assert!(offset_of!(RmiRealmParams, rpv) == 0x400);
+    assert!(offset_of!(RmiRealmParams, ats_plane) == 0x440);
+    assert!(offset_of!(RmiRealmParams, rtt_base) == 0x808);
+    assert!(offset_of!(RmiRealmParams, rtt_level_start) == 0x810);
+    assert!(offset_of!(RmiRealmParams, rtt_num_start) == 0x818);
+    assert!(offset_of!(RmiRealmParams, flags1) == 0x820);
+    assert!(offset_of!(RmiRealmParams, aux_rtt_base) == 0xf80);
+
+    assert!(size_of::<RmiRecParams>() == 0x1000);
+    assert!(offset_of!(RmiRecParams, flags) == 0x000);
+    assert!(offset_of!(RmiRecParams, mpidr) == 0x100);
+    assert!(offset_of!(RmiRecParams, pc) == 0x200);
+    assert!(offset_of!(RmiRecParams, gprs) == 0x300);
+
+    assert!(size_of::<RmiRecRun>() == 0x1000);
+    assert!(offset_of!(RmiRecRun, enter) == 0x000);
+    assert!(offset_of!(RmiRecRun, exit) == 0x800);
+    // The spec gives exit fields as offsets in RmiRecRun.
+    let exit = offset_of!(RmiRecRun, exit);
+    assert!(offset_of!(RmiRecEnter, flags) == 0x000);
+    assert!(offset_of!(RmiRecEnter, gprs) == 0x200);
+    assert!(exit + offset_of!(RmiRecExit, exit_reason) == 0x800);
+    assert!(exit + offset_of!(RmiRecExit, esr) == 0x900);
+    assert!(exit + offset_of!(RmiRecExit, far) == 0x908);
+    assert!(exit + offset_of!(RmiRecExit, hpfar) == 0x910);
+    assert!(exit + offset_of!(RmiRecExit, rtt_tree) == 0x918);
+    assert!(exit + offset_of!(RmiRecExit, rtt_level) == 0x920);
+    assert!(exit + offset_of!(RmiRecExit, gprs) == 0xa00);
+    assert!(exit + offset_of!(RmiRecExit, cntp_ctl) == 0xc00);
+    assert!(exit + offset_of!(RmiRecExit, cntp_cval) == 0xc08);
+    assert!(exit + offset_of!(RmiRecExit, cntv_ctl) == 0xc10);
+    assert!(exit + offset_of!(RmiRecExit, cntv_cval) == 0xc18);
+    assert!(exit + offset_of!(RmiRecExit, ripas_base) == 0xd00);
+    assert!(exit + offset_of!(RmiRecExit, ripas_top) == 0xd08);
+    assert!(exit + offset_of!(RmiRecExit, ripas_value) == 0xd10);
+    assert!(exit + offset_of!(RmiRecExit, s2ap_base) == 0xd20);
+    assert!(exit + offset_of!(RmiRecExit, s2ap_top) == 0xd28);
+    assert!(exit + offset_of!(RmiRecExit, vdev_id_1) == 0xd30);
+    assert!(exit + offset_of!(RmiRecExit, vdev_id_2) == 0xd38);
+    assert!(exit + offset_of!(RmiRecExit, dev_mem_base) == 0xd40);
+    assert!(exit + offset_of!(RmiRecExit, dev_mem_top) == 0xd48);
+    assert!(exit + offset_of!(RmiRecExit, dev_mem_pa) == 0xd50);
+    assert!(exit + offset_of!(RmiRecExit, imm) == 0xe00);
+    assert!(exit + offset_of!(RmiRecExit, plane) == 0xe08);
+    assert!(exit + offset_of!(RmiRecExit, pmu_ovf_status) == 0xf00);
+};

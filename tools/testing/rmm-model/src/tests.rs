@@ -25,6 +25,9 @@ use crate::rmi_smc::{
     RmiFeatures2,
     RmiFeatures3,
     RmiFid,
+    RmiRealmParams,
+    RmiRecParams,
+    RmiRecRun,
     RmiStatus,
     RmiVersion,
     SmcRegs,
@@ -422,4 +425,70 @@ fn features_fails_on_any_failed_read() {
     // No RMM: the SMCCC "not supported" x0 decodes as a failed status, never
     // as a feature value.
     assert!(rmi_features(&NoRmm).is_err());
+}
+
+/// The bytes of an ABI struct, as the RMM reads them from the granule.
+fn bytes_of<T>(v: &T) -> &[u8] {
+    // SAFETY: The ABI structs are `repr(C)` integers and arrays with explicit
+    // padding fields, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The little-endian u64 at `off`.
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+#[test]
+fn abi_structs_place_fields_at_spec_offsets() {
+    let mut p = RmiRealmParams::zeroed();
+    assert!(bytes_of(&p).iter().all(|&b| b == 0));
+    p.flags0 = 0x11;
+    p.s2sz = 39;
+    p.algorithm = 1;
+    p.rpv[63] = 0x5a;
+    p.rtt_base = 0x8000_0000;
+    p.rtt_level_start = -1;
+    p.rtt_num_start = 2;
+    p.aux_rtt_base[2] = 0xabc000;
+    let b = bytes_of(&p);
+    assert_eq!(b.len(), 0x1000);
+    assert_eq!(u64_at(b, 0x000), 0x11);
+    assert_eq!(u64_at(b, 0x008), 39);
+    assert_eq!(b[0x030], 1);
+    assert_eq!(b[0x43f], 0x5a);
+    assert_eq!(u64_at(b, 0x808), 0x8000_0000);
+    assert_eq!(u64_at(b, 0x810), u64::MAX);
+    assert_eq!(u64_at(b, 0x818), 2);
+    assert_eq!(u64_at(b, 0xf90), 0xabc000);
+
+    let mut r = RmiRecParams::zeroed();
+    r.mpidr = 0x0102;
+    r.pc = 0x8008_0000;
+    r.gprs[7] = 7;
+    let b = bytes_of(&r);
+    assert_eq!(b.len(), 0x1000);
+    assert_eq!(u64_at(b, 0x100), 0x0102);
+    assert_eq!(u64_at(b, 0x200), 0x8008_0000);
+    assert_eq!(u64_at(b, 0x338), 7);
+
+    let mut run = RmiRecRun::zeroed();
+    run.enter.flags = 1;
+    run.enter.gprs[0] = 0xcafe_f00d;
+    run.exit.exit_reason = 5;
+    run.exit.hpfar = 0x4000_0010;
+    run.exit.gprs[30] = 30;
+    run.exit.ripas_value = 1;
+    run.exit.imm = 0x1234;
+    run.exit.pmu_ovf_status = 9;
+    let b = bytes_of(&run);
+    assert_eq!(b.len(), 0x1000);
+    assert_eq!(u64_at(b, 0x000), 1);
+    assert_eq!(u64_at(b, 0x200), 0xcafe_f00d);
+    assert_eq!(u64_at(b, 0x800), 5);
+    assert_eq!(u64_at(b, 0x910), 0x4000_0010);
+    assert_eq!(u64_at(b, 0xaf0), 30);
+    assert_eq!(b[0xd10], 1);
+    assert_eq!(u64_at(b, 0xe00), 0x1234);
+    assert_eq!(u64_at(b, 0xf00), 9);
 }
