@@ -51,6 +51,11 @@ module! {
 
 /// The RMM, reached with `smc #0` from NS-EL2.
 ///
+/// Only the typed command layer ([`rmi_cmds`]) calls it, with function IDs in
+/// the RMI range, which EL3 either forwards to the RMM or answers with
+/// `SMCCC_RET_NOT_SUPPORTED`. RMI commands only act on the physical addresses
+/// passed to them, and the command layer passes only granules its caller owns.
+///
 /// # Invariants
 ///
 /// `smc` is true only if the SMCCC v1.1+ conduit is SMC, so `smc #0` reaches
@@ -79,11 +84,7 @@ impl SmcConduit for RmiSmc {
             out.0[0] = SMCCC_RET_NOT_SUPPORTED;
             return out;
         }
-        // SAFETY: The conduit is SMC (type invariant). The function ID is in
-        // the RMI range, which EL3 either forwards to the RMM or answers with
-        // SMCCC_RET_NOT_SUPPORTED. RMI commands only act on the physical
-        // addresses passed to them, and the typed command layer passes only
-        // granules the caller owns.
+        // SAFETY: SMC conduit (invariant); RMI calls touch only owned PAs (see type docs).
         SmcRegs(unsafe { smccc::smc(&args.0) })
     }
 }

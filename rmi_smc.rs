@@ -763,9 +763,11 @@ macro_rules! zeroed_abi_struct {
         $(
             impl $ty {
                 /// All fields zero.
+                ///
+                /// The struct is `repr(C)` and made only of integers and
+                /// integer arrays, for which all-zero bytes are valid.
                 pub(crate) const fn zeroed() -> Self {
-                    // SAFETY: The struct is `repr(C)` and made only of integers
-                    // and integer arrays, for which all-zero bytes are valid.
+                    // SAFETY: Integers and integer arrays only (see above).
                     unsafe { core::mem::zeroed() }
                 }
             }

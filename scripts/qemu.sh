@@ -6,8 +6,8 @@
 #   scripts/qemu.sh test   run /tests/plan and print KTAP + a summary
 #
 # Without RME_FIRMWARE: -M virt,virtualization=on (EL2, no EL3, no RMM).
-# With RME_FIRMWARE=DIR (bl1.bin + fip.bin of a TF-A built for PLAT=qemu with
-# ENABLE_RME=1, ARM_LINUX_KERNEL_AS_BL33=1 and an RMM): our Image, with the
+# With RME_FIRMWARE=DIR (bl1.bin + fip.bin of the user's own RME-enabled TF-A
+# for QEMU with an RMM; the contract is in README.md): our Image, with the
 # initramfs and command line built in, replaces BL33 in a copy of the FIP and
 # QEMU boots TF-A from flash with RME enabled.
 #

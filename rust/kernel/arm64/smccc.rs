@@ -48,10 +48,9 @@ pub fn conduit() -> Conduit {
 /// state, or turn off the calling CPU.
 pub unsafe fn smc(args: &[u64; NR_REGS]) -> [u64; NR_REGS] {
     let mut res = [0u64; NR_REGS];
-    // SAFETY: Both pointers are valid for `arm_smccc_1_2_regs`, which has the
-    // layout of `[u64; NR_REGS]` (checked above); `arm_smccc_1_2_smc` reads
-    // `args` and writes `res` and touches no other memory. The firmware side
-    // effects are the caller's responsibility.
+    // `arm_smccc_1_2_smc` reads `args` and writes `res`, both of the layout of
+    // `struct arm_smccc_1_2_regs` (checked above), and touches no other memory.
+    // SAFETY: Valid pointers (see above); firmware side effects are the caller's.
     unsafe {
         bindings::arm_smccc_1_2_smc(
             args.as_ptr().cast::<bindings::arm_smccc_1_2_regs>(),
