@@ -32,8 +32,8 @@ use rmi_smc::{
     rmi_fid_name,
     rmi_result,
     RmiError,
+    RmiErrorKind,
     RmiFid,
-    RmiStatus,
     RmiVersion,
     SmcRegs,
     RMI_FEATURES,
@@ -89,16 +89,15 @@ impl SmcConduit for RmiSmc {
     }
 }
 
-/// The one place RMI failures become errnos.
+/// The one place RMI failures become errnos (the core chooses the kind).
 impl From<RmiError> for Error {
     fn from(e: RmiError) -> Self {
-        match e.status() {
-            RmiStatus::ErrorInput => EINVAL,
-            RmiStatus::ErrorNotSupported => EOPNOTSUPP,
-            RmiStatus::Busy | RmiStatus::Blocked => EBUSY,
-            RmiStatus::ErrorGlobal => ENODEV,
-            // As the C series does for an RMI command that fails.
-            _ => ENXIO,
+        match e.kind() {
+            RmiErrorKind::InvalidArgument => EINVAL,
+            RmiErrorKind::NotSupported => EOPNOTSUPP,
+            RmiErrorKind::Busy => EBUSY,
+            RmiErrorKind::RmmUnavailable => ENODEV,
+            RmiErrorKind::Failed => ENXIO,
         }
     }
 }

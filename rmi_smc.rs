@@ -366,6 +366,35 @@ impl RmiError {
     }
 }
 
+/// How a failed RMI command is reported to the kernel caller; the shell maps
+/// each kind to one errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmiErrorKind {
+    /// The host passed something the RMM rejects (`EINVAL`).
+    InvalidArgument,
+    /// The RMM does not support the command or option (`EOPNOTSUPP`).
+    NotSupported,
+    /// Contention that outlived the retries (`EBUSY`).
+    Busy,
+    /// The RMM is not in a state to serve requests (`ENODEV`).
+    RmmUnavailable,
+    /// Any other failure of a realm object (`ENXIO`, as the C series).
+    Failed,
+}
+
+impl RmiError {
+    /// The kind of failure, for the errno the caller sees.
+    pub(crate) const fn kind(&self) -> RmiErrorKind {
+        match self.status {
+            RmiStatus::ErrorInput => RmiErrorKind::InvalidArgument,
+            RmiStatus::ErrorNotSupported => RmiErrorKind::NotSupported,
+            RmiStatus::Busy | RmiStatus::Blocked => RmiErrorKind::Busy,
+            RmiStatus::ErrorGlobal => RmiErrorKind::RmmUnavailable,
+            _ => RmiErrorKind::Failed,
+        }
+    }
+}
+
 impl fmt::Display for RmiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (index {})", self.status(), self.index())

@@ -20,6 +20,7 @@ use crate::rmi_smc::{
     rmi_result,
     Incomplete,
     OpMemReq,
+    RmiErrorKind,
     RmiFeatures0,
     RmiFeatures1,
     RmiFeatures2,
@@ -491,4 +492,24 @@ fn abi_structs_place_fields_at_spec_offsets() {
     assert_eq!(b[0xd10], 1);
     assert_eq!(u64_at(b, 0xe00), 0x1234);
     assert_eq!(u64_at(b, 0xf00), 9);
+}
+
+#[test]
+fn error_kinds_follow_the_status() {
+    let kind = |status: u8| rmi_result(u64::from(status)).unwrap_err().kind();
+    assert_eq!(kind(1), RmiErrorKind::InvalidArgument);
+    assert_eq!(kind(5), RmiErrorKind::NotSupported);
+    assert_eq!(kind(10), RmiErrorKind::Busy);
+    assert_eq!(kind(14), RmiErrorKind::Busy);
+    assert_eq!(kind(11), RmiErrorKind::RmmUnavailable);
+    for other in [2u8, 3, 4, 6, 7, 8, 9, 12, 13, 15, 16, 17, 0xff] {
+        assert_eq!(kind(other), RmiErrorKind::Failed, "status {other}");
+    }
+    // What the module returns when FEATURES fails before activation.
+    let rmm = Rmm::new();
+    rmm.fail_call(RMI_FEATURES, 0, RmiStatus::ErrorGlobal, 0);
+    assert_eq!(
+        rmi_features(&rmm).unwrap_err().kind(),
+        RmiErrorKind::RmmUnavailable
+    );
 }
