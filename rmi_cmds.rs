@@ -6,9 +6,16 @@
 //! core: the kernel shell implements [`SmcConduit`] with a real `smc`, the host
 //! crate with an executable RMM model.
 
+use crate::addr::{
+    Granule,
+    GranuleRange, //
+};
 use crate::rmi_smc::{
     rmi_result,
     RmiError,
+    RmiFid,
+    RmiMemCategory,
+    RmiTrackingState,
     RmiFeatures0,
     RmiFeatures1,
     RmiFeatures2,
@@ -16,7 +23,19 @@ use crate::rmi_smc::{
     RmiStatus,
     RmiVersion,
     SmcRegs,
+    RMI_CONTINUE_STOP,
     RMI_FEATURES,
+    RMI_GPT_L1_CREATE,
+    RMI_GRANULE_RANGE_DELEGATE,
+    RMI_GRANULE_RANGE_UNDELEGATE,
+    RMI_GRANULE_TRACKING_GET,
+    RMI_OP_CANCEL,
+    RMI_OP_CONTINUE,
+    RMI_OP_MEM_DONATE,
+    RMI_OP_MEM_RECLAIM,
+    RMI_RMM_ACTIVATE,
+    RMI_RMM_CONFIG_GET,
+    RMI_RMM_CONFIG_SET,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -108,4 +127,170 @@ pub(crate) fn rmi_features(smc: &impl SmcConduit) -> Result<RmiFeatureRegs, RmiE
         f2: RmiFeatures2(rmi_feature(smc, 2)?),
         f3: RmiFeatures3(rmi_feature(smc, 3)?),
     })
+}
+
+/// How many times a command answered `RMI_BUSY` or `RMI_BLOCKED` is issued
+/// again before the caller gets the error. Both mean another CPU holds the
+/// object for a short operation; the bound keeps a stuck RMM from hanging
+/// the host (reviewers of the C series asked for it).
+pub(crate) const RMI_RETRY_LIMIT: u32 = 1000;
+
+/// Issues `args`, again while the RMM answers `BUSY` or `BLOCKED` (at most
+/// [`RMI_RETRY_LIMIT`] retries), and returns the last registers.
+pub(crate) fn call_retrying(smc: &impl SmcConduit, args: &SmcRegs) -> SmcRegs {
+    let mut retries = 0;
+    loop {
+        let out = smc.call(args);
+        let contended = matches!(
+            rmi_result(out.x(0)).map_err(|e| e.status()),
+            Err(RmiStatus::Busy | RmiStatus::Blocked)
+        );
+        if !contended || retries >= RMI_RETRY_LIMIT {
+            return out;
+        }
+        retries += 1;
+        core::hint::spin_loop();
+    }
+}
+
+/// Issues a command that returns only a status.
+fn status_only(smc: &impl SmcConduit, fid: RmiFid, args: [u64; 6]) -> Result<(), RmiError> {
+    rmi_result(call_retrying(smc, &SmcRegs::new(fid, args)).x(0))
+}
+
+/// `RMI_RMM_CONFIG_SET`: configures the RMM from the `RmiRmmConfig` the
+/// caller wrote to the NS granule `config`. Once per boot, before activation.
+pub(crate) fn rmm_config_set(smc: &impl SmcConduit, config: Granule) -> Result<(), RmiError> {
+    status_only(smc, RMI_RMM_CONFIG_SET, [config.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_RMM_CONFIG_GET`: the RMM writes its `RmiRmmConfig` to the NS
+/// granule `config`.
+pub(crate) fn rmm_config_get(smc: &impl SmcConduit, config: Granule) -> Result<(), RmiError> {
+    status_only(smc, RMI_RMM_CONFIG_GET, [config.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_RMM_ACTIVATE`: moves the RMM from INIT to ACTIVE. A second call in
+/// the same boot answers `RMI_ERROR_GLOBAL`.
+pub(crate) fn rmm_activate(smc: &impl SmcConduit) -> Result<(), RmiError> {
+    status_only(smc, RMI_RMM_ACTIVATE, [0; 6])
+}
+
+/// What `RMI_GRANULE_TRACKING_GET` reports for the start of a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tracking {
+    /// The kind of memory.
+    pub(crate) category: RmiMemCategory,
+    /// How it is tracked.
+    pub(crate) state: RmiTrackingState,
+    /// The end of the part of the range the answer holds for.
+    pub(crate) top: Granule,
+}
+
+/// `RMI_GRANULE_TRACKING_GET` for `range` (at least one granule).
+///
+/// The answer holds for `[range.base(), top)`; a `top` outside
+/// `(base, range.top()]` is [`RmiError::bad_output`].
+pub(crate) fn granule_tracking_get(
+    smc: &impl SmcConduit,
+    range: GranuleRange,
+) -> Result<Tracking, RmiError> {
+    let args = [range.base().pa(), range.top().pa(), 0, 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_GRANULE_TRACKING_GET, args));
+    rmi_result(out.x(0))?;
+    let top = Granule::new(out.x(3))
+        .filter(|t| *t > range.base() && *t <= range.top())
+        .ok_or(RmiError::bad_output())?;
+    Ok(Tracking {
+        category: RmiMemCategory::from_raw(out.x(1)),
+        state: RmiTrackingState::from_raw(out.x(2)),
+        top,
+    })
+}
+
+/// The call `RMI_GPT_L1_CREATE` for the L0 GPT block at `base` (aligned to
+/// its size), for [`crate::sro::run`]: with dynamic GPTs it asks for memory.
+///
+/// `RMI_ERROR_GPT` means the L1 table exists already (always so on an RMM
+/// with static tables, such as TF-RMM on QEMU).
+pub(crate) fn gpt_l1_create_call(base: Granule) -> SmcRegs {
+    SmcRegs::new(RMI_GPT_L1_CREATE, [base.pa(), 0, 0, 0, 0, 0])
+}
+
+/// One `RMI_GRANULE_RANGE_DELEGATE` or `_UNDELEGATE` call over `range`:
+/// returns how far the RMM got. It may stop anywhere after the first granule
+/// (TF-RMM does one granule per call); a failed call changed nothing.
+fn granule_range_step(
+    smc: &impl SmcConduit,
+    fid: RmiFid,
+    range: GranuleRange,
+) -> Result<Granule, RmiError> {
+    let args = [range.base().pa(), range.top().pa(), 0, 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(fid, args));
+    rmi_result(out.x(0))?;
+    Granule::new(out.x(1))
+        .filter(|next| *next > range.base() && *next <= range.top())
+        .ok_or(RmiError::bad_output())
+}
+
+/// `RMI_GRANULE_RANGE_DELEGATE` (one call); see [`granule_range_step`].
+pub(crate) fn granule_range_delegate(
+    smc: &impl SmcConduit,
+    range: GranuleRange,
+) -> Result<Granule, RmiError> {
+    granule_range_step(smc, RMI_GRANULE_RANGE_DELEGATE, range)
+}
+
+/// `RMI_GRANULE_RANGE_UNDELEGATE` (one call); see [`granule_range_step`].
+/// The RMM scrubs each granule before it returns to the NS PAS.
+pub(crate) fn granule_range_undelegate(
+    smc: &impl SmcConduit,
+    range: GranuleRange,
+) -> Result<Granule, RmiError> {
+    granule_range_step(smc, RMI_GRANULE_RANGE_UNDELEGATE, range)
+}
+
+/// The handle of a stateful RMI operation in progress (x1 of its
+/// `RMI_INCOMPLETE` answer), passed to every `RMI_OP_*` call for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpHandle(pub(crate) u64);
+
+/// `RMI_OP_CONTINUE`: lets the operation go on (`stop` asks it to end early).
+/// Returns the registers: the operation's next step or its final result.
+pub(crate) fn op_continue(smc: &impl SmcConduit, handle: OpHandle, stop: bool) -> SmcRegs {
+    let flags = if stop { RMI_CONTINUE_STOP } else { 0 };
+    call_retrying(smc, &SmcRegs::new(RMI_OP_CONTINUE, [handle.0, flags, 0, 0, 0, 0]))
+}
+
+/// `RMI_OP_MEM_DONATE`: offers the `count` descriptors at NS address `list`.
+/// x1 of the answer is the number of granules the RMM took.
+pub(crate) fn op_mem_donate(
+    smc: &impl SmcConduit,
+    handle: OpHandle,
+    list: Granule,
+    count: u64,
+) -> SmcRegs {
+    call_retrying(
+        smc,
+        &SmcRegs::new(RMI_OP_MEM_DONATE, [handle.0, list.pa(), count, 0, 0, 0]),
+    )
+}
+
+/// `RMI_OP_MEM_RECLAIM`: the RMM writes up to `max` descriptors of granules
+/// it gives back to NS address `list`; x1 of the answer is how many.
+pub(crate) fn op_mem_reclaim(
+    smc: &impl SmcConduit,
+    handle: OpHandle,
+    list: Granule,
+    max: u64,
+) -> SmcRegs {
+    call_retrying(
+        smc,
+        &SmcRegs::new(RMI_OP_MEM_RECLAIM, [handle.0, list.pa(), max, 0, 0, 0]),
+    )
+}
+
+/// `RMI_OP_CANCEL`: abandons the operation (only when it said it can be).
+pub(crate) fn op_cancel(smc: &impl SmcConduit, handle: OpHandle) -> SmcRegs {
+    call_retrying(smc, &SmcRegs::new(RMI_OP_CANCEL, [handle.0, 0, 0, 0, 0, 0]))
 }

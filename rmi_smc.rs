@@ -8,6 +8,13 @@
 
 use core::fmt;
 
+use crate::addr::{
+    Granule,
+    GranuleRange,
+    GRANULE_SIZE,
+    PA_LIMIT, //
+};
+
 /// Number of general-purpose registers an SMCCC v1.2 call passes: x0..x17.
 pub(crate) const SMC_NR_REGS: usize = 18;
 
@@ -257,9 +264,17 @@ pub(crate) enum RmiStatus {
     ErrorGranule,
     /// A status value this ABI revision does not define.
     Unknown(u8),
+    /// Not an RMM status: the host's verdict that the RMM's output broke
+    /// the ABI (progress outside the range asked, reserved values, an
+    /// operation that never ends). Encoded as [`RmiStatus::BAD_OUTPUT_RAW`],
+    /// which decodes as `Unknown`.
+    BadOutput,
 }
 
 impl RmiStatus {
+    /// The byte [`RmiStatus::BadOutput`] is shown with; no RMM status.
+    pub(crate) const BAD_OUTPUT_RAW: u8 = 0xff;
+
     /// Decodes a status byte; values past the known set stay representable.
     pub(crate) const fn from_raw(raw: u8) -> Self {
         match raw {
@@ -305,6 +320,7 @@ impl RmiStatus {
             Self::ErrorGpt => 15,
             Self::ErrorGranule => 16,
             Self::Unknown(raw) => raw,
+            Self::BadOutput => Self::BAD_OUTPUT_RAW,
         }
     }
 
@@ -329,6 +345,7 @@ impl RmiStatus {
             Self::ErrorGpt => "ERROR_GPT",
             Self::ErrorGranule => "ERROR_GRANULE",
             Self::Unknown(_) => "UNKNOWN",
+            Self::BadOutput => "BAD_OUTPUT",
         }
     }
 }
@@ -355,6 +372,15 @@ pub(crate) struct RmiError {
 }
 
 impl RmiError {
+    /// The error for an RMM answer that broke the ABI ([`RmiStatus::BadOutput`]).
+    pub(crate) const fn bad_output() -> Self {
+        // INVARIANT: `BadOutput` is not `Success`.
+        Self {
+            status: RmiStatus::BadOutput,
+            index: 0,
+        }
+    }
+
     /// The error's status.
     pub(crate) const fn status(&self) -> RmiStatus {
         self.status
@@ -636,6 +662,289 @@ impl fmt::Display for RmiVersion {
     }
 }
 
+/// `RmiMemCategory`: what kind of memory `RMI_GRANULE_TRACKING_GET` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmiMemCategory {
+    /// Conventional memory (DRAM).
+    Conventional,
+    /// Non-coherent device memory.
+    DevNonCoherent,
+    /// Coherent device memory.
+    DevCoherent,
+    /// A value this ABI revision does not define.
+    Unknown(u64),
+}
+
+impl RmiMemCategory {
+    /// Decodes x1 of `RMI_GRANULE_TRACKING_GET`.
+    pub(crate) const fn from_raw(raw: u64) -> Self {
+        match raw {
+            0 => Self::Conventional,
+            1 => Self::DevNonCoherent,
+            2 => Self::DevCoherent,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// The value the RMM encodes.
+    pub(crate) const fn raw(self) -> u64 {
+        match self {
+            Self::Conventional => 0,
+            Self::DevNonCoherent => 1,
+            Self::DevCoherent => 2,
+            Self::Unknown(raw) => raw,
+        }
+    }
+}
+
+/// `RmiTrackingState`: how finely the RMM tracks a region of memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmiTrackingState {
+    /// Reserved: the RMM will never track it.
+    Reserved,
+    /// Not tracked yet: needs `RMI_GPT_L1_CREATE`.
+    None,
+    /// Tracked per granule: can be delegated.
+    Fine,
+    /// Tracked per block only: cannot be delegated granule by granule.
+    Coarse,
+    /// A value this ABI revision does not define.
+    Unknown(u64),
+}
+
+impl RmiTrackingState {
+    /// Decodes x2 of `RMI_GRANULE_TRACKING_GET`.
+    pub(crate) const fn from_raw(raw: u64) -> Self {
+        match raw {
+            0 => Self::Reserved,
+            1 => Self::None,
+            2 => Self::Fine,
+            3 => Self::Coarse,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// The value the RMM encodes.
+    pub(crate) const fn raw(self) -> u64 {
+        match self {
+            Self::Reserved => 0,
+            Self::None => 1,
+            Self::Fine => 2,
+            Self::Coarse => 3,
+            Self::Unknown(raw) => raw,
+        }
+    }
+}
+
+/// The block size of an address range (`RMI_ADDR_BLK_SIZE`), the size of
+/// an RTT entry at a level with 4 KiB granules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmiBlockSize {
+    /// 4 KiB (level 3).
+    Page,
+    /// 2 MiB (level 2).
+    L2Block,
+    /// 1 GiB (level 1).
+    L1Block,
+    /// 512 GiB (level 0).
+    L0Block,
+}
+
+impl RmiBlockSize {
+    /// Decodes the two-bit field.
+    pub(crate) const fn from_raw(raw: u64) -> Self {
+        match raw & 0b11 {
+            0 => Self::Page,
+            1 => Self::L2Block,
+            2 => Self::L1Block,
+            _ => Self::L0Block,
+        }
+    }
+
+    /// The two-bit field.
+    pub(crate) const fn raw(self) -> u64 {
+        match self {
+            Self::Page => 0,
+            Self::L2Block => 1,
+            Self::L1Block => 2,
+            Self::L0Block => 3,
+        }
+    }
+
+    /// Granules in one block: 512 per level above 3.
+    pub(crate) const fn granules(self) -> u64 {
+        1 << (9 * self.raw())
+    }
+}
+
+/// Whether the granules of an address range are delegated (`st` = 0) or
+/// not (`st` = 1), in donation requests and range descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmiMemState {
+    /// In the Realm PAS, owned by the RMM (`RMI_OP_MEM_DELEGATED`).
+    Delegated,
+    /// In the Non-secure PAS (`RMI_OP_MEM_UNDELEGATED`).
+    Undelegated,
+}
+
+impl RmiMemState {
+    /// Decodes the one-bit field.
+    pub(crate) const fn from_bit(bit: bool) -> Self {
+        if bit {
+            Self::Undelegated
+        } else {
+            Self::Delegated
+        }
+    }
+
+    /// The one-bit field.
+    pub(crate) const fn bit(self) -> bool {
+        matches!(self, Self::Undelegated)
+    }
+}
+
+/// `RmiAddrRangeDesc4KB`: a run of `count` blocks at `base`, one 64-bit
+/// entry of the address lists `RMI_OP_MEM_DONATE`/`RECLAIM` and the RTT
+/// map/unmap commands exchange.
+///
+/// Bits: size [1:0], count [11:2], PA[51:12] [51:12], state [63].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiAddrRangeDesc(pub(crate) u64);
+
+impl RmiAddrRangeDesc {
+    /// The largest `count` the 10-bit field holds.
+    pub(crate) const MAX_COUNT: u64 = (1 << 10) - 1;
+
+    /// Encodes a descriptor. `None` if `count` does not fit or `base` is not
+    /// aligned to `size`.
+    pub(crate) const fn new(
+        base: Granule,
+        size: RmiBlockSize,
+        count: u64,
+        state: RmiMemState,
+    ) -> Option<Self> {
+        if count > Self::MAX_COUNT
+            || !base.is_aligned(size.granules() * GRANULE_SIZE)
+            || base.pa() >= PA_LIMIT
+        {
+            return None;
+        }
+        Some(Self(
+            size.raw() | (count << 2) | base.pa() | ((state.bit() as u64) << 63),
+        ))
+    }
+
+    /// The block size.
+    pub(crate) const fn size(self) -> RmiBlockSize {
+        RmiBlockSize::from_raw(field(self.0, 0, 2))
+    }
+
+    /// The number of blocks (0 = an empty entry).
+    pub(crate) const fn count(self) -> u64 {
+        field(self.0, 2, 10)
+    }
+
+    /// The first granule.
+    pub(crate) const fn base(self) -> Granule {
+        // The field is PA[51:12], so the masked value is always a granule.
+        match Granule::new(self.0 & (PA_LIMIT - GRANULE_SIZE)) {
+            Some(g) => g,
+            None => Granule::ZERO,
+        }
+    }
+
+    /// Whether the granules are delegated.
+    pub(crate) const fn state(self) -> RmiMemState {
+        RmiMemState::from_bit(flag(self.0, 63))
+    }
+
+    /// Whether reserved bits [62:52] are clear.
+    pub(crate) const fn reserved_clear(self) -> bool {
+        field(self.0, 52, 11) == 0
+    }
+
+    /// The granules described, if they stay below [`PA_LIMIT`].
+    pub(crate) const fn range(self) -> Option<GranuleRange> {
+        GranuleRange::from_count(self.base(), self.count() * self.size().granules())
+    }
+}
+
+/// `RmiOpMemDonateReq` (x2 of an `RMI_INCOMPLETE` asking for a donation):
+/// how much memory the operation needs, and in what shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiDonateReq(pub(crate) u64);
+
+impl RmiDonateReq {
+    /// Size of each block ([1:0]).
+    pub(crate) const fn block_size(self) -> RmiBlockSize {
+        RmiBlockSize::from_raw(field(self.0, 0, 2))
+    }
+
+    /// Number of blocks ([15:2]).
+    pub(crate) const fn block_count(self) -> u64 {
+        field(self.0, 2, 14)
+    }
+
+    /// Whether all blocks must form one naturally aligned run ([16]).
+    pub(crate) const fn contiguous(self) -> bool {
+        flag(self.0, 16)
+    }
+
+    /// The state the granules must be in when donated ([17]).
+    pub(crate) const fn state(self) -> RmiMemState {
+        RmiMemState::from_bit(flag(self.0, 17))
+    }
+
+    /// Encodes a request (the model's side).
+    pub(crate) const fn new(
+        size: RmiBlockSize,
+        count: u64,
+        contiguous: bool,
+        state: RmiMemState,
+    ) -> Self {
+        Self(
+            size.raw()
+                | ((count & ((1 << 14) - 1)) << 2)
+                | ((contiguous as u64) << 16)
+                | ((state.bit() as u64) << 17),
+        )
+    }
+}
+
+/// `RmiContinueFlags` bit 0: stop the operation early instead of finishing it.
+pub(crate) const RMI_CONTINUE_STOP: u64 = 1;
+
+/// `RmiRmmConfig`: what `RMI_RMM_CONFIG_SET` reads (and `_GET` writes).
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRmmConfig {
+    /// Tracking region size: 0 = 1 GiB with 4 KiB granules.
+    pub(crate) tracking_region_size: u64,
+    /// `RmiGranuleSize`: 0 = 4 KiB.
+    pub(crate) rmi_granule_size: u64,
+    _pad0: [u8; 0x1000 - 0x010],
+}
+
+impl RmiRmmConfig {
+    /// `rmi_granule_size` for 4 KiB granules.
+    pub(crate) const GRANULE_4K: u64 = 0;
+    /// `tracking_region_size` for 1 GiB regions (with 4 KiB granules).
+    pub(crate) const TRACKING_1G: u64 = 0;
+
+    /// The only configuration TF-RMM accepts, and the one a 4 KiB host needs.
+    pub(crate) const fn granule_4k() -> Self {
+        let mut c = Self::zeroed();
+        c.rmi_granule_size = Self::GRANULE_4K;
+        c.tracking_region_size = Self::TRACKING_1G;
+        c
+    }
+
+    /// The 64-bit words of the granule, as written to NS memory.
+    pub(crate) const fn to_words(&self) -> [u64; 2] {
+        [self.tracking_region_size, self.rmi_granule_size]
+    }
+}
+
 /// `RmiRealmParams`: what `RMI_REALM_CREATE` reads from an NS granule.
 #[repr(C)]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -804,6 +1113,7 @@ macro_rules! zeroed_abi_struct {
     };
 }
 zeroed_abi_struct!(
+    RmiRmmConfig,
     RmiRealmParams,
     RmiRecParams,
     RmiRecEnter,
@@ -817,6 +1127,10 @@ const _: () = {
         offset_of,
         size_of, //
     };
+    assert!(size_of::<RmiRmmConfig>() == 0x1000);
+    assert!(offset_of!(RmiRmmConfig, tracking_region_size) == 0x000);
+    assert!(offset_of!(RmiRmmConfig, rmi_granule_size) == 0x008);
+
     assert!(size_of::<RmiRealmParams>() == 0x1000);
     assert!(offset_of!(RmiRealmParams, flags0) == 0x000);
     assert!(offset_of!(RmiRealmParams, s2sz) == 0x008);

@@ -10,6 +10,10 @@
 // The core is written for the kernel shell; items only the shell uses yet
 // are unused here.
 #[allow(dead_code)]
+#[path = "../../../../addr.rs"]
+pub(crate) mod addr;
+
+#[allow(dead_code)]
 #[path = "../../../../rmi_smc.rs"]
 pub(crate) mod rmi_smc;
 
@@ -17,7 +21,28 @@ pub(crate) mod rmi_smc;
 #[path = "../../../../rmi_cmds.rs"]
 pub(crate) mod rmi_cmds;
 
+#[allow(dead_code)]
+#[path = "../../../../granule.rs"]
+pub(crate) mod granule;
+
+#[allow(dead_code)]
+#[path = "../../../../sro.rs"]
+pub(crate) mod sro;
+
+#[allow(dead_code)]
+#[path = "../../../../rmm_init.rs"]
+pub(crate) mod rmm_init;
+
+pub(crate) mod mem;
 pub(crate) mod model;
 
 #[cfg(test)]
+mod support;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod granule_tests;
+#[cfg(test)]
+mod sro_tests;
+#[cfg(test)]
+mod init_tests;

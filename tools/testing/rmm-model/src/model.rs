@@ -2,23 +2,66 @@
 
 //! An executable model of the RMM behind [`SmcConduit`].
 //!
-//! It decodes function IDs and registers as TF-RMM does, counts calls per
+//! It decodes function IDs and registers as TF-RMM does, enforces the
+//! spec's preconditions (global INIT/ACTIVE state, configuration once,
+//! granule states, tracking, SRO donation and reclaim), counts calls per
 //! function ID, and can be told to fail any call. Commands it does not model
 //! answer `SMCCC_RET_NOT_SUPPORTED`, as an unknown FID does on a real RMM.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{
+    BTreeMap,
+    VecDeque, //
+};
+use std::rc::Rc;
 
+use crate::addr::{
+    Granule,
+    GranuleRange,
+    GRANULE_SIZE, //
+};
+use crate::mem::{
+    FakePages,
+    GranuleState,
+    Mem,
+    WORDS, //
+};
 use crate::rmi_cmds::SmcConduit;
 use crate::rmi_smc::{
+    RmiAddrRangeDesc,
+    RmiBlockSize,
+    RmiDonateReq,
     RmiFid,
+    RmiMemState,
+    RmiRmmConfig,
     RmiStatus,
+    RmiTrackingState,
     RmiVersion,
     SmcRegs,
     RMI_FEATURES,
+    RMI_GPT_L1_CREATE,
+    RMI_GRANULE_RANGE_DELEGATE,
+    RMI_GRANULE_RANGE_UNDELEGATE,
+    RMI_GRANULE_TRACKING_GET,
+    RMI_OP_CANCEL,
+    RMI_OP_CONTINUE,
+    RMI_OP_MEM_DONATE,
+    RMI_OP_MEM_RECLAIM,
+    RMI_RMM_ACTIVATE,
+    RMI_RMM_CONFIG_GET,
+    RMI_RMM_CONFIG_SET,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
+
+/// Where the model's DRAM starts (QEMU virt).
+pub(crate) const DRAM_BASE: u64 = 0x4000_0000;
+
+/// Granules of modelled DRAM: 4 MiB, enough for every test.
+pub(crate) const DRAM_GRANULES: u64 = 1024;
+
+/// The L0 GPT block (and tracking region) size: 1 GiB.
+pub(crate) const L0GPT_SIZE: u64 = 1 << 30;
 
 /// Feature registers 0..=4 that TF-RMM main reports on QEMU 10.0.2
 /// `-cpu max,x-rme=on` (rmi-abi.md section 6).
@@ -45,6 +88,130 @@ struct Injected {
 struct State {
     calls: BTreeMap<RmiFid, u32>,
     injected: Vec<Injected>,
+    active: bool,
+    configured: bool,
+    range_mode: RangeMode,
+    /// Tracking per 1 GiB region (by index); absent means [`Rmm::default_tracking`].
+    tracking: BTreeMap<u64, RmiTrackingState>,
+    gpt: GptMode,
+    scripts: BTreeMap<RmiFid, VecDeque<Vec<Phase>>>,
+    ops: BTreeMap<u64, Op>,
+    next_handle: u64,
+    /// Granules finished operations left in use (objects they built), in
+    /// donation order; a scripted reclaim gives them back.
+    held: Vec<Granule>,
+    /// Granules the RMM keeps for L1 GPTs for the rest of the boot.
+    gpt_tables: Vec<Granule>,
+}
+
+/// How many granules one range delegate/undelegate call processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RangeMode {
+    /// Exactly one, as TF-RMM main does.
+    #[default]
+    OnePerCall,
+    /// As many as it can: up to the first granule that fails, which the
+    /// next call then reports.
+    WholeRange,
+}
+
+/// How `RMI_GPT_L1_CREATE` behaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum GptMode {
+    /// Static L1 tables: always `RMI_ERROR_GPT` (TF-RMM on QEMU).
+    #[default]
+    Static,
+    /// Dynamic: a region with tracking NONE gets an L1 table from `granules`
+    /// donated (delegated) granules, through an SRO.
+    Dynamic {
+        /// Granules the table needs.
+        granules: u64,
+    },
+}
+
+/// One step of a modelled stateful operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Ask for `granules` single granules in `state`.
+    Donate {
+        /// How many.
+        granules: u64,
+        /// In which state the host must hand them over.
+        state: RmiMemState,
+        /// Whether `RMI_OP_CANCEL` is allowed meanwhile.
+        can_cancel: bool,
+    },
+    /// Ask for `RMI_OP_CONTINUE`.
+    Continue {
+        /// Whether `RMI_OP_CANCEL` is allowed meanwhile.
+        can_cancel: bool,
+    },
+    /// Give back what the operation holds (and, with `objects`, everything
+    /// earlier operations left in use), `undelegated` or still delegated.
+    Reclaim {
+        /// Also reclaim what finished operations left in use.
+        objects: bool,
+        /// Undelegate before returning (`st` = 1).
+        undelegated: bool,
+    },
+    /// Finish: success, the operation's granules stay in use.
+    Finish,
+    /// Finish with this error.
+    Fail(RmiStatus),
+}
+
+/// What a finished operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// A scripted operation: its granules become held objects.
+    Script,
+    /// An L1 GPT for region `0`: tracking becomes FINE.
+    GptL1(u64),
+}
+
+/// A stateful operation in progress.
+#[derive(Debug)]
+struct Op {
+    phases: VecDeque<Phase>,
+    /// Granules still to donate in the current `Donate` phase.
+    donate_left: u64,
+    holding: Vec<Granule>,
+    effect: Effect,
+}
+
+impl Op {
+    fn new(phases: Vec<Phase>, effect: Effect) -> Self {
+        let mut op = Self {
+            phases: phases.into(),
+            donate_left: 0,
+            holding: Vec::new(),
+            effect,
+        };
+        op.enter_phase();
+        op
+    }
+
+    /// Sets up the phase at the front.
+    fn enter_phase(&mut self) {
+        if let Some(Phase::Donate { granules, .. }) = self.phases.front() {
+            self.donate_left = *granules;
+        }
+    }
+
+    fn advance(&mut self) {
+        self.phases.pop_front();
+        self.enter_phase();
+    }
+
+    fn can_cancel(&self) -> bool {
+        matches!(
+            self.phases.front(),
+            Some(Phase::Donate {
+                can_cancel: true,
+                ..
+            } | Phase::Continue { can_cancel: true })
+        )
+    }
 }
 
 /// The RMM model.
@@ -54,7 +221,10 @@ pub(crate) struct Rmm {
     revisions: Vec<RmiVersion>,
     /// Feature registers 0..=4.
     features: [u64; 5],
+    /// Tracking of regions not set with [`Rmm::set_tracking`].
+    default_tracking: RmiTrackingState,
     state: RefCell<State>,
+    mem: Rc<RefCell<Mem>>,
 }
 
 impl Rmm {
@@ -71,11 +241,100 @@ impl Rmm {
         );
         let mut revisions = revisions.to_vec();
         revisions.sort();
+        let base = Granule::new(DRAM_BASE).expect("aligned");
         Self {
             revisions,
             features: QEMU_FEATURES,
+            default_tracking: RmiTrackingState::Fine,
             state: RefCell::new(State::default()),
+            mem: Mem::new(base, DRAM_GRANULES),
         }
+    }
+
+    /// An RMM already configured and activated, as after the first insmod.
+    pub(crate) fn active() -> Self {
+        let rmm = Self::new();
+        {
+            let mut st = rmm.state.borrow_mut();
+            st.configured = true;
+            st.active = true;
+        }
+        rmm
+    }
+
+    /// The host's page allocator over the model's memory.
+    pub(crate) fn pages(&self) -> FakePages {
+        FakePages(Rc::clone(&self.mem))
+    }
+
+    /// The model's memory.
+    pub(crate) fn mem(&self) -> std::cell::Ref<'_, Mem> {
+        self.mem.borrow()
+    }
+
+    /// The model's memory, to change (the allocator's budget).
+    pub(crate) fn mem_mut(&self) -> std::cell::RefMut<'_, Mem> {
+        self.mem.borrow_mut()
+    }
+
+    /// Injected failures not yet consumed.
+    pub(crate) fn injected_pending(&self) -> usize {
+        self.state.borrow().injected.len()
+    }
+
+    /// Sets how many granules a range (un)delegate call processes.
+    pub(crate) fn set_range_mode(&self, mode: RangeMode) {
+        self.state.borrow_mut().range_mode = mode;
+    }
+
+    /// Sets how `RMI_GPT_L1_CREATE` behaves.
+    pub(crate) fn set_gpt_mode(&self, mode: GptMode) {
+        self.state.borrow_mut().gpt = mode;
+    }
+
+    /// Sets the tracking of the 1 GiB region holding `pa`.
+    pub(crate) fn set_tracking(&self, pa: u64, state: RmiTrackingState) {
+        self.state
+            .borrow_mut()
+            .tracking
+            .insert(pa / L0GPT_SIZE, state);
+    }
+
+    /// The tracking of the 1 GiB region holding `pa`.
+    pub(crate) fn tracking(&self, pa: u64) -> RmiTrackingState {
+        self.state
+            .borrow()
+            .tracking
+            .get(&(pa / L0GPT_SIZE))
+            .copied()
+            .unwrap_or(self.default_tracking)
+    }
+
+    /// Whether `RMI_RMM_ACTIVATE` has succeeded.
+    pub(crate) fn is_active(&self) -> bool {
+        self.state.borrow().active
+    }
+
+    /// Makes the next call of `fid` start a stateful operation that runs
+    /// `phases` whatever its arguments (the model does not know realms yet).
+    pub(crate) fn script(&self, fid: RmiFid, phases: Vec<Phase>) {
+        self.state
+            .borrow_mut()
+            .scripts
+            .entry(fid)
+            .or_default()
+            .push_back(phases);
+    }
+
+    /// Operations in progress.
+    pub(crate) fn ops_in_progress(&self) -> usize {
+        self.state.borrow().ops.len()
+    }
+
+    /// Granules held by finished operations (objects), and by L1 GPTs.
+    pub(crate) fn held(&self) -> (Vec<Granule>, Vec<Granule>) {
+        let st = self.state.borrow();
+        (st.held.clone(), st.gpt_tables.clone())
     }
 
     /// The same RMM reporting `features` from `RMI_FEATURES` 0..=4.
@@ -148,6 +407,407 @@ impl Rmm {
     }
 }
 
+/// Registers with only x0 set.
+fn status(status: RmiStatus) -> SmcRegs {
+    let mut out = SmcRegs::default();
+    out.0[0] = return_code(status, 0);
+    out
+}
+
+/// The `RMI_INCOMPLETE` index for a memory request and cancel bit.
+fn incomplete(mem_req: u8, can_cancel: bool) -> u64 {
+    return_code(RmiStatus::Incomplete, mem_req | (u8::from(can_cancel) << 2))
+}
+
+/// Commands the RMM accepts before `RMI_RMM_ACTIVATE`.
+const INIT_STATE_FIDS: [RmiFid; 6] = [
+    RMI_VERSION,
+    RMI_FEATURES,
+    RMI_RMM_CONFIG_GET,
+    RMI_RMM_CONFIG_SET,
+    RMI_RMM_ACTIVATE,
+    RMI_GRANULE_TRACKING_GET,
+];
+
+impl Rmm {
+    /// `RMI_RMM_CONFIG_SET`: INIT only; only 4 KiB granules with 1 GiB
+    /// tracking, read from an NS granule (as TF-RMM).
+    fn config_set(&self, args: &SmcRegs) -> SmcRegs {
+        if self.state.borrow().active {
+            return status(RmiStatus::ErrorGlobal);
+        }
+        let pa = args.x(1);
+        if pa == 0 || pa % GRANULE_SIZE != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        let mem = self.mem.borrow();
+        let (Some(tracking), Some(granule)) = (mem.rmm_read(pa), mem.rmm_read(pa + 8)) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if granule != RmiRmmConfig::GRANULE_4K || tracking != RmiRmmConfig::TRACKING_1G {
+            return status(RmiStatus::ErrorInput);
+        }
+        self.state.borrow_mut().configured = true;
+        status(RmiStatus::Success)
+    }
+
+    /// `RMI_RMM_CONFIG_GET`: writes the configuration to an NS granule.
+    fn config_get(&self, args: &SmcRegs) -> SmcRegs {
+        let pa = args.x(1);
+        if pa == 0 || pa % GRANULE_SIZE != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        let mut mem = self.mem.borrow_mut();
+        let words = RmiRmmConfig::granule_4k().to_words();
+        if !(mem.rmm_write(pa, words[0]) && mem.rmm_write(pa + 8, words[1])) {
+            return status(RmiStatus::ErrorInput);
+        }
+        status(RmiStatus::Success)
+    }
+
+    /// `RMI_RMM_ACTIVATE`: INIT and configured, once.
+    fn activate(&self) -> SmcRegs {
+        let mut st = self.state.borrow_mut();
+        if st.active || !st.configured {
+            return status(RmiStatus::ErrorGlobal);
+        }
+        st.active = true;
+        status(RmiStatus::Success)
+    }
+
+    /// `RMI_GRANULE_TRACKING_GET`: the state of the region holding `base`,
+    /// valid up to the region's end or `top`.
+    fn tracking_get(&self, args: &SmcRegs) -> SmcRegs {
+        let (base, top) = (args.x(1), args.x(2));
+        if base % GRANULE_SIZE != 0 || top % GRANULE_SIZE != 0 || top < base + GRANULE_SIZE
+        {
+            return status(RmiStatus::ErrorInput);
+        }
+        let region_end = (base / L0GPT_SIZE + 1) * L0GPT_SIZE;
+        let mut out = status(RmiStatus::Success);
+        out.0[1] = 0; // conventional memory
+        out.0[2] = self.tracking(base).raw();
+        out.0[3] = top.min(region_end);
+        out
+    }
+
+    /// `RMI_GPT_L1_CREATE`.
+    fn gpt_l1_create(&self, args: &SmcRegs) -> SmcRegs {
+        let base = args.x(1);
+        if base % L0GPT_SIZE != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        let mode = self.state.borrow().gpt;
+        match mode {
+            GptMode::Static => status(RmiStatus::ErrorGpt),
+            GptMode::Dynamic { granules } => {
+                if self.tracking(base) != RmiTrackingState::None {
+                    return status(RmiStatus::ErrorGpt);
+                }
+                let phases = vec![
+                    Phase::Donate {
+                        granules,
+                        state: RmiMemState::Delegated,
+                        can_cancel: true,
+                    },
+                    Phase::Continue { can_cancel: false },
+                    Phase::Finish,
+                ];
+                self.start_op(Op::new(phases, Effect::GptL1(base / L0GPT_SIZE)))
+            }
+        }
+    }
+
+    /// Checks one granule for a range (un)delegate: `Ok` if it can move.
+    fn range_granule_ok(&self, g: Granule, from: GranuleState) -> Result<(), RmiStatus> {
+        if self.tracking(g.pa()) != RmiTrackingState::Fine {
+            return Err(RmiStatus::ErrorTracking);
+        }
+        match self.mem.borrow().state(g) {
+            Some(s) if s == from => Ok(()),
+            // Not memory the RMM tracks, or in the wrong state.
+            _ => Err(RmiStatus::ErrorInput),
+        }
+    }
+
+    /// `RMI_GRANULE_RANGE_DELEGATE` / `_UNDELEGATE`.
+    fn granule_range(&self, args: &SmcRegs, delegate: bool) -> SmcRegs {
+        let (base, top) = (args.x(1), args.x(2));
+        let mut out = status(RmiStatus::ErrorInput);
+        out.0[1] = base;
+        let range = match (Granule::new(base), Granule::new(top)) {
+            (Some(b), Some(t)) if top >= base + GRANULE_SIZE => GranuleRange::new(b, t),
+            _ => None,
+        };
+        let Some(range) = range else {
+            return out;
+        };
+        let (from, to) = if delegate {
+            (GranuleState::Ns, GranuleState::Delegated)
+        } else {
+            (GranuleState::Delegated, GranuleState::Ns)
+        };
+        let limit = match self.state.borrow().range_mode {
+            RangeMode::OnePerCall => 1,
+            RangeMode::WholeRange => range.count(),
+        };
+        let mut done = 0;
+        for g in range.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+            if let Err(e) = self.range_granule_ok(g, from) {
+                if done == 0 {
+                    out.0[0] = return_code(e, 0);
+                    return out;
+                }
+                break;
+            }
+            let mut mem = self.mem.borrow_mut();
+            if !delegate {
+                mem.scrub(g);
+            }
+            mem.set_state(g, to);
+            done += 1;
+        }
+        out.0[0] = return_code(RmiStatus::Success, 0);
+        out.0[1] = base + done * GRANULE_SIZE;
+        out
+    }
+
+    /// Registers a new operation and answers with its first step.
+    fn start_op(&self, op: Op) -> SmcRegs {
+        let handle = {
+            let mut st = self.state.borrow_mut();
+            let h = st.next_handle;
+            st.next_handle += 1;
+            st.ops.insert(h, op);
+            h
+        };
+        let mut out = self.step(handle);
+        if out.0[0] & 0xff == u64::from(RmiStatus::Incomplete.raw()) {
+            out.0[1] = handle;
+        }
+        out
+    }
+
+    /// Answers with the operation's current step; finishes it when done.
+    fn step(&self, handle: u64) -> SmcRegs {
+        let mut st = self.state.borrow_mut();
+        let Some(op) = st.ops.get_mut(&handle) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let cancel = op.can_cancel();
+        let mut out = SmcRegs::default();
+        match op.phases.front().copied() {
+            Some(Phase::Donate { state, .. }) => {
+                out.0[0] = incomplete(1, cancel);
+                out.0[2] = RmiDonateReq::new(RmiBlockSize::Page, op.donate_left, false, state).0;
+            }
+            Some(Phase::Continue { .. }) => out.0[0] = incomplete(0, cancel),
+            Some(Phase::Reclaim { objects, .. }) => {
+                if objects {
+                    let held = std::mem::take(&mut st.held);
+                    let op = st.ops.get_mut(&handle).expect("op present");
+                    op.holding.extend(held);
+                }
+                out.0[0] = incomplete(2, false);
+            }
+            Some(Phase::Fail(e)) => {
+                let op = st.ops.remove(&handle).expect("op present");
+                // A failed operation gives nothing back here: its
+                // granules stay with the RMM as if an object kept them.
+                st.held.extend(op.holding);
+                out.0[0] = return_code(e, 0);
+            }
+            Some(Phase::Finish) | None => {
+                let op = st.ops.remove(&handle).expect("op present");
+                match op.effect {
+                    Effect::Script => st.held.extend(op.holding),
+                    Effect::GptL1(region) => {
+                        st.gpt_tables.extend(op.holding);
+                        st.tracking.insert(region, RmiTrackingState::Fine);
+                    }
+                }
+                out.0[0] = return_code(RmiStatus::Success, 0);
+            }
+        }
+        out
+    }
+
+    /// The operation `handle`'s current phase, if it exists.
+    fn phase(&self, handle: u64) -> Option<Phase> {
+        self.state
+            .borrow()
+            .ops
+            .get(&handle)
+            .and_then(|op| op.phases.front().copied())
+    }
+
+    /// `RMI_OP_CONTINUE`.
+    fn op_continue(&self, args: &SmcRegs) -> SmcRegs {
+        let handle = args.x(1);
+        if !matches!(self.phase(handle), Some(Phase::Continue { .. })) {
+            return status(RmiStatus::ErrorInput);
+        }
+        self.op_mut(handle, Op::advance);
+        let mut out = self.step(handle);
+        out.0[1] = handle;
+        out
+    }
+
+    /// Applies `f` to operation `handle`.
+    fn op_mut(&self, handle: u64, f: impl FnOnce(&mut Op)) {
+        if let Some(op) = self.state.borrow_mut().ops.get_mut(&handle) {
+            f(op);
+        }
+    }
+
+    /// `RMI_OP_CANCEL`: only when the current phase allows it. The
+    /// operation then gives back what it holds and fails.
+    fn op_cancel(&self, args: &SmcRegs) -> SmcRegs {
+        let handle = args.x(1);
+        let can = self
+            .state
+            .borrow()
+            .ops
+            .get(&handle)
+            .is_some_and(Op::can_cancel);
+        if !can {
+            return status(RmiStatus::ErrorInput);
+        }
+        self.op_mut(handle, |op| {
+            let mut phases = vec![Phase::Fail(RmiStatus::ErrorInput)];
+            if !op.holding.is_empty() {
+                // As TF-RMM: a reclaim answers INCOMPLETE, and the final
+                // status comes from the next RMI_OP_CONTINUE.
+                phases.splice(
+                    0..0,
+                    [
+                        Phase::Reclaim {
+                            objects: false,
+                            undelegated: false,
+                        },
+                        Phase::Continue { can_cancel: false },
+                    ],
+                );
+            }
+            op.phases = phases.into();
+            op.enter_phase();
+        });
+        self.step(handle)
+    }
+
+    /// `RMI_OP_MEM_DONATE`: validates the whole list, then takes it all.
+    fn op_donate(&self, args: &SmcRegs) -> SmcRegs {
+        let (handle, list, count) = (args.x(1), args.x(2), args.x(3));
+        let Some(Phase::Donate { state, .. }) = self.phase(handle) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if list % 8 != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        // Entries never cross the list's granule.
+        let first = (list % GRANULE_SIZE) / 8;
+        let count = count.min(WORDS as u64 - first);
+        let left = self.state.borrow().ops[&handle].donate_left;
+        let mut granules = Vec::new();
+        for i in 0..count {
+            let Some(raw) = self.mem.borrow().rmm_read(list + 8 * i) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let desc = RmiAddrRangeDesc(raw);
+            if desc.count() == 0 {
+                continue;
+            }
+            let Some(range) = desc.range() else {
+                return status(RmiStatus::ErrorInput);
+            };
+            if desc.size() != RmiBlockSize::Page || desc.state() != state || !desc.reserved_clear()
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            let want = match state {
+                RmiMemState::Delegated => GranuleState::Delegated,
+                RmiMemState::Undelegated => GranuleState::Ns,
+            };
+            for g in range.iter() {
+                if self.mem.borrow().state(g) != Some(want) || granules.contains(&g) {
+                    return status(RmiStatus::ErrorInput);
+                }
+                granules.push(g);
+            }
+        }
+        if granules.len() as u64 > left {
+            return status(RmiStatus::ErrorInput);
+        }
+        let taken = granules.len() as u64;
+        {
+            let mut mem = self.mem.borrow_mut();
+            for g in &granules {
+                mem.set_state(*g, GranuleState::InUse);
+            }
+        }
+        self.op_mut(handle, |op| {
+            op.holding.extend(granules);
+            op.donate_left -= taken;
+            if op.donate_left == 0 {
+                op.advance();
+            }
+        });
+        let mut out = self.step(handle);
+        out.0[1] = taken;
+        out
+    }
+
+    /// `RMI_OP_MEM_RECLAIM`: one descriptor per granule, up to `max`.
+    fn op_reclaim(&self, args: &SmcRegs) -> SmcRegs {
+        let (handle, list, max) = (args.x(1), args.x(2), args.x(3));
+        let Some(Phase::Reclaim { undelegated, .. }) = self.phase(handle) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if list % 8 != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        let first = (list % GRANULE_SIZE) / 8;
+        let max = max.min(WORDS as u64 - first);
+        // Make the step's `objects` transfer happen before counting.
+        let mut written = 0;
+        loop {
+            let next = self.state.borrow().ops[&handle].holding.last().copied();
+            let Some(g) = next else { break };
+            if written == max {
+                break;
+            }
+            let st = if undelegated {
+                RmiMemState::Undelegated
+            } else {
+                RmiMemState::Delegated
+            };
+            let desc = RmiAddrRangeDesc::new(g, RmiBlockSize::Page, 1, st).expect("valid");
+            if !self.mem.borrow_mut().rmm_write(list + 8 * written, desc.0) {
+                return status(RmiStatus::ErrorInput);
+            }
+            let mut mem = self.mem.borrow_mut();
+            if undelegated {
+                mem.scrub(g);
+                mem.set_state(g, GranuleState::Ns);
+            } else {
+                mem.set_state(g, GranuleState::Delegated);
+            }
+            drop(mem);
+            self.op_mut(handle, |op| {
+                op.holding.pop();
+            });
+            written += 1;
+        }
+        let done = self.state.borrow().ops[&handle].holding.is_empty();
+        if done {
+            self.op_mut(handle, Op::advance);
+        }
+        let mut out = self.step(handle);
+        out.0[1] = written;
+        out
+    }
+}
+
 impl SmcConduit for Rmm {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
         // CAST: SMCCC function IDs are 32 bits (w0).
@@ -158,9 +818,32 @@ impl SmcConduit for Rmm {
             out.0[0] = x0;
             return out;
         }
+        if !self.state.borrow().active && !INIT_STATE_FIDS.contains(&fid) {
+            return status(RmiStatus::ErrorGlobal);
+        }
+        let script = self
+            .state
+            .borrow_mut()
+            .scripts
+            .get_mut(&fid)
+            .and_then(VecDeque::pop_front);
+        if let Some(phases) = script {
+            return self.start_op(Op::new(phases, Effect::Script));
+        }
         match fid {
             RMI_VERSION => self.version(args),
             RMI_FEATURES => self.features(args),
+            RMI_RMM_CONFIG_SET => self.config_set(args),
+            RMI_RMM_CONFIG_GET => self.config_get(args),
+            RMI_RMM_ACTIVATE => self.activate(),
+            RMI_GRANULE_TRACKING_GET => self.tracking_get(args),
+            RMI_GPT_L1_CREATE => self.gpt_l1_create(args),
+            RMI_GRANULE_RANGE_DELEGATE => self.granule_range(args, true),
+            RMI_GRANULE_RANGE_UNDELEGATE => self.granule_range(args, false),
+            RMI_OP_CONTINUE => self.op_continue(args),
+            RMI_OP_CANCEL => self.op_cancel(args),
+            RMI_OP_MEM_DONATE => self.op_donate(args),
+            RMI_OP_MEM_RECLAIM => self.op_reclaim(args),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;

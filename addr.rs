@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Physical addresses as the RMI sees them: granules and granule ranges.
+//!
+//! Part of the sans-IO core (`core` only), at the bottom of the ladder: every
+//! other core file passes these types instead of bare integers. They are built
+//! only through checked constructors, and all arithmetic on them is checked.
+
+/// The RMI granule size (`RMI_GRANULE_SIZE_4KB`); the host's `PAGE_SIZE`
+/// must match it (`RMI_RMM_CONFIG_SET`).
+pub(crate) const GRANULE_SIZE: u64 = 1 << GRANULE_SHIFT;
+
+/// log2 of [`GRANULE_SIZE`].
+pub(crate) const GRANULE_SHIFT: u32 = 12;
+
+/// One past the highest PA the RMI can name: `RmiAddrRangeDesc4KB.addr` is
+/// PA[51:12]. A range's exclusive top may equal it.
+pub(crate) const PA_LIMIT: u64 = 1 << 52;
+
+/// The physical address of a granule: 4 KiB aligned and below [`PA_LIMIT`]
+/// (or equal to it, as the exclusive top of a range).
+///
+/// # Invariants
+///
+/// `self.0` is a multiple of [`GRANULE_SIZE`] and at most [`PA_LIMIT`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Granule(u64);
+
+impl Granule {
+    /// Physical address 0.
+    pub(crate) const ZERO: Self = Self(0);
+
+    /// The granule at `pa`, or `None` if `pa` is unaligned or out of range.
+    pub(crate) const fn new(pa: u64) -> Option<Self> {
+        if pa % GRANULE_SIZE != 0 || pa > PA_LIMIT {
+            return None;
+        }
+        // INVARIANT: Checked just above.
+        Some(Self(pa))
+    }
+
+    /// The granule with page frame number `pfn` (4 KiB frames).
+    pub(crate) const fn from_pfn(pfn: u64) -> Option<Self> {
+        match pfn.checked_mul(GRANULE_SIZE) {
+            Some(pa) => Self::new(pa),
+            None => None,
+        }
+    }
+
+    /// The physical address, for an RMI argument register.
+    pub(crate) const fn pa(self) -> u64 {
+        self.0
+    }
+
+    /// The granule `n` granules above this one, if it is still in range.
+    pub(crate) const fn checked_add(self, n: u64) -> Option<Self> {
+        match n.checked_mul(GRANULE_SIZE) {
+            Some(bytes) => match self.0.checked_add(bytes) {
+                Some(pa) => Self::new(pa),
+                None => None,
+            },
+            None => None,
+        }
+    }
+
+    /// Whether the address is a multiple of `align` bytes (a power of two).
+    pub(crate) const fn is_aligned(self, align: u64) -> bool {
+        align.is_power_of_two() && self.0 & (align - 1) == 0
+    }
+}
+
+impl core::fmt::Display for Granule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// The granules in `[base, top)`.
+///
+/// # Invariants
+///
+/// `base <= top`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GranuleRange {
+    base: Granule,
+    top: Granule,
+}
+
+impl GranuleRange {
+    /// `[base, top)`, or `None` if `top` is below `base`.
+    pub(crate) const fn new(base: Granule, top: Granule) -> Option<Self> {
+        if top.0 < base.0 {
+            return None;
+        }
+        // INVARIANT: Checked just above.
+        Some(Self { base, top })
+    }
+
+    /// The `count` granules starting at `base`, if they stay in range.
+    pub(crate) const fn from_count(base: Granule, count: u64) -> Option<Self> {
+        match base.checked_add(count) {
+            // INVARIANT: `top >= base` since `count` is unsigned.
+            Some(top) => Some(Self { base, top }),
+            None => None,
+        }
+    }
+
+    /// The first granule.
+    pub(crate) const fn base(&self) -> Granule {
+        self.base
+    }
+
+    /// The first granule past the range.
+    pub(crate) const fn top(&self) -> Granule {
+        self.top
+    }
+
+    /// The number of granules.
+    pub(crate) const fn count(&self) -> u64 {
+        (self.top.0 - self.base.0) / GRANULE_SIZE
+    }
+
+    /// Whether the range holds no granule.
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.top.0 == self.base.0
+    }
+
+    /// Whether `g` is in the range.
+    pub(crate) const fn contains(&self, g: Granule) -> bool {
+        self.base.0 <= g.0 && g.0 < self.top.0
+    }
+
+    /// The part from `mid` on, if `mid` is within `[base, top]`.
+    pub(crate) const fn from(&self, mid: Granule) -> Option<Self> {
+        if mid.0 < self.base.0 || mid.0 > self.top.0 {
+            return None;
+        }
+        Some(Self { base: mid, top: self.top })
+    }
+
+    /// The part below `mid`, if `mid` is within `[base, top]`.
+    pub(crate) const fn below(&self, mid: Granule) -> Option<Self> {
+        if mid.0 < self.base.0 || mid.0 > self.top.0 {
+            return None;
+        }
+        Some(Self { base: self.base, top: mid })
+    }
+
+    /// The granules in ascending order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Granule> {
+        let base = self.base;
+        // `checked_add` cannot fail below `top` (invariant), so nothing is skipped.
+        (0..self.count()).filter_map(move |i| base.checked_add(i))
+    }
+}
+
+impl core::fmt::Display for GranuleRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "[{}, {})", self.base, self.top)
+    }
+}
