@@ -46,3 +46,5 @@ mod granule_tests;
 mod sro_tests;
 #[cfg(test)]
 mod init_tests;
+#[cfg(test)]
+mod prop_tests;

@@ -228,3 +228,12 @@ impl PageSource for FakePages {
         true
     }
 }
+
+/// The range `pages` cover, if they are contiguous (in any order).
+pub(crate) fn contiguous(pages: &[FakePage]) -> Option<GranuleRange> {
+    let mut gs: Vec<_> = pages.iter().map(|p| p.granule).collect();
+    gs.sort();
+    let first = *gs.first()?;
+    let range = GranuleRange::from_count(first, gs.len() as u64)?;
+    range.iter().eq(gs.iter().copied()).then_some(range)
+}
