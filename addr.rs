@@ -40,14 +40,6 @@ impl Granule {
         Some(Self(pa))
     }
 
-    /// The granule with page frame number `pfn` (4 KiB frames).
-    pub(crate) const fn from_pfn(pfn: u64) -> Option<Self> {
-        match pfn.checked_mul(GRANULE_SIZE) {
-            Some(pa) => Self::new(pa),
-            None => None,
-        }
-    }
-
     /// The physical address, for an RMI argument register.
     pub(crate) const fn pa(self) -> u64 {
         self.0
@@ -126,17 +118,15 @@ impl GranuleRange {
         self.top.0 == self.base.0
     }
 
-    /// Whether `g` is in the range.
-    pub(crate) const fn contains(&self, g: Granule) -> bool {
-        self.base.0 <= g.0 && g.0 < self.top.0
-    }
-
     /// The part from `mid` on, if `mid` is within `[base, top]`.
     pub(crate) const fn from(&self, mid: Granule) -> Option<Self> {
         if mid.0 < self.base.0 || mid.0 > self.top.0 {
             return None;
         }
-        Some(Self { base: mid, top: self.top })
+        Some(Self {
+            base: mid,
+            top: self.top,
+        })
     }
 
     /// The part below `mid`, if `mid` is within `[base, top]`.
@@ -144,7 +134,10 @@ impl GranuleRange {
         if mid.0 < self.base.0 || mid.0 > self.top.0 {
             return None;
         }
-        Some(Self { base: self.base, top: mid })
+        Some(Self {
+            base: self.base,
+            top: mid,
+        })
     }
 
     /// The granules in ascending order.

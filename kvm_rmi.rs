@@ -9,10 +9,23 @@
 //! executable model of the RMM.
 
 use kernel::{
+    alloc::flags::{
+        __GFP_ZERO, //
+        GFP_KERNEL,
+    },
     arm64::smccc,
+    bindings,
+    page::Page,
     prelude::*, //
 };
 
+mod addr;
+#[expect(
+    dead_code,
+    reason = "range delegation and explicit undelegation are host-tested \
+              now and first used by realm creation (RD, RTTs)"
+)]
+mod granule;
 mod rmi_cmds;
 #[expect(
     dead_code,
@@ -20,26 +33,34 @@ mod rmi_cmds;
               the shell uses them command by command"
 )]
 mod rmi_smc;
+mod rmm_init;
+mod sro;
+mod system_ram;
 
+use addr::Granule;
+use granule::{
+    DelegatedGranule,
+    PageSource,
+    Rmi, //
+};
 use rmi_cmds::{
-    rmi_features,
-    rmi_version,
     RmiFeatureRegs,
     SmcConduit,
     VersionError, //
 };
 use rmi_smc::{
-    rmi_fid_name,
-    rmi_result,
     RmiError,
     RmiErrorKind,
-    RmiFid,
     RmiVersion,
     SmcRegs,
-    RMI_FEATURES,
-    RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
+use rmm_init::{
+    rmm_init,
+    InitError,
+    RmmInfo, //
+};
+use sro::Donations;
 
 module! {
     type: KvmRmi,
@@ -47,6 +68,7 @@ module! {
     authors: ["kvm-rmi developers"],
     description: "Arm CCA realm support (RMI) for KVM",
     license: "GPL",
+    imports_ns: ["KVM_ARM_REALM"],
 }
 
 /// The RMM, reached with `smc #0` from NS-EL2.
@@ -55,28 +77,11 @@ module! {
 /// the RMI range, which EL3 either forwards to the RMM or answers with
 /// `SMCCC_RET_NOT_SUPPORTED`. RMI commands only act on the physical addresses
 /// passed to them, and the command layer passes only granules its caller owns.
-///
-/// # Invariants
-///
-/// `smc` is true only if the SMCCC v1.1+ conduit is SMC, so `smc #0` reaches
-/// EL3 firmware.
-struct RmiSmc {
-    smc: bool,
-}
-
-impl RmiSmc {
-    /// Looks up the firmware conduit once.
-    fn new() -> Self {
-        // INVARIANT: `smc` is set from the conduit.
-        Self {
-            smc: smccc::conduit() == smccc::Conduit::Smc,
-        }
-    }
-}
+struct RmiSmc;
 
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        if !self.smc {
+        if smccc::conduit() != smccc::Conduit::Smc {
             // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware older
             // than SMCCC v1.1, or a guest's HVC) means no EL3 to ask, and RMI
             // needs SMCCC v1.2 from EL3.
@@ -84,9 +89,90 @@ impl SmcConduit for RmiSmc {
             out.0[0] = SMCCC_RET_NOT_SUPPORTED;
             return out;
         }
-        // SAFETY: SMC conduit (invariant); RMI calls touch only owned PAs (see type docs).
+        // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
         SmcRegs(unsafe { smccc::smc(&args.0) })
     }
+}
+
+/// A kernel page and the granule it occupies.
+struct KernelPage {
+    page: Page,
+    granule: Granule,
+}
+
+/// Pages from the kernel's page allocator.
+struct KernelPages;
+
+impl PageSource for KernelPages {
+    type Page = KernelPage;
+
+    fn alloc(&self) -> Option<KernelPage> {
+        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO).ok()?;
+        // Always a granule: arm64 PAs are 4 KiB aligned pages below 2^52.
+        let granule = Granule::new(page.phys_addr())?;
+        Some(KernelPage { page, granule })
+    }
+
+    fn granule(page: &KernelPage) -> Granule {
+        page.granule
+    }
+
+    fn write_words(page: &KernelPage, at: usize, words: &[u64]) -> bool {
+        words.iter().enumerate().all(|(i, w)| {
+            let bytes = w.to_le_bytes();
+            let Some(offset) = at.checked_add(i).and_then(|n| n.checked_mul(8)) else {
+                return false;
+            };
+            // SAFETY: `bytes` is 8 readable bytes; the page is ours and NS, nothing races.
+            unsafe { page.page.write_raw(bytes.as_ptr(), offset, bytes.len()) }.is_ok()
+        })
+    }
+
+    fn read_words(page: &KernelPage, at: usize, words: &mut [u64]) -> bool {
+        words.iter_mut().enumerate().all(|(i, w)| {
+            let mut bytes = [0u8; 8];
+            let Some(offset) = at.checked_add(i).and_then(|n| n.checked_mul(8)) else {
+                return false;
+            };
+            // SAFETY: `bytes` is 8 writable bytes; the page is ours and NS, nothing races.
+            let ok = unsafe { page.page.read_raw(bytes.as_mut_ptr(), offset, bytes.len()) }.is_ok();
+            *w = u64::from_le_bytes(bytes);
+            ok
+        })
+    }
+}
+
+/// The host's RMI endpoint; delegated memory borrows it for `'static`.
+static RMI: Rmi<RmiSmc, KernelPages> = Rmi::new(RmiSmc, KernelPages);
+
+/// A page delegated through [`RMI`].
+type Delegated = DelegatedGranule<'static, RmiSmc, KernelPages>;
+
+/// Granules donated for L1 GPTs. The RMM keeps them for the rest of the
+/// boot; at unload the records go and the pages are leaked (and counted).
+struct GptTables(KVec<Delegated>);
+
+impl Donations<'static, RmiSmc, KernelPages> for GptTables {
+    fn reserve(&mut self, n: usize) -> bool {
+        self.0.reserve(n, GFP_KERNEL).is_ok()
+    }
+
+    fn push(&mut self, g: Delegated) {
+        // Room was reserved; a failure would drop `g`, which leaks safely.
+        let _ = self.0.push_within_capacity(g);
+    }
+
+    fn take(&mut self, g: Granule) -> Option<Delegated> {
+        let i = self.0.iter().position(|d| d.granule() == g)?;
+        self.0.remove(i).ok()
+    }
+}
+
+/// Records, in the host kernel, that the RMM is active for the rest of the
+/// boot, which blocks kexec and hibernation (hook patch).
+fn mark_rmm_active() {
+    // SAFETY: No preconditions; it sets a flag.
+    unsafe { bindings::arm64_rmm_mark_active() };
 }
 
 /// The one place RMI failures become errnos (the core chooses the kind).
@@ -112,28 +198,23 @@ impl<T: core::fmt::Display> kernel::fmt::Display for Shown<T> {
     }
 }
 
-/// The spec name of an RMI command, for log lines.
-fn cmd_name(fid: RmiFid) -> &'static str {
-    rmi_fid_name(fid).unwrap_or("RMI_(unknown)")
-}
-
-/// Logs why there is no usable RMM, in one line, and returns the errno.
-fn report_no_rmm(err: &VersionError) -> Error {
-    let cmd = cmd_name(RMI_VERSION);
-    let host = Shown(RmiVersion::HOST);
+/// Logs why the RMM cannot be used, in one line, and returns the errno.
+fn report_init_error(err: &InitError) -> Error {
     match err {
-        VersionError::NotSupported => pr_err!("no RMM found ({cmd}: not supported)\n"),
-        VersionError::Incompatible(r) => pr_err!(
-            "no RMM found ({cmd}: RMM implements ABI {}..{}, host needs {host})\n",
-            Shown(r.lower),
-            Shown(r.higher)
-        ),
-        VersionError::Malformed { x0 } => match rmi_result(*x0) {
-            Err(e) => pr_err!("no RMM found ({cmd}: {})\n", Shown(e)),
-            Ok(()) => pr_err!("no RMM found ({cmd}: malformed version registers)\n"),
-        },
+        InitError::Version(VersionError::NotSupported) => {
+            pr_err!("no RMM found (RMI_VERSION: not supported)\n")
+        }
+        InitError::Version(_) => pr_err!("no RMM found ({})\n", Shown(err)),
+        _ => pr_err!("RMM unusable: {}\n", Shown(err)),
     }
-    ENODEV
+    match err {
+        InitError::Version(_) | InitError::NoGranule4k | InitError::ConfiguredOtherwise(..) => {
+            ENODEV
+        }
+        InitError::Cmd { err, .. } => Error::from(*err),
+        InitError::NoMemory => ENOMEM,
+        InitError::UnsupportedDonation => EOPNOTSUPP,
+    }
 }
 
 /// Logs the RMM's feature registers in one line.
@@ -158,22 +239,64 @@ fn report_features(f: &RmiFeatureRegs) {
     );
 }
 
+/// Logs what init found: version, features, activation, tracking.
+fn report_rmm(info: &RmmInfo) {
+    pr_info!(
+        "RMM ABI {} (RMM implements {}..{})\n",
+        Shown(RmiVersion::HOST),
+        Shown(info.versions.lower),
+        Shown(info.versions.higher)
+    );
+    report_features(&info.features);
+    if info.activated_now {
+        pr_info!("RMM configured (4 KiB granules) and activated\n");
+    } else {
+        pr_info!("RMM already active (configured earlier in this boot)\n");
+    }
+    let t = &info.tracking;
+    pr_info!(
+        "boot memory: {} MiB tracked, {} MiB untracked; L1 GPTs: {} created, {} present\n",
+        t.fine / 256,
+        t.untracked / 256,
+        t.l1_created,
+        t.l1_existing
+    );
+}
+
 /// The loaded module.
-struct KvmRmi;
+struct KvmRmi {
+    /// L1 GPT granules this load donated.
+    gpt_tables: GptTables,
+}
 
 impl kernel::Module for KvmRmi {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let smc = RmiSmc::new();
-        let range = rmi_version(&smc, RmiVersion::HOST).map_err(|e| report_no_rmm(&e))?;
-        pr_info!(
-            "RMM ABI {} (RMM implements {}..{})\n",
-            Shown(RmiVersion::HOST),
-            Shown(range.lower),
-            Shown(range.higher)
-        );
-        let features = rmi_features(&smc)
-            .inspect_err(|e| pr_err!("{} failed: {}\n", cmd_name(RMI_FEATURES), Shown(e)))?;
-        report_features(&features);
-        Ok(KvmRmi)
+        let memory = system_ram::system_ram()?;
+        let mut gpt_tables = GptTables(KVec::new());
+        let info = rmm_init(
+            &RMI,
+            memory.iter().copied(),
+            &mut gpt_tables,
+            mark_rmm_active,
+        )
+        .map_err(|e| report_init_error(&e))?;
+        report_rmm(&info);
+        Ok(KvmRmi { gpt_tables })
+    }
+}
+
+impl Drop for KvmRmi {
+    fn drop(&mut self) {
+        // The GPT records drop after this; the RMM keeps the tables, so the
+        // leak count covers them. Realms will have their own accounting.
+        let already = RMI.leaked();
+        let tables = self.gpt_tables.0.len();
+        if already > 0 || tables > 0 {
+            pr_info!(
+                "unloading: {} pages leaked so far, {} L1 GPT pages stay with the RMM\n",
+                already,
+                tables
+            );
+        }
     }
 }

@@ -13,14 +13,14 @@ use crate::addr::{
 use crate::rmi_smc::{
     rmi_result,
     RmiError,
-    RmiFid,
-    RmiMemCategory,
-    RmiTrackingState,
     RmiFeatures0,
     RmiFeatures1,
     RmiFeatures2,
     RmiFeatures3,
+    RmiFid,
+    RmiMemCategory,
     RmiStatus,
+    RmiTrackingState,
     RmiVersion,
     SmcRegs,
     RMI_CONTINUE_STOP,
@@ -259,7 +259,10 @@ pub(crate) struct OpHandle(pub(crate) u64);
 /// Returns the registers: the operation's next step or its final result.
 pub(crate) fn op_continue(smc: &impl SmcConduit, handle: OpHandle, stop: bool) -> SmcRegs {
     let flags = if stop { RMI_CONTINUE_STOP } else { 0 };
-    call_retrying(smc, &SmcRegs::new(RMI_OP_CONTINUE, [handle.0, flags, 0, 0, 0, 0]))
+    call_retrying(
+        smc,
+        &SmcRegs::new(RMI_OP_CONTINUE, [handle.0, flags, 0, 0, 0, 0]),
+    )
 }
 
 /// `RMI_OP_MEM_DONATE`: offers the `count` descriptors at NS address `list`.

@@ -77,7 +77,9 @@ pub(crate) enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Version(VersionError::NotSupported) => f.write_str("no RMM (RMI_VERSION not supported)"),
+            Self::Version(VersionError::NotSupported) => {
+                f.write_str("no RMM (RMI_VERSION not supported)")
+            }
             Self::Version(VersionError::Incompatible(r)) => write!(
                 f,
                 "RMM implements ABI {}..{}, host needs {}",
@@ -99,7 +101,9 @@ impl fmt::Display for InitError {
                 "RMM configured earlier in this boot with tracking size {t}, granule size {g}"
             ),
             Self::NoMemory => f.write_str("out of memory"),
-            Self::UnsupportedDonation => f.write_str("RMM asked for memory in an unsupported shape"),
+            Self::UnsupportedDonation => {
+                f.write_str("RMM asked for memory in an unsupported shape")
+            }
         }
     }
 }
@@ -138,6 +142,8 @@ pub(crate) struct RmmInfo {
 /// Finds, configures and activates the RMM, then makes sure `memory` (boot
 /// memory, ascending ranges) is tracked finely. Granules donated for L1 GPTs
 /// are recorded in `gpt_tables`; the RMM keeps them for the rest of the boot.
+/// `on_active` runs as soon as the RMM is known to be active (by this call
+/// or an earlier one), even if a later step fails.
 ///
 /// # Errors
 ///
@@ -147,6 +153,7 @@ pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     memory: impl IntoIterator<Item = GranuleRange>,
     gpt_tables: &mut impl Donations<'r, C, P>,
+    on_active: impl FnOnce(),
 ) -> Result<RmmInfo, InitError> {
     let smc = rmi.smc();
     let versions = rmi_version(smc, RmiVersion::HOST).map_err(InitError::Version)?;
@@ -155,6 +162,7 @@ pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource>(
         return Err(InitError::NoGranule4k);
     }
     let activated_now = configure_and_activate(rmi)?;
+    on_active();
     let l0gpt_bits = 30 + u32::from(features.f1.l0gptsz());
     let mut tracking = TrackingReport::default();
     for range in memory {
@@ -172,7 +180,9 @@ pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource>(
 /// this boot did that (both answer `RMI_ERROR_GLOBAL` then), a check with
 /// `RMI_RMM_CONFIG_GET` that the configuration is ours. Returns whether
 /// this call activated the RMM.
-fn configure_and_activate<C: SmcConduit, P: PageSource>(rmi: &Rmi<C, P>) -> Result<bool, InitError> {
+fn configure_and_activate<C: SmcConduit, P: PageSource>(
+    rmi: &Rmi<C, P>,
+) -> Result<bool, InitError> {
     let smc = rmi.smc();
     // The NS granule the configuration passes through; freed on return.
     let page = rmi.pages().alloc().ok_or(InitError::NoMemory)?;

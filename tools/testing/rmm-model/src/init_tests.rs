@@ -60,7 +60,7 @@ fn high_memory() -> GranuleRange {
 fn first_load_configures_activates_and_checks_tracking() {
     let h = host(Rmm::new());
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram()], &mut gpt).expect("init");
+    let info = rmm_init(&h, [dram()], &mut gpt, || {}).expect("init");
     assert!(info.activated_now);
     assert!(h.smc().is_active());
     assert_eq!(info.features.f0.0, QEMU_FEATURES[0]);
@@ -89,8 +89,8 @@ fn first_load_configures_activates_and_checks_tracking() {
 fn second_load_finds_the_rmm_active_and_carries_on() {
     let h = host(Rmm::new());
     let mut gpt = Ledger::default();
-    rmm_init(&h, [dram()], &mut gpt).expect("first load");
-    let info = rmm_init(&h, [dram()], &mut gpt).expect("second load");
+    rmm_init(&h, [dram()], &mut gpt, || {}).expect("first load");
+    let info = rmm_init(&h, [dram()], &mut gpt, || {}).expect("second load");
     assert!(!info.activated_now);
     // CONFIG_SET and ACTIVATE answered ERROR_GLOBAL; CONFIG_GET confirmed.
     assert_eq!(h.smc().calls(RMI_RMM_CONFIG_SET), 2);
@@ -104,7 +104,7 @@ fn static_gpts_answer_error_gpt_and_that_is_not_fatal() {
     let h = host(Rmm::new());
     h.smc().set_tracking(4 * L0GPT_SIZE, RmiTrackingState::None);
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt).expect("init");
+    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
     // 4 GiB..5 GiB: not tracked, L1 exists (static) so stays untracked;
     // 5 GiB..6 GiB: fine by default.
     assert_eq!(info.tracking.l1_existing, 1);
@@ -121,7 +121,7 @@ fn dynamic_gpts_get_donated_memory_the_rmm_keeps() {
     h.smc().set_tracking(4 * L0GPT_SIZE, RmiTrackingState::None);
     h.smc().set_tracking(5 * L0GPT_SIZE, RmiTrackingState::None);
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt).expect("init");
+    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
     assert_eq!(info.tracking.l1_created, 2);
     assert_eq!(info.tracking.untracked, 0);
     assert_eq!(info.tracking.fine, DRAM_GRANULES + 2 * L0GPT_SIZE / 4096);
@@ -140,15 +140,14 @@ fn dynamic_gpts_get_donated_memory_the_rmm_keeps() {
 fn refusals_map_to_typed_errors() {
     let h = host(Rmm::new().with_features([0x317f34, 0x142a8, 0, 3, 0]));
     assert_eq!(
-        rmm_init(&h, [dram()], &mut Ledger::default()),
+        rmm_init(&h, [dram()], &mut Ledger::default(), || {}),
         Err(InitError::NoGranule4k)
     );
-    let h = host(crate::model::Rmm::with_revisions(&[crate::rmi_smc::RmiVersion {
-        major: 1,
-        minor: 0,
-    }]));
+    let h = host(crate::model::Rmm::with_revisions(&[
+        crate::rmi_smc::RmiVersion { major: 1, minor: 0 },
+    ]));
     assert!(matches!(
-        rmm_init(&h, [dram()], &mut Ledger::default()),
+        rmm_init(&h, [dram()], &mut Ledger::default(), || {}),
         Err(InitError::Version(VersionError::Incompatible(_)))
     ));
 }
@@ -177,9 +176,13 @@ fn a_fault_at_every_init_call_is_reported_and_safe() {
             h.smc().set_tracking(4 * L0GPT_SIZE, RmiTrackingState::None);
             h.smc().fail_call(fid, nth, RmiStatus::ErrorInput, 0);
             let mut gpt = Ledger::default();
-            let result = rmm_init(&h, [dram(), high_memory()], &mut gpt);
+            let marked = std::cell::Cell::new(false);
+            let result = rmm_init(&h, [dram(), high_memory()], &mut gpt, || marked.set(true));
             assert_ownership(&h, &gpt.set());
             let ctx = format!("fid {fid:?} nth {nth}");
+            // The host records activation exactly when the RMM is active,
+            // even if a later step failed (kexec/hibernate stay blocked).
+            assert_eq!(marked.get(), h.smc().is_active(), "{ctx}");
             if h.smc().injected_pending() != 0 {
                 assert!(result.is_ok(), "{ctx}: {result:?}");
                 continue;
@@ -194,8 +197,12 @@ fn a_fault_at_every_init_call_is_reported_and_safe() {
                 InitError::Version(_) => assert_eq!(fid, RMI_VERSION, "{ctx}"),
                 InitError::Cmd { fid: failed, err } => {
                     // A refused donation delegate fails the GPT operation.
-                    let expect = if [RMI_GRANULE_RANGE_DELEGATE, RMI_OP_MEM_DONATE, RMI_OP_CONTINUE]
-                        .contains(&fid)
+                    let expect = if [
+                        RMI_GRANULE_RANGE_DELEGATE,
+                        RMI_OP_MEM_DONATE,
+                        RMI_OP_CONTINUE,
+                    ]
+                    .contains(&fid)
                     {
                         RMI_GPT_L1_CREATE
                     } else {

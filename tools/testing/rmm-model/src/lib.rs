@@ -37,14 +37,14 @@ pub(crate) mod mem;
 pub(crate) mod model;
 
 #[cfg(test)]
-mod support;
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod granule_tests;
-#[cfg(test)]
-mod sro_tests;
 #[cfg(test)]
 mod init_tests;
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod sro_tests;
+#[cfg(test)]
+mod support;
+#[cfg(test)]
+mod tests;

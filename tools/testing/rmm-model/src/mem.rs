@@ -122,7 +122,9 @@ impl Mem {
         if self.state(g) != Some(GranuleState::Ns) {
             return false;
         }
-        self.contents.entry(g).or_insert_with(|| Box::new([0; WORDS]))[i] = value;
+        self.contents
+            .entry(g)
+            .or_insert_with(|| Box::new([0; WORDS]))[i] = value;
         true
     }
 

@@ -206,10 +206,12 @@ impl Op {
     fn can_cancel(&self) -> bool {
         matches!(
             self.phases.front(),
-            Some(Phase::Donate {
-                can_cancel: true,
-                ..
-            } | Phase::Continue { can_cancel: true })
+            Some(
+                Phase::Donate {
+                    can_cancel: true,
+                    ..
+                } | Phase::Continue { can_cancel: true }
+            )
         )
     }
 }
@@ -479,8 +481,7 @@ impl Rmm {
     /// valid up to the region's end or `top`.
     fn tracking_get(&self, args: &SmcRegs) -> SmcRegs {
         let (base, top) = (args.x(1), args.x(2));
-        if base % GRANULE_SIZE != 0 || top % GRANULE_SIZE != 0 || top < base + GRANULE_SIZE
-        {
+        if base % GRANULE_SIZE != 0 || top % GRANULE_SIZE != 0 || top < base + GRANULE_SIZE {
             return status(RmiStatus::ErrorInput);
         }
         let region_end = (base / L0GPT_SIZE + 1) * L0GPT_SIZE;
@@ -552,7 +553,10 @@ impl Rmm {
             RangeMode::WholeRange => range.count(),
         };
         let mut done = 0;
-        for g in range.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        for g in range
+            .iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        {
             if let Err(e) = self.range_granule_ok(g, from) {
                 if done == 0 {
                     out.0[0] = return_code(e, 0);

@@ -122,7 +122,8 @@ fn out_of_pages_midway_donates_what_it_has_then_cancels() {
     // The list page and 5 donation pages, then nothing.
     h.smc().mem_mut().set_alloc_budget(Some(6));
     let mut ledger = Ledger::default();
-    h.smc().script(RMI_REC_CREATE, create(16, RmiMemState::Delegated, true));
+    h.smc()
+        .script(RMI_REC_CREATE, create(16, RmiMemState::Delegated, true));
     let e = run(&h, &call(RMI_REC_CREATE), &mut ledger).expect_err("no memory");
     assert_eq!(e, SroError::NoMemory);
     assert_eq!(h.smc().calls(RMI_OP_MEM_DONATE), 1, "partial donation of 5");
@@ -142,7 +143,8 @@ fn full_ledger_cancels_before_donating() {
         full: true,
         ..Ledger::default()
     };
-    h.smc().script(RMI_REC_CREATE, create(4, RmiMemState::Delegated, true));
+    h.smc()
+        .script(RMI_REC_CREATE, create(4, RmiMemState::Delegated, true));
     assert_eq!(
         run(&h, &call(RMI_REC_CREATE), &mut ledger),
         Err(SroError::NoMemory)
@@ -158,7 +160,8 @@ fn uncancellable_operation_keeps_its_granules_recorded() {
     let h = host(Rmm::active());
     h.smc().mem_mut().set_alloc_budget(Some(4));
     let mut ledger = Ledger::default();
-    h.smc().script(RMI_REC_CREATE, create(16, RmiMemState::Delegated, false));
+    h.smc()
+        .script(RMI_REC_CREATE, create(16, RmiMemState::Delegated, false));
     let e = run(&h, &call(RMI_REC_CREATE), &mut ledger).expect_err("no memory");
     assert_eq!(e, SroError::NoMemory);
     assert_eq!(h.smc().calls(RMI_OP_CANCEL), 0);
@@ -178,7 +181,10 @@ fn command_error_is_returned_with_nothing_donated() {
     let mut ledger = Ledger::default();
     h.smc().script(
         RMI_REC_CREATE,
-        vec![Phase::Continue { can_cancel: false }, Phase::Fail(RmiStatus::ErrorRealm)],
+        vec![
+            Phase::Continue { can_cancel: false },
+            Phase::Fail(RmiStatus::ErrorRealm),
+        ],
     );
     let e = run(&h, &call(RMI_REC_CREATE), &mut ledger).expect_err("fails");
     let SroError::Rmi(e) = e else { panic!("{e:?}") };
@@ -217,7 +223,8 @@ fn a_fault_at_every_call_keeps_ownership_exact() {
                 let h = host(Rmm::active());
                 h.smc().fail_call(fid, nth, RmiStatus::ErrorInput, 0);
                 let mut ledger = Ledger::default();
-                h.smc().script(RMI_REC_CREATE, create(4, RmiMemState::Delegated, cancel));
+                h.smc()
+                    .script(RMI_REC_CREATE, create(4, RmiMemState::Delegated, cancel));
                 let created = run(&h, &call(RMI_REC_CREATE), &mut ledger);
                 assert_ownership(&h, &ledger.set());
                 let destroyed = if created.is_ok() {

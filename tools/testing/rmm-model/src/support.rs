@@ -6,10 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::addr::Granule;
-use crate::granule::{
-    DelegatedGranule,
-    Rmi,
-};
+use crate::granule::{DelegatedGranule, Rmi};
 use crate::mem::FakePages;
 use crate::model::Rmm;
 use crate::sro::Donations;

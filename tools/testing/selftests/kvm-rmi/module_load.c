@@ -5,8 +5,9 @@
  *
  * Without an RMM (KRMI_RME unset or 0): loading fails with ENODEV, nothing
  * stays loaded, and the module logs exactly one line saying why.
- * With an RMM (KRMI_RME=1): it loads, logs the RMM's ABI version, unloads,
- * and loads and unloads again (the RMM is configured once per boot).
+ * With an RMM (KRMI_RME=1): it loads, logs the RMM's ABI version, says it
+ * configured and activated the RMM, unloads; then loads again, finding the
+ * RMM active already (the RMM is configured once per boot), and unloads.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +24,8 @@
 #define MODULE_NAME "kvm_rmi"
 #define NO_RMM_LINE "kvm_rmi: no RMM found (RMI_VERSION: not supported)"
 #define RMM_LINE_PREFIX "kvm_rmi: RMM ABI 2.0 "
+#define ACTIVATED_LINE "kvm_rmi: RMM configured (4 KiB granules) and activated"
+#define ALREADY_ACTIVE_LINE "kvm_rmi: RMM already active (configured earlier in this boot)"
 
 static const char *module_path(void)
 {
@@ -119,17 +122,29 @@ static void test_no_rmm(void)
 	close(kmsg);
 }
 
+/* Whether one of the first n collected lines is exactly line. */
+static bool has_line(char lines[][256], int n, const char *line)
+{
+	for (int i = 0; i < n && i < 8; i++)
+		if (!strcmp(lines[i], line))
+			return true;
+	return false;
+}
+
 static void load_unload_with_rmm(int round)
 {
-	char lines[4][256];
+	const char *activation = round == 1 ? ACTIVATED_LINE : ALREADY_ACTIVE_LINE;
+	char lines[8][256];
 	int kmsg = kmsg_open();
 	int ret = load();
 	int n;
 
 	ksft_test_result(ret == 0, "round %d: load succeeds (got %d)\n", round, ret);
-	n = kmsg_module_lines(kmsg, lines, 4);
+	n = kmsg_module_lines(kmsg, lines, 8);
 	ksft_test_result(n >= 1 && !strncmp(lines[0], RMM_LINE_PREFIX, strlen(RMM_LINE_PREFIX)),
 			 "round %d: logs \"" RMM_LINE_PREFIX "...\"\n", round);
+	ksft_test_result(has_line(lines, n, activation), "round %d: logs \"%s\"\n",
+			 round, activation);
 	ret = ret ? ret : syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK);
 	ksft_test_result(ret == 0 && !module_listed(), "round %d: unload\n", round);
 	close(kmsg);
@@ -147,7 +162,7 @@ int main(void)
 		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
 
 	if (with_rmm) {
-		ksft_set_plan(6);
+		ksft_set_plan(8);
 		load_unload_with_rmm(1);
 		load_unload_with_rmm(2);
 	} else {
