@@ -260,3 +260,58 @@ fn busy_and_blocked_are_retried_with_a_bound() {
     assert_eq!(rmm.calls(RMI_GRANULE_RANGE_DELEGATE), RMI_RETRY_LIMIT + 1);
     assert_eq!(rmm.mem().state(one.base()), Some(GranuleState::Ns));
 }
+
+/// The values TF-RMM sent on QEMU (rmi-abi.md section 4) decode as seen.
+#[test]
+fn sro_encodings_decode_as_tf_rmm_sends_them() {
+    use crate::rmi_smc::{
+        RmiAddrRangeDesc,
+        RmiBlockSize,
+        RmiDonateReq,
+        RmiMemState, //
+    };
+    let req = RmiDonateReq(0x40);
+    assert_eq!(req.block_size(), RmiBlockSize::Page);
+    assert_eq!(req.block_count(), 16);
+    assert!(!req.contiguous());
+    assert_eq!(req.state(), RmiMemState::Delegated);
+    assert_eq!(
+        RmiDonateReq::new(RmiBlockSize::Page, 16, false, RmiMemState::Delegated),
+        req
+    );
+
+    let desc = RmiAddrRangeDesc(0x7002_0040);
+    assert_eq!(desc.base(), g(0x7002_0000));
+    assert_eq!(desc.count(), 16);
+    assert_eq!(desc.size(), RmiBlockSize::Page);
+    assert_eq!(desc.state(), RmiMemState::Delegated);
+    assert_eq!(desc.range(), Some(range(0x7002_0000, 16)));
+    assert_eq!(
+        RmiAddrRangeDesc::new(
+            g(0x7002_0000),
+            RmiBlockSize::Page,
+            16,
+            RmiMemState::Delegated
+        ),
+        Some(desc)
+    );
+    // Undelegated state is bit 63; blocks must be aligned to their size.
+    let st = RmiAddrRangeDesc::new(
+        g(0x20_0000),
+        RmiBlockSize::L2Block,
+        2,
+        RmiMemState::Undelegated,
+    )
+    .expect("aligned");
+    assert_eq!(st.0, (1 << 63) | 0x20_0000 | (2 << 2) | 1);
+    assert_eq!(st.range().map(|r| r.count()), Some(1024));
+    assert_eq!(
+        RmiAddrRangeDesc::new(g(0x1000), RmiBlockSize::L2Block, 1, RmiMemState::Delegated),
+        None
+    );
+    assert_eq!(
+        RmiAddrRangeDesc::new(g(0), RmiBlockSize::Page, 1024, RmiMemState::Delegated),
+        None
+    );
+    assert!(!RmiAddrRangeDesc(1 << 55).reserved_clear());
+}
