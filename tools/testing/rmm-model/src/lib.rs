@@ -30,6 +30,10 @@ pub(crate) mod granule;
 pub(crate) mod sro;
 
 #[allow(dead_code)]
+#[path = "../../../../rtt.rs"]
+pub(crate) mod rtt;
+
+#[allow(dead_code)]
 #[path = "../../../../rmm_init.rs"]
 pub(crate) mod rmm_init;
 
@@ -42,6 +46,8 @@ mod granule_tests;
 mod init_tests;
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod rtt_tests;
 #[cfg(test)]
 mod sro_tests;
 #[cfg(test)]
