@@ -34,6 +34,10 @@ pub(crate) mod sro;
 pub(crate) mod rtt;
 
 #[allow(dead_code)]
+#[path = "../../../../realm.rs"]
+pub(crate) mod realm;
+
+#[allow(dead_code)]
 #[path = "../../../../rmm_init.rs"]
 pub(crate) mod rmm_init;
 
@@ -46,6 +50,8 @@ mod granule_tests;
 mod init_tests;
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod realm_tests;
 #[cfg(test)]
 mod rtt_tests;
 #[cfg(test)]
