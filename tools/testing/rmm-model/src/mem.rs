@@ -170,6 +170,19 @@ impl Drop for FakePage {
     }
 }
 
+/// Whether the host may access `len` words at `at` of granule `g`: in
+/// bounds, and NS (else the access is a GPF, recorded as a violation).
+fn host_access_ok(mem: &mut Mem, g: Granule, at: usize, len: usize) -> bool {
+    if at.checked_add(len).is_none_or(|end| end > WORDS) {
+        return false;
+    }
+    if mem.state(g) != Some(GranuleState::Ns) {
+        mem.violations.push(Violation::TouchedWhileDelegated(g));
+        return false;
+    }
+    true
+}
+
 impl PageSource for FakePages {
     type Page = FakePage;
 
@@ -197,12 +210,7 @@ impl PageSource for FakePages {
 
     fn write_words(page: &FakePage, at: usize, words: &[u64]) -> bool {
         let mut mem = page.mem.borrow_mut();
-        if at.checked_add(words.len()).is_none_or(|end| end > WORDS) {
-            return false;
-        }
-        if mem.state(page.granule) != Some(GranuleState::Ns) {
-            mem.violations
-                .push(Violation::TouchedWhileDelegated(page.granule));
+        if !host_access_ok(&mut mem, page.granule, at, words.len()) {
             return false;
         }
         let c = mem
@@ -215,12 +223,7 @@ impl PageSource for FakePages {
 
     fn read_words(page: &FakePage, at: usize, words: &mut [u64]) -> bool {
         let mut mem = page.mem.borrow_mut();
-        if at.checked_add(words.len()).is_none_or(|end| end > WORDS) {
-            return false;
-        }
-        if mem.state(page.granule) != Some(GranuleState::Ns) {
-            mem.violations
-                .push(Violation::TouchedWhileDelegated(page.granule));
+        if !host_access_ok(&mut mem, page.granule, at, words.len()) {
             return false;
         }
         match mem.contents.get(&page.granule) {

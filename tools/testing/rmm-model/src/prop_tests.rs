@@ -20,7 +20,6 @@ use crate::mem::{
     FakePages, //
 };
 use crate::model::{
-    Phase,
     RangeMode,
     Rmm, //
 };
@@ -40,6 +39,8 @@ use crate::rmi_smc::{
 use crate::sro::run;
 use crate::support::{
     assert_ownership,
+    create_phases,
+    destroy_phases,
     host,
     Ledger,
     TestGranule, //
@@ -150,33 +151,13 @@ fn check(mode: RangeMode, steps: &[Step]) {
                     RmiMemState::Delegated
                 };
                 h.smc().mem_mut().set_alloc_budget(budget);
-                h.smc().script(
-                    RMI_REC_CREATE,
-                    vec![
-                        Phase::Donate {
-                            granules: n,
-                            state,
-                            can_cancel,
-                        },
-                        Phase::Continue { can_cancel },
-                        Phase::Finish,
-                    ],
-                );
+                h.smc()
+                    .script(RMI_REC_CREATE, create_phases(n, state, can_cancel));
                 let _ = run(&h, &call(RMI_REC_CREATE), &mut objects);
                 h.smc().mem_mut().set_alloc_budget(None);
             }
             Step::Destroy { undelegated } => {
-                h.smc().script(
-                    RMI_REC_DESTROY,
-                    vec![
-                        Phase::Reclaim {
-                            objects: true,
-                            undelegated,
-                        },
-                        Phase::Continue { can_cancel: false },
-                        Phase::Finish,
-                    ],
-                );
+                h.smc().script(RMI_REC_DESTROY, destroy_phases(undelegated));
                 let _ = run(&h, &call(RMI_REC_DESTROY), &mut objects);
             }
             Step::Fault { fid, nth, busy } => {

@@ -32,35 +32,12 @@ use crate::sro::{
 };
 use crate::support::{
     assert_ownership,
+    create_phases as create,
+    destroy_phases as destroy,
     host,
     Ledger,
     TestRmi, //
 };
-
-/// A REC_CREATE-shaped operation: donate `n` granules, continue, finish.
-fn create(n: u64, state: RmiMemState, can_cancel: bool) -> Vec<Phase> {
-    vec![
-        Phase::Donate {
-            granules: n,
-            state,
-            can_cancel,
-        },
-        Phase::Continue { can_cancel },
-        Phase::Finish,
-    ]
-}
-
-/// A REC_DESTROY-shaped operation: reclaim what objects hold, finish.
-fn destroy(undelegated: bool) -> Vec<Phase> {
-    vec![
-        Phase::Reclaim {
-            objects: true,
-            undelegated,
-        },
-        Phase::Continue { can_cancel: false },
-        Phase::Finish,
-    ]
-}
 
 fn call(fid: RmiFid) -> SmcRegs {
     SmcRegs::new(fid, [0; 6])

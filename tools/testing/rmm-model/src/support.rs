@@ -8,7 +8,11 @@ use std::collections::BTreeSet;
 use crate::addr::Granule;
 use crate::granule::{DelegatedGranule, Rmi};
 use crate::mem::FakePages;
-use crate::model::Rmm;
+use crate::model::{
+    Phase,
+    Rmm, //
+};
+use crate::rmi_smc::RmiMemState;
 use crate::sro::Donations;
 
 /// The host's RMI endpoint over the model.
@@ -80,4 +84,29 @@ pub(crate) fn assert_ownership(h: &TestRmi, owned: &BTreeSet<Granule>) {
         stranded.is_subset(mem.allocated()),
         "a stranded granule went back to the allocator"
     );
+}
+
+/// A REC_CREATE-shaped operation: donate `n` granules, continue, finish.
+pub(crate) fn create_phases(n: u64, state: RmiMemState, can_cancel: bool) -> Vec<Phase> {
+    vec![
+        Phase::Donate {
+            granules: n,
+            state,
+            can_cancel,
+        },
+        Phase::Continue { can_cancel },
+        Phase::Finish,
+    ]
+}
+
+/// A REC_DESTROY-shaped operation: reclaim what objects hold, finish.
+pub(crate) fn destroy_phases(undelegated: bool) -> Vec<Phase> {
+    vec![
+        Phase::Reclaim {
+            objects: true,
+            undelegated,
+        },
+        Phase::Continue { can_cancel: false },
+        Phase::Finish,
+    ]
 }
