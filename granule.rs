@@ -48,6 +48,30 @@ pub(crate) trait PageSource {
     /// Reads `words.len()` words from word index `at` of an NS page. False
     /// if that runs past the page.
     fn read_words(page: &Self::Page, at: usize, words: &mut [u64]) -> bool;
+
+    /// An owned run of `2^order` contiguous pages, aligned to its size.
+    /// Dropping it frees it.
+    type Block;
+
+    /// Allocates a zeroed block of `2^order` pages, or `None`.
+    fn alloc_block(&self, order: u32) -> Option<Self::Block>;
+
+    /// The granules a block occupies.
+    fn block_range(block: &Self::Block) -> GranuleRange;
+}
+
+/// Delegated granules one object owns (a realm's RTTs, a REC's donated
+/// granules, the L1 GPTs), found again by address when the RMM hands one
+/// back. Implemented with a growable vector.
+pub(crate) trait GranuleSet<'r, C: SmcConduit, P: PageSource> {
+    /// Makes room for `n` more granules; false when out of memory.
+    fn reserve(&mut self, n: usize) -> bool;
+
+    /// Adds a granule. Room was reserved.
+    fn push(&mut self, g: DelegatedGranule<'r, C, P>);
+
+    /// Takes out the granule at `g`, if the set has it.
+    fn take(&mut self, g: Granule) -> Option<DelegatedGranule<'r, C, P>>;
 }
 
 /// A failure to get memory into the Realm PAS.
@@ -103,6 +127,13 @@ impl<C: SmcConduit, P: PageSource> Rmi<C, P> {
     pub(crate) fn leak(&self, page: P::Page) {
         core::mem::forget(page);
         self.leaked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives up `block` for good because `stuck` of its granules may still
+    /// be in the Realm PAS (the rest is NS, but cannot be freed alone).
+    pub(crate) fn leak_block(&self, block: P::Block, stuck: u64) {
+        core::mem::forget(block);
+        self.leaked.fetch_add(stuck, Ordering::Relaxed);
     }
 }
 
@@ -277,5 +308,69 @@ impl<C: SmcConduit, P: PageSource> Drop for DelegatedGranule<'_, C, P> {
         // On failure the page is leaked and counted; the error has nowhere
         // else to go.
         let _ = undelegate_page(self.rmi, page);
+    }
+}
+
+/// A block of contiguous pages in the Realm PAS, owned by the host (for
+/// example a realm's concatenated root RTTs, which must be contiguous and
+/// aligned to their size).
+///
+/// Dropping it undelegates the block and frees it; if any granule is
+/// refused, the whole block is leaked and the refused granules counted.
+///
+/// # Invariants
+///
+/// Every granule of `range` is delegated, or in a realm object the RMM made
+/// from it, until `drop` runs; `range` is the block's.
+pub(crate) struct DelegatedBlock<'r, C: SmcConduit, P: PageSource> {
+    block: ManuallyDrop<P::Block>,
+    range: GranuleRange,
+    rmi: &'r Rmi<C, P>,
+}
+
+impl<'r, C: SmcConduit, P: PageSource> DelegatedBlock<'r, C, P> {
+    /// Allocates `2^order` contiguous pages and delegates them.
+    ///
+    /// # Errors
+    ///
+    /// [`MemError::NoMemory`], or the RMM's error after the part delegated
+    /// has been undelegated again (the block is freed, or leaked if some
+    /// granule could not be undelegated).
+    pub(crate) fn alloc(rmi: &'r Rmi<C, P>, order: u32) -> Result<Self, MemError> {
+        let block = rmi.pages().alloc_block(order).ok_or(MemError::NoMemory)?;
+        let range = P::block_range(&block);
+        let mut stuck = 0;
+        match delegate_range(rmi.smc(), range, &mut |_| stuck += 1) {
+            // INVARIANT: The whole range was delegated.
+            Ok(()) => Ok(Self {
+                block: ManuallyDrop::new(block),
+                range,
+                rmi,
+            }),
+            Err(e) => {
+                if stuck > 0 {
+                    rmi.leak_block(block, stuck);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The granules of the block.
+    pub(crate) fn range(&self) -> GranuleRange {
+        self.range
+    }
+}
+
+impl<C: SmcConduit, P: PageSource> Drop for DelegatedBlock<'_, C, P> {
+    fn drop(&mut self) {
+        let mut stuck = 0;
+        // Refusals are counted through `stuck`.
+        let _ = undelegate_range(self.rmi.smc(), self.range, &mut |_| stuck += 1);
+        // SAFETY: `drop` runs once and `block` is not used after this.
+        let block = unsafe { ManuallyDrop::take(&mut self.block) };
+        if stuck > 0 {
+            self.rmi.leak_block(block, stuck);
+        }
     }
 }

@@ -15,7 +15,10 @@ use kernel::{
     },
     arm64::smccc,
     bindings,
-    page::Page,
+    page::{
+        Page,
+        Pages, //
+    },
     prelude::*, //
 };
 
@@ -47,9 +50,13 @@ mod rtt;
 mod sro;
 mod system_ram;
 
-use addr::Granule;
+use addr::{
+    Granule,
+    GranuleRange, //
+};
 use granule::{
     DelegatedGranule,
+    GranuleSet,
     PageSource,
     Rmi, //
 };
@@ -70,7 +77,6 @@ use rmm_init::{
     InitError,
     RmmInfo, //
 };
-use sro::Donations;
 
 module! {
     type: KvmRmi,
@@ -110,11 +116,32 @@ struct KernelPage {
     granule: Granule,
 }
 
+/// A kernel block of `2^order` pages and the granules it occupies.
+struct KernelBlock {
+    _pages: Pages,
+    range: GranuleRange,
+}
+
 /// Pages from the kernel's page allocator.
 struct KernelPages;
 
 impl PageSource for KernelPages {
     type Page = KernelPage;
+    type Block = KernelBlock;
+
+    fn alloc_block(&self, order: u32) -> Option<KernelBlock> {
+        let pages = Pages::alloc_pages(GFP_KERNEL | __GFP_ZERO, order).ok()?;
+        let count = 1u64.checked_shl(order)?;
+        let range = GranuleRange::from_count(Granule::new(pages.phys_addr())?, count)?;
+        Some(KernelBlock {
+            _pages: pages,
+            range,
+        })
+    }
+
+    fn block_range(block: &KernelBlock) -> GranuleRange {
+        block.range
+    }
 
     fn alloc(&self) -> Option<KernelPage> {
         let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO).ok()?;
@@ -162,7 +189,7 @@ type Delegated = DelegatedGranule<'static, RmiSmc, KernelPages>;
 /// boot; at unload the records go and the pages are leaked (and counted).
 struct GptTables(KVec<Delegated>);
 
-impl Donations<'static, RmiSmc, KernelPages> for GptTables {
+impl GranuleSet<'static, RmiSmc, KernelPages> for GptTables {
     fn reserve(&mut self, n: usize) -> bool {
         self.0.reserve(n, GFP_KERNEL).is_ok()
     }

@@ -15,6 +15,7 @@ use crate::addr::{
     GranuleRange, //
 };
 use crate::granule::{
+    GranuleSet,
     PageSource,
     Rmi, //
 };
@@ -47,7 +48,6 @@ use crate::rmi_smc::{
 };
 use crate::sro::{
     self,
-    Donations,
     SroError, //
 };
 
@@ -152,7 +152,7 @@ pub(crate) struct RmmInfo {
 pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     memory: impl IntoIterator<Item = GranuleRange>,
-    gpt_tables: &mut impl Donations<'r, C, P>,
+    gpt_tables: &mut impl GranuleSet<'r, C, P>,
     on_active: impl FnOnce(),
 ) -> Result<RmmInfo, InitError> {
     let smc = rmi.smc();
@@ -226,7 +226,7 @@ fn track_range<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     range: GranuleRange,
     l0gpt_bits: u32,
-    gpt_tables: &mut impl Donations<'r, C, P>,
+    gpt_tables: &mut impl GranuleSet<'r, C, P>,
     report: &mut TrackingReport,
 ) -> Result<(), InitError> {
     let mut next = range.base();
@@ -271,7 +271,7 @@ fn l0gpt_block(g: Granule, bits: u32) -> Option<Granule> {
 fn create_l1_gpt<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     block: Granule,
-    gpt_tables: &mut impl Donations<'r, C, P>,
+    gpt_tables: &mut impl GranuleSet<'r, C, P>,
 ) -> Result<bool, InitError> {
     match sro::run(rmi, &gpt_l1_create_call(block), gpt_tables) {
         Ok(_) => Ok(true),

@@ -5,13 +5,13 @@
 //! `RMI_OP_MEM_RECLAIM` and `RMI_OP_CANCEL` (rmi-abi.md section 4).
 //!
 //! Part of the sans-IO core. Donated granules stay owned by the host, as
-//! [`DelegatedGranule`]s in the caller's [`Donations`], until the RMM gives
+//! [`DelegatedGranule`]s in the caller's [`GranuleSet`], until the RMM gives
 //! them back, so a failed or abandoned operation can never free a page the
 //! RMM still uses.
 
-use crate::addr::Granule;
 use crate::granule::{
     DelegatedGranule,
+    GranuleSet,
     MemError,
     PageSource,
     Rmi, //
@@ -43,19 +43,6 @@ pub(crate) const LIST_ENTRIES: usize = 512;
 /// Calls one operation may take before the host calls the RMM broken. Far
 /// above any real operation (a donation of 512 granules per call).
 pub(crate) const SRO_STEP_LIMIT: u32 = 1 << 16;
-
-/// The granules the RMM holds for one object (a REC's auxiliary granules,
-/// say), recorded by the object's owner. Implemented with a growable vector.
-pub(crate) trait Donations<'r, C: SmcConduit, P: PageSource> {
-    /// Makes room for `n` more records; false when out of memory.
-    fn reserve(&mut self, n: usize) -> bool;
-
-    /// Records a granule the RMM took. Room was reserved.
-    fn push(&mut self, g: DelegatedGranule<'r, C, P>);
-
-    /// Takes out the record of `g`, which the RMM gives back.
-    fn take(&mut self, g: Granule) -> Option<DelegatedGranule<'r, C, P>>;
-}
 
 /// Why an operation did not succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +87,7 @@ impl From<MemError> for SroError {
 pub(crate) fn run<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     first: &SmcRegs,
-    donations: &mut impl Donations<'r, C, P>,
+    donations: &mut impl GranuleSet<'r, C, P>,
 ) -> Result<SmcRegs, SroError> {
     // The list page is taken first: nothing can be left half done if the
     // host is out of memory.
@@ -147,7 +134,7 @@ fn donate<'r, C: SmcConduit, P: PageSource>(
     handle: OpHandle,
     req: RmiDonateReq,
     list: &P::Page,
-    donations: &mut impl Donations<'r, C, P>,
+    donations: &mut impl GranuleSet<'r, C, P>,
 ) -> Result<SmcRegs, SroError> {
     if req.block_size() != RmiBlockSize::Page || (req.contiguous() && req.block_count() > 1) {
         return Err(SroError::UnsupportedDonation);
@@ -244,7 +231,7 @@ fn reclaim<'r, C: SmcConduit, P: PageSource>(
     rmi: &'r Rmi<C, P>,
     handle: OpHandle,
     list: &P::Page,
-    donations: &mut impl Donations<'r, C, P>,
+    donations: &mut impl GranuleSet<'r, C, P>,
 ) -> Result<SmcRegs, SroError> {
     // CAST: LIST_ENTRIES is 512.
     let out = op_mem_reclaim(rmi.smc(), handle, P::granule(list), LIST_ENTRIES as u64);

@@ -315,3 +315,51 @@ fn sro_encodings_decode_as_tf_rmm_sends_them() {
     );
     assert!(!RmiAddrRangeDesc(1 << 55).reserved_clear());
 }
+
+#[test]
+fn delegated_block_round_trips_aligned_in_both_modes() {
+    use crate::granule::DelegatedBlock;
+    for mode in MODES {
+        let h = host(Rmm::active());
+        h.smc().set_range_mode(mode);
+        let b = DelegatedBlock::alloc(&h, 4).expect("16 granules");
+        let r = b.range();
+        assert_eq!(r.count(), 16);
+        assert!(r.base().is_aligned(16 * GRANULE_SIZE));
+        assert!(r
+            .iter()
+            .all(|x| h.smc().mem().state(x) == Some(GranuleState::Delegated)));
+        assert_ownership(&h, &r.iter().collect());
+        drop(b);
+        assert!(h.smc().mem().allocated().is_empty(), "block freed");
+        assert_ownership(&h, &BTreeSet::new());
+    }
+}
+
+#[test]
+fn block_failures_unwind_or_leak_only_the_block() {
+    use crate::granule::DelegatedBlock;
+    // Delegation refused at granule 3: 0..3 undelegated, block freed.
+    let h = host(Rmm::active());
+    h.smc()
+        .fail_call(RMI_GRANULE_RANGE_DELEGATE, 3, RmiStatus::ErrorInput, 0);
+    assert!(DelegatedBlock::alloc(&h, 3).is_err());
+    assert!(h.smc().mem().allocated().is_empty());
+    assert_ownership(&h, &BTreeSet::new());
+
+    // Undelegation refused for one granule at drop: the block is kept
+    // (leaked), one granule counted, the rest back in the NS PAS.
+    let h = host(Rmm::active());
+    let b = DelegatedBlock::alloc(&h, 2).expect("block");
+    h.smc()
+        .fail_call(RMI_GRANULE_RANGE_UNDELEGATE, 1, RmiStatus::ErrorInput, 0);
+    drop(b);
+    assert_eq!(h.leaked(), 1);
+    assert_eq!(h.smc().mem().allocated().len(), 4, "never freed");
+    assert_ownership(&h, &BTreeSet::new());
+
+    // Out of memory.
+    let h = host(Rmm::active());
+    h.smc().mem_mut().set_alloc_budget(Some(7));
+    assert_eq!(DelegatedBlock::alloc(&h, 3).err(), Some(MemError::NoMemory));
+}

@@ -183,8 +183,64 @@ fn host_access_ok(mem: &mut Mem, g: Granule, at: usize, len: usize) -> bool {
     true
 }
 
+/// A block from [`FakePages`]; dropping it frees every granule, and a free
+/// of one that is not NS is recorded as a violation (and that one kept).
+#[derive(Debug)]
+pub(crate) struct FakeBlock {
+    range: GranuleRange,
+    mem: Rc<RefCell<Mem>>,
+}
+
+impl Drop for FakeBlock {
+    fn drop(&mut self) {
+        let mut mem = self.mem.borrow_mut();
+        for g in self.range.iter() {
+            if mem.state(g) != Some(GranuleState::Ns) {
+                mem.violations.push(Violation::FreedWhileDelegated(g));
+                continue;
+            }
+            mem.allocated.remove(&g);
+            mem.contents.remove(&g);
+            mem.free.insert(g);
+        }
+    }
+}
+
 impl PageSource for FakePages {
     type Page = FakePage;
+    type Block = FakeBlock;
+
+    fn alloc_block(&self, order: u32) -> Option<FakeBlock> {
+        let mut mem = self.0.borrow_mut();
+        let n = 1u64 << order;
+        if let Some(budget) = mem.alloc_budget.as_mut() {
+            if *budget < n {
+                return None;
+            }
+            *budget -= n;
+        }
+        // The highest free run of `n` granules aligned to its size.
+        let range = mem
+            .free
+            .iter()
+            .rev()
+            .copied()
+            .filter(|g| g.is_aligned(n * GRANULE_SIZE))
+            .filter_map(|g| GranuleRange::from_count(g, n))
+            .find(|r| r.iter().all(|g| mem.free.contains(&g)))?;
+        for g in range.iter() {
+            mem.free.remove(&g);
+            mem.allocated.insert(g);
+        }
+        Some(FakeBlock {
+            range,
+            mem: Rc::clone(&self.0),
+        })
+    }
+
+    fn block_range(block: &FakeBlock) -> GranuleRange {
+        block.range
+    }
 
     fn alloc(&self) -> Option<FakePage> {
         let mut mem = self.0.borrow_mut();

@@ -6,14 +6,17 @@
 use std::collections::BTreeSet;
 
 use crate::addr::Granule;
-use crate::granule::{DelegatedGranule, Rmi};
+use crate::granule::{
+    DelegatedGranule,
+    GranuleSet,
+    Rmi, //
+};
 use crate::mem::FakePages;
 use crate::model::{
     Phase,
     Rmm, //
 };
 use crate::rmi_smc::RmiMemState;
-use crate::sro::Donations;
 
 /// The host's RMI endpoint over the model.
 pub(crate) type TestRmi = Rmi<Rmm, FakePages>;
@@ -35,7 +38,7 @@ pub(crate) struct Ledger<'r> {
     pub(crate) full: bool,
 }
 
-impl<'r> Donations<'r, Rmm, FakePages> for Ledger<'r> {
+impl<'r> GranuleSet<'r, Rmm, FakePages> for Ledger<'r> {
     fn reserve(&mut self, n: usize) -> bool {
         if self.full {
             return false;
