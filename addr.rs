@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Physical addresses as the RMI sees them: granules and granule ranges.
+//! Addresses as the RMI sees them: granules and granule ranges (PAs),
+//! IPAs, and RTT levels.
+//!
+//! With 4 KiB granules each RTT level resolves 9 IPA bits above the 12-bit
+//! page offset: level 3 maps pages, level 0 bits [47:39], and level -1
+//! (FEAT_LPA2 only) bits [51:48].
 //!
 //! Part of the sans-IO core (`core` only), at the bottom of the ladder: every
 //! other core file passes these types instead of bare integers. They are built
@@ -151,5 +156,97 @@ impl GranuleRange {
 impl core::fmt::Display for GranuleRange {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "[{}, {})", self.base, self.top)
+    }
+}
+
+/// An RTT level, -1 to 3.
+///
+/// # Invariants
+///
+/// `-1 <= self.0 <= 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RttLevel(i8);
+
+impl RttLevel {
+    /// The leaf level, whose entries map 4 KiB pages.
+    pub(crate) const LEAF: Self = Self(3);
+
+    /// The level `level`, if it exists with 4 KiB granules.
+    pub(crate) const fn new(level: i8) -> Option<Self> {
+        if level < -1 || level > 3 {
+            return None;
+        }
+        // INVARIANT: Checked just above.
+        Some(Self(level))
+    }
+
+    /// The level number.
+    pub(crate) const fn get(self) -> i8 {
+        self.0
+    }
+
+    /// The level as an RMI argument register (two's complement).
+    pub(crate) const fn raw(self) -> u64 {
+        // CAST: Sign extension is the encoding.
+        self.0 as i64 as u64
+    }
+
+    /// The next level down, if this is not the leaf.
+    pub(crate) const fn below(self) -> Option<Self> {
+        Self::new(self.0 + 1)
+    }
+
+    /// The level above, if this is not -1.
+    pub(crate) const fn above(self) -> Option<Self> {
+        Self::new(self.0 - 1)
+    }
+
+    /// Bytes one entry at this level maps.
+    pub(crate) const fn entry_size(self) -> u64 {
+        1 << self.entry_shift()
+    }
+
+    /// log2 of the bytes one entry at this level maps.
+    pub(crate) const fn entry_shift(self) -> u32 {
+        // CAST: `3 - self.0` is 0..=4 (invariant).
+        12 + 9 * (3 - self.0) as u32
+    }
+}
+
+/// An intermediate physical address of a realm.
+///
+/// # Invariants
+///
+/// `self.0 < 2^52`, the largest IPA space there is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Ipa(u64);
+
+impl Ipa {
+    /// The IPA `ipa`, if below 2^52.
+    pub(crate) const fn new(ipa: u64) -> Option<Self> {
+        if ipa >> 52 != 0 {
+            return None;
+        }
+        // INVARIANT: Checked just above.
+        Some(Self(ipa))
+    }
+
+    /// The address, for an RMI argument.
+    pub(crate) const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Rounded down to a multiple of `size` (a power of two).
+    pub(crate) const fn align_down(self, size: u64) -> Self {
+        // INVARIANT: Rounding down keeps it below 2^52.
+        Self(self.0 & !(size.wrapping_sub(1)))
+    }
+
+    /// `self + n`, if still an IPA.
+    pub(crate) const fn checked_add(self, n: u64) -> Option<Self> {
+        match self.0.checked_add(n) {
+            Some(v) => Self::new(v),
+            None => None,
+        }
     }
 }

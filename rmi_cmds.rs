@@ -8,7 +8,9 @@
 
 use crate::addr::{
     Granule,
-    GranuleRange, //
+    GranuleRange,
+    Ipa,
+    RttLevel, //
 };
 use crate::rmi_smc::{
     rmi_result,
@@ -33,9 +35,15 @@ use crate::rmi_smc::{
     RMI_OP_CONTINUE,
     RMI_OP_MEM_DONATE,
     RMI_OP_MEM_RECLAIM,
+    RMI_REALM_ACTIVATE,
+    RMI_REALM_CREATE,
+    RMI_REALM_DESTROY,
+    RMI_REALM_TERMINATE,
     RMI_RMM_ACTIVATE,
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
+    RMI_RTT_CREATE,
+    RMI_RTT_DESTROY,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -296,4 +304,72 @@ pub(crate) fn op_mem_reclaim(
 /// `RMI_OP_CANCEL`: abandons the operation (only when it said it can be).
 pub(crate) fn op_cancel(smc: &impl SmcConduit, handle: OpHandle) -> SmcRegs {
     call_retrying(smc, &SmcRegs::new(RMI_OP_CANCEL, [handle.0, 0, 0, 0, 0, 0]))
+}
+
+/// `RMI_REALM_CREATE`: makes the delegated granule `rd` the RD of a new
+/// realm described by the `RmiRealmParams` in the NS granule `params`.
+pub(crate) fn realm_create(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    params: Granule,
+) -> Result<(), RmiError> {
+    status_only(smc, RMI_REALM_CREATE, [rd.pa(), params.pa(), 0, 0, 0, 0])
+}
+
+/// `RMI_REALM_ACTIVATE`: NEW to ACTIVE; RECs can run from then on.
+pub(crate) fn realm_activate(smc: &impl SmcConduit, rd: Granule) -> Result<(), RmiError> {
+    status_only(smc, RMI_REALM_ACTIVATE, [rd.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_REALM_TERMINATE`: the realm can never run again (ZOMBIE).
+pub(crate) fn realm_terminate(smc: &impl SmcConduit, rd: Granule) -> Result<(), RmiError> {
+    status_only(smc, RMI_REALM_TERMINATE, [rd.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_REALM_DESTROY`: a terminated realm with no RECs and no non-root
+/// RTTs; its RD and root RTTs return to DELEGATED.
+pub(crate) fn realm_destroy(smc: &impl SmcConduit, rd: Granule) -> Result<(), RmiError> {
+    status_only(smc, RMI_REALM_DESTROY, [rd.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_RTT_CREATE`: makes the delegated granule `rtt` the RTT at `level`
+/// for the region holding `ipa` (aligned to what one level-1 entry maps).
+///
+/// `RMI_ERROR_RTT` carries the level the walk reached: below `level - 1`,
+/// a parent is missing; `level - 1`, the entry already has a table.
+pub(crate) fn rtt_create(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    rtt: Granule,
+    ipa: Ipa,
+    level: RttLevel,
+) -> Result<(), RmiError> {
+    let args = [rd.pa(), rtt.pa(), ipa.get(), level.raw(), 0, 0];
+    status_only(smc, RMI_RTT_CREATE, args)
+}
+
+/// The answer of `RMI_RTT_DESTROY`: besides the result, where the next
+/// live entry of the parent table may be (x2, "top of the non-live
+/// region"), on success and on `RMI_ERROR_RTT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RttDestroyed {
+    /// The RTT granule, back to DELEGATED, or the error.
+    pub(crate) result: Result<Granule, RmiError>,
+    /// Where to go on, never below the IPA asked (else the answer is bad).
+    pub(crate) next: Option<Ipa>,
+}
+
+/// `RMI_RTT_DESTROY` of the RTT at `level` for the region holding `ipa`.
+pub(crate) fn rtt_destroy(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    ipa: Ipa,
+    level: RttLevel,
+) -> RttDestroyed {
+    let args = [rd.pa(), ipa.get(), level.raw(), 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_DESTROY, args));
+    let next = Ipa::new(out.x(2)).filter(|n| *n >= ipa);
+    let result = rmi_result(out.x(0))
+        .and_then(|()| Granule::new(out.x(1)).ok_or(RmiError::bad_output()));
+    RttDestroyed { result, next }
 }

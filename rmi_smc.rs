@@ -992,6 +992,49 @@ pub(crate) struct RmiRealmParams {
     _pad10: [u8; 0x1000 - 0xf98],
 }
 
+impl RmiRealmParams {
+    /// Number of (word index, value) pairs [`RmiRealmParams::words`] yields.
+    pub(crate) const NR_WORDS: usize = 24;
+
+    /// The 64-bit words of the granule that hold fields (the rest is
+    /// padding and stays zero), little-endian as the RMM reads them: a page
+    /// zeroed first and then written with these holds exactly the struct.
+    pub(crate) fn words(&self) -> [(usize, u64); Self::NR_WORDS] {
+        let rpv = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.rpv[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        [
+            (0x000 / 8, self.flags0),
+            (0x008 / 8, u64::from(self.s2sz)),
+            (0x010 / 8, u64::from(self.sve_vl)),
+            (0x018 / 8, u64::from(self.num_bps)),
+            (0x020 / 8, u64::from(self.num_wps)),
+            (0x028 / 8, u64::from(self.pmu_num_ctrs)),
+            (0x030 / 8, u64::from(self.algorithm)),
+            (0x038 / 8, u64::from(self.num_aux_planes)),
+            (0x400 / 8, rpv(0)),
+            (0x400 / 8 + 1, rpv(1)),
+            (0x400 / 8 + 2, rpv(2)),
+            (0x400 / 8 + 3, rpv(3)),
+            (0x400 / 8 + 4, rpv(4)),
+            (0x400 / 8 + 5, rpv(5)),
+            (0x400 / 8 + 6, rpv(6)),
+            (0x400 / 8 + 7, rpv(7)),
+            (0x440 / 8, self.ats_plane),
+            (0x808 / 8, self.rtt_base),
+            // CAST: The two's complement bits, as the RMM reads the field.
+            (0x810 / 8, self.rtt_level_start as u64),
+            (0x818 / 8, u64::from(self.rtt_num_start)),
+            (0x820 / 8, self.flags1),
+            (0xf80 / 8, self.aux_rtt_base[0]),
+            (0xf80 / 8 + 1, self.aux_rtt_base[1]),
+            (0xf80 / 8 + 2, self.aux_rtt_base[2]),
+        ]
+    }
+}
+
 /// `RmiRecParams`: what `RMI_REC_CREATE` reads from an NS granule.
 #[repr(C)]
 #[derive(Clone, Debug, PartialEq, Eq)]

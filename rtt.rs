@@ -1,43 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Realm translation tables (RTTs): levels and the geometry of the root.
+//! Realm translation tables (RTTs): the geometry of the root.
 //!
-//! Part of the sans-IO core. With 4 KiB granules each level resolves 9 IPA
-//! bits above the 12-bit page offset: level 3 maps pages, level 0 bits
-//! [47:39], and level -1 (FEAT_LPA2 only) bits [51:48].
+//! Part of the sans-IO core.
 
-/// An RTT level, -1 to 3.
-///
-/// # Invariants
-///
-/// `-1 <= self.0 <= 3`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct RttLevel(i8);
-
-impl RttLevel {
-    /// The leaf level, whose entries map 4 KiB pages.
-    pub(crate) const LEAF: Self = Self(3);
-
-    /// The level `level`, if it exists with 4 KiB granules.
-    pub(crate) const fn new(level: i8) -> Option<Self> {
-        if level < -1 || level > 3 {
-            return None;
-        }
-        // INVARIANT: Checked just above.
-        Some(Self(level))
-    }
-
-    /// The level number, for an RMI argument.
-    pub(crate) const fn get(self) -> i8 {
-        self.0
-    }
-
-    /// log2 of the bytes one entry at this level maps.
-    pub(crate) const fn entry_shift(self) -> u32 {
-        // CAST: `3 - self.0` is 0..=4 (invariant).
-        12 + 9 * (3 - self.0) as u32
-    }
-}
+use crate::addr::RttLevel;
 
 /// Where the RTT walk of a realm starts: the level and how many
 /// concatenated tables (granules) form the root (`rtt_level_start`,

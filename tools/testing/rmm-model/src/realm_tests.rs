@@ -125,3 +125,35 @@ fn hash_and_debug_resources_follow_the_features() {
         Some(ParamsError::NoDebugResources)
     );
 }
+
+/// `words()` writes exactly the struct's bytes into a zeroed granule.
+#[test]
+fn realm_params_words_are_the_struct_bytes() {
+    use crate::rmi_smc::RmiRealmParams;
+    let mut p = RmiRealmParams::zeroed();
+    p.flags0 = 0x1;
+    p.s2sz = 44;
+    p.sve_vl = 3;
+    p.num_bps = 5;
+    p.num_wps = 3;
+    p.pmu_num_ctrs = 2;
+    p.algorithm = 1;
+    p.num_aux_planes = 1;
+    for (i, b) in p.rpv.iter_mut().enumerate() {
+        *b = i as u8 + 1;
+    }
+    p.ats_plane = 7;
+    p.rtt_base = 0x8000_0000;
+    p.rtt_level_start = -1;
+    p.rtt_num_start = 16;
+    p.flags1 = 2;
+    p.aux_rtt_base = [0x1000, 0x2000, 0x3000];
+    let mut page = [0u64; 512];
+    for (i, w) in p.words() {
+        page[i] = w;
+    }
+    // SAFETY: `RmiRealmParams` is 4096 bytes of integers, no implicit padding.
+    let bytes: &[u8; 4096] = unsafe { &*(&p as *const RmiRealmParams).cast() };
+    let page_bytes: Vec<u8> = page.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert_eq!(&page_bytes[..], &bytes[..]);
+}

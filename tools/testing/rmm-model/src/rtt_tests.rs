@@ -2,10 +2,10 @@
 
 //! RTT geometry against a table derived by hand from the architecture.
 
+use crate::addr::RttLevel;
 use crate::rtt::{
     rtt_geometry,
-    RttGeometry,
-    RttLevel, //
+    RttGeometry, //
 };
 
 /// Start level and concatenated root tables for each IPA size, 4 KiB
