@@ -168,9 +168,6 @@ impl core::fmt::Display for GranuleRange {
 pub(crate) struct RttLevel(i8);
 
 impl RttLevel {
-    /// The leaf level, whose entries map 4 KiB pages.
-    pub(crate) const LEAF: Self = Self(3);
-
     /// The level `level`, if it exists with 4 KiB granules.
     pub(crate) const fn new(level: i8) -> Option<Self> {
         if level < -1 || level > 3 {
@@ -240,13 +237,5 @@ impl Ipa {
     pub(crate) const fn align_down(self, size: u64) -> Self {
         // INVARIANT: Rounding down keeps it below 2^52.
         Self(self.0 & !(size.wrapping_sub(1)))
-    }
-
-    /// `self + n`, if still an IPA.
-    pub(crate) const fn checked_add(self, n: u64) -> Option<Self> {
-        match self.0.checked_add(n) {
-            Some(v) => Self::new(v),
-            None => None,
-        }
     }
 }

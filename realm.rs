@@ -1,13 +1,42 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Realms: the parameters a realm is created with.
+//! Realms: their parameters, lifecycle (NONE → NEW → ACTIVE → DYING →
+//! DEAD), and the RD and RTTs they own.
 //!
-//! Part of the sans-IO core. The realm state machine and the RD/RTT
-//! lifecycle build on this (issue 4, in progress).
+//! Part of the sans-IO core. Teardown follows the order the C series'
+//! review settled on: terminate, destroy non-root RTTs bottom-up, destroy
+//! the RD, then undelegate the root RTTs and the RD. An unexpected RMM
+//! answer makes the realm DEAD; whatever the RMM may still hold is then
+//! leaked by the owner types, never freed.
 
-use crate::addr::Granule;
-use crate::rmi_cmds::RmiFeatureRegs;
-use crate::rmi_smc::RmiRealmParams;
+use crate::addr::{
+    Granule,
+    Ipa,
+    RttLevel, //
+};
+use crate::granule::{
+    DelegatedBlock,
+    DelegatedGranule,
+    GranuleSet,
+    MemError,
+    PageSource,
+    Rmi, //
+};
+use crate::rmi_cmds::{
+    realm_activate,
+    realm_create,
+    realm_destroy,
+    realm_terminate,
+    rtt_create,
+    rtt_destroy,
+    RmiFeatureRegs,
+    SmcConduit, //
+};
+use crate::rmi_smc::{
+    RmiError,
+    RmiRealmParams,
+    RmiStatus, //
+};
 use crate::rtt::{
     rtt_geometry,
     RttGeometry,
@@ -125,4 +154,250 @@ pub(crate) fn realm_params(
     p.rtt_level_start = i64::from(shape.geometry.start.get());
     p.rtt_num_start = shape.geometry.num_root;
     Ok(p)
+}
+
+/// Where a realm is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RealmState {
+    /// No RD yet (it is created lazily, on first populate or first run).
+    None,
+    /// RD created; memory can be populated.
+    New,
+    /// Activated: RECs can run.
+    Active,
+    /// Being torn down.
+    Dying,
+    /// Destroyed, or killed by an unexpected RMM answer; never runs again.
+    Dead,
+}
+
+/// Why a realm operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RealmError {
+    /// Out of memory; the realm is unchanged (`ENOMEM`).
+    NoMemory,
+    /// The configuration cannot be a realm (`EINVAL`).
+    Params(ParamsError),
+    /// The operation does not apply in the realm's state (`EINVAL`).
+    WrongState(RealmState),
+    /// The RMM failed unexpectedly; the realm is now DEAD.
+    Rmi(RmiError),
+}
+
+/// A realm: its shape, state, and the delegated memory it owns.
+pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> {
+    rmi: &'r Rmi<C, P>,
+    shape: RealmShape,
+    state: RealmState,
+    terminated: bool,
+    rd: Option<DelegatedGranule<'r, C, P>>,
+    root: Option<DelegatedBlock<'r, C, P>>,
+    /// Non-root RTTs.
+    rtts: S,
+}
+
+impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, S> {
+    /// A realm of `shape` with no RD yet; `rtts` will hold its RTTs.
+    pub(crate) fn new(rmi: &'r Rmi<C, P>, shape: RealmShape, rtts: S) -> Self {
+        Self {
+            rmi,
+            shape,
+            state: RealmState::None,
+            terminated: false,
+            rd: None,
+            root: None,
+            rtts,
+        }
+    }
+
+    /// The realm's state.
+    pub(crate) fn state(&self) -> RealmState {
+        self.state
+    }
+
+    /// The realm's shape.
+    pub(crate) fn shape(&self) -> &RealmShape {
+        &self.shape
+    }
+
+    /// The RD, once created.
+    pub(crate) fn rd(&self) -> Option<Granule> {
+        self.rd.as_ref().map(DelegatedGranule::granule)
+    }
+
+    /// Marks the realm DEAD after an unexpected RMM answer.
+    fn kill(&mut self, e: RmiError) -> RealmError {
+        self.state = RealmState::Dead;
+        RealmError::Rmi(e)
+    }
+
+    /// Maps a memory failure: out of memory leaves the realm as it was.
+    fn mem_error(&mut self, e: MemError) -> RealmError {
+        match e {
+            MemError::NoMemory => RealmError::NoMemory,
+            MemError::Rmi(e) => self.kill(e),
+        }
+    }
+
+    /// Creates the RD and root RTTs (`RMI_REALM_CREATE`), if not done yet.
+    pub(crate) fn create(&mut self, features: &RmiFeatureRegs) -> Result<(), RealmError> {
+        match self.state {
+            RealmState::None => {}
+            RealmState::New | RealmState::Active => return Ok(()),
+            other => return Err(RealmError::WrongState(other)),
+        }
+        let rmi = self.rmi;
+        let rd = DelegatedGranule::alloc(rmi).map_err(|e| self.mem_error(e))?;
+        let order = self.shape.geometry.num_root.trailing_zeros();
+        let root = DelegatedBlock::alloc(rmi, order).map_err(|e| self.mem_error(e))?;
+        let params =
+            realm_params(features, &self.shape, root.range().base()).map_err(RealmError::Params)?;
+        let page = rmi.pages().alloc().ok_or(RealmError::NoMemory)?;
+        let written = params
+            .words()
+            .iter()
+            .all(|(i, w)| P::write_words(&page, *i, &[*w]));
+        if !written {
+            return Err(RealmError::NoMemory);
+        }
+        // On failure `rd` and `root` drop: still delegated, so undelegated.
+        realm_create(rmi.smc(), rd.granule(), P::granule(&page)).map_err(|e| self.kill(e))?;
+        self.rd = Some(rd);
+        self.root = Some(root);
+        self.state = RealmState::New;
+        Ok(())
+    }
+
+    /// `RMI_REALM_ACTIVATE`: only from NEW; a DEAD realm never runs again.
+    pub(crate) fn activate(&mut self) -> Result<(), RealmError> {
+        let rd = match (self.state, self.rd()) {
+            (RealmState::New, Some(rd)) => rd,
+            (RealmState::Active, _) => return Ok(()),
+            (other, _) => return Err(RealmError::WrongState(other)),
+        };
+        realm_activate(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
+        self.state = RealmState::Active;
+        Ok(())
+    }
+
+    /// Makes sure the RTT at `level` for `ipa` exists, creating missing
+    /// levels above it first.
+    pub(crate) fn ensure_rtt(&mut self, ipa: Ipa, level: RttLevel) -> Result<(), RealmError> {
+        let rd = match (self.state, self.rd()) {
+            (RealmState::New | RealmState::Active, Some(rd)) => rd,
+            (other, _) => return Err(RealmError::WrongState(other)),
+        };
+        let parent = level.above().ok_or(RealmError::WrongState(self.state))?;
+        let base = ipa.align_down(parent.entry_size());
+        loop {
+            if !self.rtts.reserve(1) {
+                return Err(RealmError::NoMemory);
+            }
+            let rtt = DelegatedGranule::alloc(self.rmi).map_err(|e| self.mem_error(e))?;
+            let err = match rtt_create(self.rmi.smc(), rd, rtt.granule(), base, level) {
+                Ok(()) => {
+                    self.rtts.push(rtt);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            // `rtt` was refused, so it is still delegated and undelegates.
+            drop(rtt);
+            let reached =
+                RttLevel::new(err.index() as i8).filter(|_| err.status() == RmiStatus::ErrorRtt);
+            match reached {
+                // Someone created it meanwhile.
+                Some(r) if r == parent => return Ok(()),
+                // A level above is missing: create it, then retry.
+                Some(r) if r < parent => match r.below() {
+                    Some(missing) => self.ensure_rtt(ipa, missing)?,
+                    None => return Err(self.kill(err)),
+                },
+                _ => return Err(self.kill(err)),
+            }
+        }
+    }
+
+    /// Tears the realm down: terminate, destroy non-root RTTs bottom-up,
+    /// destroy the RD, undelegate the root RTTs and the RD. Ends DEAD.
+    /// On an RMM failure what the RMM may still hold is leaked (and
+    /// counted) when the realm drops.
+    pub(crate) fn destroy(&mut self) -> Result<(), RealmError> {
+        let Some(rd) = self.rd() else {
+            self.state = RealmState::Dead;
+            return Ok(());
+        };
+        self.state = RealmState::Dying;
+        if !self.terminated {
+            realm_terminate(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
+            self.terminated = true;
+        }
+        if let Some(level) = self.shape.geometry.start.below() {
+            let top = 1u64 << self.shape.s2sz;
+            self.destroy_rtts(rd, level, 0, top)
+                .map_err(|e| self.kill(e))?;
+        }
+        realm_destroy(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
+        // Back to DELEGATED: these drops undelegate and free.
+        self.root = None;
+        self.rd = None;
+        self.state = RealmState::Dead;
+        Ok(())
+    }
+
+    /// `RMI_RTT_DESTROY` over `[base, top)` at `level`, going down into
+    /// live tables first, skipping what the RMM reports non-live.
+    fn destroy_rtts(
+        &mut self,
+        rd: Granule,
+        level: RttLevel,
+        base: u64,
+        top: u64,
+    ) -> Result<(), RmiError> {
+        // One RTT at `level` maps one entry of the level above.
+        let span = level.above().map_or(top, RttLevel::entry_size);
+        let mut at = base;
+        let mut retried_at = None;
+        while at < top {
+            let ipa = Ipa::new(at).ok_or(RmiError::bad_output())?;
+            let step_end = at.saturating_add(span).min(top);
+            let d = rtt_destroy(self.rmi.smc(), rd, ipa, level);
+            let next = d.next;
+            match d.result {
+                Ok(rtt) => {
+                    // Back to DELEGATED: dropping it undelegates and frees.
+                    let owned = self.rtts.take(rtt).ok_or(RmiError::bad_output())?;
+                    drop(owned);
+                    at = next.unwrap_or(step_end).max(step_end);
+                }
+                Err(e) if e.status() == RmiStatus::ErrorRtt => {
+                    // CAST: The index of ERROR_RTT is a level, -1..=3.
+                    if e.index() as i8 == level.get() {
+                        // Live: empty the level below first, then retry
+                        // once (still live then means data is mapped).
+                        let below = level.below().ok_or(e)?;
+                        if retried_at == Some(at) {
+                            return Err(e);
+                        }
+                        self.destroy_rtts(rd, below, at, step_end)?;
+                        retried_at = Some(at);
+                        continue;
+                    }
+                    // No table here: skip what the RMM says is non-live.
+                    at = next.ok_or(RmiError::bad_output())?.max(step_end);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Drop for Realm<'r, C, P, S> {
+    fn drop(&mut self) {
+        if self.rd.is_some() {
+            // Errors leave the RMM's granules to be leaked by their owners.
+            let _ = self.destroy();
+        }
+    }
 }

@@ -355,8 +355,9 @@ pub(crate) fn rtt_create(
 pub(crate) struct RttDestroyed {
     /// The RTT granule, back to DELEGATED, or the error.
     pub(crate) result: Result<Granule, RmiError>,
-    /// Where to go on, never below the IPA asked (else the answer is bad).
-    pub(crate) next: Option<Ipa>,
+    /// Where to go on: at least the IPA asked and at most 2^52 (the end
+    /// of the largest IPA space), else the answer was bad.
+    pub(crate) next: Option<u64>,
 }
 
 /// `RMI_RTT_DESTROY` of the RTT at `level` for the region holding `ipa`.
@@ -368,8 +369,8 @@ pub(crate) fn rtt_destroy(
 ) -> RttDestroyed {
     let args = [rd.pa(), ipa.get(), level.raw(), 0, 0, 0];
     let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_DESTROY, args));
-    let next = Ipa::new(out.x(2)).filter(|n| *n >= ipa);
-    let result = rmi_result(out.x(0))
-        .and_then(|()| Granule::new(out.x(1)).ok_or(RmiError::bad_output()));
+    let next = Some(out.x(2)).filter(|n| *n >= ipa.get() && *n <= 1 << 52);
+    let result =
+        rmi_result(out.x(0)).and_then(|()| Granule::new(out.x(1)).ok_or(RmiError::bad_output()));
     RttDestroyed { result, next }
 }

@@ -1000,37 +1000,41 @@ impl RmiRealmParams {
     /// padding and stays zero), little-endian as the RMM reads them: a page
     /// zeroed first and then written with these holds exactly the struct.
     pub(crate) fn words(&self) -> [(usize, u64); Self::NR_WORDS] {
+        // The word index of a byte offset.
+        const fn word(offset: usize) -> usize {
+            offset / 8
+        }
         let rpv = |i: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&self.rpv[i * 8..i * 8 + 8]);
             u64::from_le_bytes(w)
         };
         [
-            (0x000 / 8, self.flags0),
-            (0x008 / 8, u64::from(self.s2sz)),
-            (0x010 / 8, u64::from(self.sve_vl)),
-            (0x018 / 8, u64::from(self.num_bps)),
-            (0x020 / 8, u64::from(self.num_wps)),
-            (0x028 / 8, u64::from(self.pmu_num_ctrs)),
-            (0x030 / 8, u64::from(self.algorithm)),
-            (0x038 / 8, u64::from(self.num_aux_planes)),
-            (0x400 / 8, rpv(0)),
-            (0x400 / 8 + 1, rpv(1)),
-            (0x400 / 8 + 2, rpv(2)),
-            (0x400 / 8 + 3, rpv(3)),
-            (0x400 / 8 + 4, rpv(4)),
-            (0x400 / 8 + 5, rpv(5)),
-            (0x400 / 8 + 6, rpv(6)),
-            (0x400 / 8 + 7, rpv(7)),
-            (0x440 / 8, self.ats_plane),
-            (0x808 / 8, self.rtt_base),
+            (word(0x000), self.flags0),
+            (word(0x008), u64::from(self.s2sz)),
+            (word(0x010), u64::from(self.sve_vl)),
+            (word(0x018), u64::from(self.num_bps)),
+            (word(0x020), u64::from(self.num_wps)),
+            (word(0x028), u64::from(self.pmu_num_ctrs)),
+            (word(0x030), u64::from(self.algorithm)),
+            (word(0x038), u64::from(self.num_aux_planes)),
+            (word(0x400), rpv(0)),
+            (word(0x400) + 1, rpv(1)),
+            (word(0x400) + 2, rpv(2)),
+            (word(0x400) + 3, rpv(3)),
+            (word(0x400) + 4, rpv(4)),
+            (word(0x400) + 5, rpv(5)),
+            (word(0x400) + 6, rpv(6)),
+            (word(0x400) + 7, rpv(7)),
+            (word(0x440), self.ats_plane),
+            (word(0x808), self.rtt_base),
             // CAST: The two's complement bits, as the RMM reads the field.
-            (0x810 / 8, self.rtt_level_start as u64),
-            (0x818 / 8, u64::from(self.rtt_num_start)),
-            (0x820 / 8, self.flags1),
-            (0xf80 / 8, self.aux_rtt_base[0]),
-            (0xf80 / 8 + 1, self.aux_rtt_base[1]),
-            (0xf80 / 8 + 2, self.aux_rtt_base[2]),
+            (word(0x810), self.rtt_level_start as u64),
+            (word(0x818), u64::from(self.rtt_num_start)),
+            (word(0x820), self.flags1),
+            (word(0xf80), self.aux_rtt_base[0]),
+            (word(0xf80) + 1, self.aux_rtt_base[1]),
+            (word(0xf80) + 2, self.aux_rtt_base[2]),
         ]
     }
 }

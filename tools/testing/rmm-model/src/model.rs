@@ -18,6 +18,7 @@ use std::rc::Rc;
 use crate::addr::{
     Granule,
     GranuleRange,
+    RttLevel,
     GRANULE_SIZE, //
 };
 use crate::mem::{
@@ -47,9 +48,15 @@ use crate::rmi_smc::{
     RMI_OP_CONTINUE,
     RMI_OP_MEM_DONATE,
     RMI_OP_MEM_RECLAIM,
+    RMI_REALM_ACTIVATE,
+    RMI_REALM_CREATE,
+    RMI_REALM_DESTROY,
+    RMI_REALM_TERMINATE,
     RMI_RMM_ACTIVATE,
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
+    RMI_RTT_CREATE,
+    RMI_RTT_DESTROY,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -102,6 +109,93 @@ struct State {
     held: Vec<Granule>,
     /// Granules the RMM keeps for L1 GPTs for the rest of the boot.
     gpt_tables: Vec<Granule>,
+    /// Realms by RD.
+    realms: BTreeMap<Granule, ModelRealm>,
+}
+
+/// A realm's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RealmState {
+    /// Created, not yet activated.
+    New,
+    /// Activated: RECs may run.
+    Active,
+    /// Terminated (ZOMBIE): can only be destroyed.
+    Terminated,
+}
+
+/// A non-root RTT.
+#[derive(Clone, Copy, Debug)]
+struct ModelRtt {
+    granule: Granule,
+    /// Entries that are tables (no data mapping is modelled yet).
+    live: u64,
+}
+
+/// A realm, as the RMM keeps it.
+#[derive(Debug)]
+struct ModelRealm {
+    state: RealmState,
+    s2sz: u32,
+    start: RttLevel,
+    root: GranuleRange,
+    /// Live entries of the root.
+    root_live: u64,
+    /// Non-root RTTs by (level, base IPA of the region they map).
+    rtts: BTreeMap<(RttLevel, u64), ModelRtt>,
+}
+
+impl ModelRealm {
+    /// The level the walk for `ipa` reaches, going down to `target` at most.
+    fn walk(&self, ipa: u64, target: RttLevel) -> RttLevel {
+        let mut level = self.start;
+        while level < target {
+            let Some(next) = level.below() else { break };
+            if !self
+                .rtts
+                .contains_key(&(next, ipa & !(level.entry_size() - 1)))
+            {
+                break;
+            }
+            level = next;
+        }
+        level
+    }
+
+    /// The end of the run of non-live entries, from the entry holding
+    /// `ipa`, of the table at `level` on the walk to `ipa`.
+    fn skip_non_live(&self, ipa: u64, level: RttLevel) -> u64 {
+        let table_end = match level.above() {
+            Some(up) if level > self.start => (ipa & !(up.entry_size() - 1)) + up.entry_size(),
+            _ => 1u64 << self.s2sz,
+        };
+        let size = level.entry_size();
+        let mut at = ipa & !(size - 1);
+        while at < table_end {
+            let live = level
+                .below()
+                .is_some_and(|child| self.rtts.contains_key(&(child, at)));
+            if live {
+                break;
+            }
+            at += size;
+        }
+        at
+    }
+
+    /// Adjusts the live count of the table at `level` holding `ipa`.
+    fn table_live(&mut self, ipa: u64, level: RttLevel, delta: i64) {
+        let slot = if level == self.start {
+            &mut self.root_live
+        } else {
+            let Some(up) = level.above() else { return };
+            match self.rtts.get_mut(&(level, ipa & !(up.entry_size() - 1))) {
+                Some(t) => &mut t.live,
+                None => return,
+            }
+        };
+        *slot = slot.saturating_add_signed(delta);
+    }
 }
 
 /// How many granules one range delegate/undelegate call processes.
@@ -326,6 +420,26 @@ impl Rmm {
             .entry(fid)
             .or_default()
             .push_back(phases);
+    }
+
+    /// The state of the realm whose RD is `rd`.
+    pub(crate) fn realm_state(&self, rd: Granule) -> Option<RealmState> {
+        self.state.borrow().realms.get(&rd).map(|r| r.state)
+    }
+
+    /// Non-root RTTs of the realm `rd`: (level, base IPA, granule).
+    pub(crate) fn realm_rtts(&self, rd: Granule) -> Vec<(RttLevel, u64, Granule)> {
+        self.state
+            .borrow()
+            .realms
+            .get(&rd)
+            .map(|r| {
+                r.rtts
+                    .iter()
+                    .map(|((l, ipa), t)| (*l, *ipa, t.granule))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Operations in progress.
@@ -812,6 +926,288 @@ impl Rmm {
     }
 }
 
+/// The fields of `RmiRealmParams` the model checks.
+struct Params {
+    flags0: u64,
+    s2sz: u64,
+    num_bps: u64,
+    num_wps: u64,
+    algorithm: u64,
+    rtt_base: u64,
+    rtt_level_start: i64,
+    rtt_num_start: u64,
+}
+
+/// TF-RMM's `s2_inconsistent_sl` (after AArch64.S2InconsistentSL) and
+/// `s2_num_root_rtts`, written from the architecture: the number of root
+/// tables an IPA size needs from a starting level, if they are consistent.
+fn root_tables(ipa_bits: u64, sl: i64, lpa2: bool) -> Option<u64> {
+    let min_sl = if lpa2 { -1 } else { 0 };
+    let max_bits = if lpa2 { 52 } else { 48 };
+    if !(32..=max_bits).contains(&ipa_bits) || sl < min_sl || sl > 3 {
+        return None;
+    }
+    let levels = (3 - sl) as u64;
+    let sl_min = levels * 9 + 12 + 1;
+    let mut sl_max = if sl == -1 { sl_min + 3 } else { sl_min + 8 };
+    if sl > 0 || (sl == 0 && lpa2) {
+        sl_max += 4;
+    }
+    if ipa_bits < sl_min || ipa_bits > sl_max {
+        return None;
+    }
+    let resolved = levels * 9 + 12 + 9;
+    Some(if resolved >= ipa_bits {
+        1
+    } else {
+        1 << (ipa_bits - resolved)
+    })
+}
+
+impl Rmm {
+    /// Reads a word of an NS granule, as the RMM does.
+    fn ns_word(&self, pa: u64) -> Option<u64> {
+        self.mem.borrow().rmm_read(pa)
+    }
+
+    /// `RMI_REALM_CREATE`: checks the RD, the params (as TF-RMM's
+    /// `validate_realm_params`) and the root RTTs.
+    fn realm_create(&self, args: &SmcRegs) -> SmcRegs {
+        let (rd, params) = (args.x(1), args.x(2));
+        let Some(rd) = Granule::new(rd) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if self.mem.borrow().state(rd) != Some(GranuleState::Delegated) {
+            return status(RmiStatus::ErrorInput);
+        }
+        let word = |off: u64| self.ns_word(params + off);
+        let p = match (
+            word(0x000),
+            word(0x008),
+            word(0x018),
+            word(0x020),
+            word(0x030),
+            word(0x808),
+            word(0x810),
+            word(0x818),
+        ) {
+            (Some(f), Some(s), Some(b), Some(w), Some(a), Some(base), Some(sl), Some(n)) => {
+                Params {
+                    flags0: f,
+                    s2sz: s & 0xffff_ffff,
+                    num_bps: b & 0xffff_ffff,
+                    num_wps: w & 0xffff_ffff,
+                    algorithm: a & 0xff,
+                    rtt_base: base,
+                    // CAST: Two's complement, as the field is encoded.
+                    rtt_level_start: sl as i64,
+                    rtt_num_start: n & 0xffff_ffff,
+                }
+            }
+            _ => return status(RmiStatus::ErrorInput),
+        };
+        let f0 = self.features[0];
+        let lpa2 = p.flags0 & 1 != 0;
+        let field = |lo: u32, width: u32| (f0 >> lo) & ((1 << width) - 1);
+        let ok = (!lpa2 || field(8, 1) == 1)
+            && p.s2sz >= 32
+            && p.s2sz <= field(0, 8)
+            && (1..=field(14, 6)).contains(&p.num_bps)
+            && (1..=field(20, 6)).contains(&p.num_wps)
+            && match p.algorithm {
+                0 => self.features[1] & (1 << 3) != 0,
+                1 => self.features[1] & (1 << 5) != 0,
+                _ => false,
+            }
+            && root_tables(p.s2sz, p.rtt_level_start, lpa2) == Some(p.rtt_num_start);
+        if !ok {
+            return status(RmiStatus::ErrorInput);
+        }
+        let root = Granule::new(p.rtt_base)
+            .filter(|b| b.is_aligned(p.rtt_num_start * GRANULE_SIZE))
+            .and_then(|b| GranuleRange::from_count(b, p.rtt_num_start));
+        let Some(root) = root else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let start = i8::try_from(p.rtt_level_start).ok().and_then(RttLevel::new);
+        let Some(start) = start else {
+            return status(RmiStatus::ErrorInput);
+        };
+        {
+            let mut mem = self.mem.borrow_mut();
+            if root.iter().any(|g| g == rd)
+                || !root
+                    .iter()
+                    .all(|g| mem.state(g) == Some(GranuleState::Delegated))
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            mem.set_state(rd, GranuleState::InUse);
+            for g in root.iter() {
+                mem.set_state(g, GranuleState::InUse);
+            }
+        }
+        self.state.borrow_mut().realms.insert(
+            rd,
+            ModelRealm {
+                state: RealmState::New,
+                // CAST: Checked to be at most 52 above.
+                s2sz: p.s2sz as u32,
+                start,
+                root,
+                root_live: 0,
+                rtts: BTreeMap::new(),
+            },
+        );
+        status(RmiStatus::Success)
+    }
+
+    /// Applies `f` to the realm whose RD is x1, or answers `ERROR_INPUT`.
+    fn with_realm(
+        &self,
+        args: &SmcRegs,
+        f: impl FnOnce(&mut ModelRealm, Granule) -> SmcRegs,
+    ) -> SmcRegs {
+        let Some(rd) = Granule::new(args.x(1)) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let mut st = self.state.borrow_mut();
+        match st.realms.get_mut(&rd) {
+            Some(realm) => f(realm, rd),
+            None => status(RmiStatus::ErrorInput),
+        }
+    }
+
+    /// `RMI_REALM_ACTIVATE`: NEW only.
+    fn realm_activate(&self, args: &SmcRegs) -> SmcRegs {
+        self.with_realm(args, |r, _| {
+            if r.state != RealmState::New {
+                return status(RmiStatus::ErrorRealm);
+            }
+            r.state = RealmState::Active;
+            status(RmiStatus::Success)
+        })
+    }
+
+    /// `RMI_REALM_TERMINATE`: NEW or ACTIVE.
+    fn realm_terminate(&self, args: &SmcRegs) -> SmcRegs {
+        self.with_realm(args, |r, _| {
+            if r.state == RealmState::Terminated {
+                return status(RmiStatus::ErrorRealm);
+            }
+            r.state = RealmState::Terminated;
+            status(RmiStatus::Success)
+        })
+    }
+
+    /// `RMI_REALM_DESTROY`: terminated, no non-root RTTs left.
+    fn realm_destroy(&self, args: &SmcRegs) -> SmcRegs {
+        let Some(rd) = Granule::new(args.x(1)) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let mut st = self.state.borrow_mut();
+        let Some(realm) = st.realms.get(&rd) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if realm.state != RealmState::Terminated || realm.root_live != 0 {
+            return status(RmiStatus::ErrorRealm);
+        }
+        let root = realm.root;
+        st.realms.remove(&rd);
+        let mut mem = self.mem.borrow_mut();
+        mem.set_state(rd, GranuleState::Delegated);
+        for g in root.iter() {
+            mem.set_state(g, GranuleState::Delegated);
+        }
+        status(RmiStatus::Success)
+    }
+
+    /// Checks `(ipa, level)` for an RTT structure command: `level` in
+    /// `(start, 3]`, `ipa` in range and aligned to a level-1 entry.
+    fn rtt_args(r: &ModelRealm, ipa: u64, level: u64) -> Option<(RttLevel, RttLevel)> {
+        // CAST: Two's complement level argument.
+        let level = i8::try_from(level as i64).ok().and_then(RttLevel::new)?;
+        let parent = level.above()?;
+        if level <= r.start || ipa >= 1u64 << r.s2sz || ipa % parent.entry_size() != 0 {
+            return None;
+        }
+        Some((level, parent))
+    }
+
+    /// `RMI_RTT_CREATE`.
+    fn rtt_create(&self, args: &SmcRegs) -> SmcRegs {
+        let (rtt, ipa, level) = (args.x(2), args.x(3), args.x(4));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let Some(rtt) = Granule::new(rtt) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            if r.state == RealmState::Terminated
+                || mem.borrow().state(rtt) != Some(GranuleState::Delegated)
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            let reached = r.walk(ipa, parent);
+            if reached < parent || r.rtts.contains_key(&(level, ipa)) {
+                // The walk stopped above, or the entry is a table already.
+                let index = if reached < parent { reached } else { parent };
+                let mut out = status(RmiStatus::ErrorRtt);
+                out.0[0] = return_code(RmiStatus::ErrorRtt, index.get() as u8);
+                return out;
+            }
+            mem.borrow_mut().set_state(rtt, GranuleState::InUse);
+            r.rtts.insert(
+                (level, ipa),
+                ModelRtt {
+                    granule: rtt,
+                    live: 0,
+                },
+            );
+            r.table_live(ipa, parent, 1);
+            status(RmiStatus::Success)
+        })
+    }
+
+    /// `RMI_RTT_DESTROY`: x1 = the RTT, x2 = top of the non-live region.
+    fn rtt_destroy(&self, args: &SmcRegs) -> SmcRegs {
+        let (ipa, level) = (args.x(2), args.x(3));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let reached = r.walk(ipa, parent);
+            let mut out = SmcRegs::default();
+            let Some(rtt) = r
+                .rtts
+                .get(&(level, ipa))
+                .copied()
+                .filter(|_| reached == parent)
+            else {
+                out.0[0] = return_code(RmiStatus::ErrorRtt, reached.get() as u8);
+                out.0[2] = r.skip_non_live(ipa, reached);
+                return out;
+            };
+            if rtt.live != 0 {
+                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
+                out.0[2] = ipa;
+                return out;
+            }
+            r.rtts.remove(&(level, ipa));
+            r.table_live(ipa, parent, -1);
+            mem.borrow_mut()
+                .set_state(rtt.granule, GranuleState::Delegated);
+            out.0[0] = return_code(RmiStatus::Success, 0);
+            out.0[1] = rtt.granule.pa();
+            out.0[2] = r.skip_non_live(ipa, parent);
+            out
+        })
+    }
+}
+
 impl SmcConduit for Rmm {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
         // CAST: SMCCC function IDs are 32 bits (w0).
@@ -848,6 +1244,12 @@ impl SmcConduit for Rmm {
             RMI_OP_CANCEL => self.op_cancel(args),
             RMI_OP_MEM_DONATE => self.op_donate(args),
             RMI_OP_MEM_RECLAIM => self.op_reclaim(args),
+            RMI_REALM_CREATE => self.realm_create(args),
+            RMI_REALM_ACTIVATE => self.realm_activate(args),
+            RMI_REALM_TERMINATE => self.realm_terminate(args),
+            RMI_REALM_DESTROY => self.realm_destroy(args),
+            RMI_RTT_CREATE => self.rtt_create(args),
+            RMI_RTT_DESTROY => self.rtt_destroy(args),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;

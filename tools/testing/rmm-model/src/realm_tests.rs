@@ -157,3 +157,183 @@ fn realm_params_words_are_the_struct_bytes() {
     let page_bytes: Vec<u8> = page.iter().flat_map(|w| w.to_le_bytes()).collect();
     assert_eq!(&page_bytes[..], &bytes[..]);
 }
+
+mod lifecycle {
+    use std::collections::BTreeSet;
+
+    use super::{cfg, qemu};
+    use crate::addr::{
+        Ipa,
+        RttLevel, //
+    };
+    use crate::mem::GranuleState;
+    use crate::model::{
+        RealmState as ModelState,
+        Rmm, //
+    };
+    use crate::realm::{
+        realm_shape,
+        Realm,
+        RealmError,
+        RealmState, //
+    };
+    use crate::rmi_smc::{
+        RmiFid,
+        RmiStatus,
+        RMI_GRANULE_RANGE_DELEGATE,
+        RMI_GRANULE_RANGE_UNDELEGATE,
+        RMI_REALM_ACTIVATE,
+        RMI_REALM_CREATE,
+        RMI_REALM_DESTROY,
+        RMI_REALM_TERMINATE,
+        RMI_RTT_CREATE,
+        RMI_RTT_DESTROY, //
+    };
+    use crate::support::{
+        assert_ownership,
+        host,
+        Ledger,
+        TestRmi, //
+    };
+
+    fn leaf() -> RttLevel {
+        RttLevel::new(3).expect("leaf")
+    }
+
+    /// IPAs whose leaf RTTs the tests create: two sharing upper levels, one
+    /// far away.
+    fn ipas(s2sz: u8) -> [Ipa; 3] {
+        let top = 1u64 << s2sz;
+        [
+            Ipa::new(0x20_0000).expect("ipa"),
+            Ipa::new(0x40_0000).expect("ipa"),
+            Ipa::new(top / 2 + 0x20_0000).expect("ipa"),
+        ]
+    }
+
+    /// Create, activate, map leaf RTTs, destroy, drop: the whole life.
+    fn life(h: &TestRmi, s2sz: u8, lpa2: bool) -> Result<(), RealmError> {
+        let shape = realm_shape(&qemu(), cfg(s2sz, lpa2)).map_err(RealmError::Params)?;
+        let mut realm = Realm::new(h, shape, Ledger::default());
+        assert_eq!(realm.state(), RealmState::None);
+        realm.create(&qemu())?;
+        assert_eq!(realm.state(), RealmState::New);
+        for ipa in ipas(s2sz) {
+            realm.ensure_rtt(ipa, leaf())?;
+        }
+        realm.activate()?;
+        assert_eq!(realm.state(), RealmState::Active);
+        realm.destroy()?;
+        assert_eq!(realm.state(), RealmState::Dead);
+        assert_eq!(
+            realm.activate(),
+            Err(RealmError::WrongState(RealmState::Dead))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn every_ipa_size_lives_and_dies_cleanly() {
+        for (s2sz, lpa2) in (32..=48)
+            .map(|b| (b, false))
+            .chain((32..=52).map(|b| (b, true)))
+        {
+            let h = host(Rmm::active());
+            life(&h, s2sz, lpa2).unwrap_or_else(|e| panic!("{s2sz} bits lpa2 {lpa2}: {e:?}"));
+            assert_ownership(&h, &BTreeSet::new());
+            assert!(h.smc().mem().allocated().is_empty(), "{s2sz}: all freed");
+        }
+    }
+
+    #[test]
+    fn missing_levels_are_created_and_shared() {
+        let h = host(Rmm::active());
+        let shape = realm_shape(&qemu(), cfg(48, false)).expect("shape");
+        let mut realm = Realm::new(&h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        let rd = realm.rd().expect("rd");
+        assert_eq!(h.smc().realm_state(rd), Some(ModelState::New));
+        let [a, b, c] = ipas(48);
+        realm.ensure_rtt(a, leaf()).expect("a");
+        // Levels 1, 2, 3 under a level-0 root.
+        assert_eq!(h.smc().realm_rtts(rd).len(), 3);
+        realm.ensure_rtt(b, leaf()).expect("b");
+        // b shares levels 1 and 2 with a: one more leaf table.
+        assert_eq!(h.smc().realm_rtts(rd).len(), 4);
+        realm.ensure_rtt(c, leaf()).expect("c");
+        assert_eq!(h.smc().realm_rtts(rd).len(), 7);
+        // Asking again creates nothing.
+        realm.ensure_rtt(a, leaf()).expect("again");
+        assert_eq!(h.smc().realm_rtts(rd).len(), 7);
+        let tables: Vec<_> = h.smc().realm_rtts(rd).into_iter().map(|t| t.2).collect();
+        assert!(tables
+            .iter()
+            .all(|g| h.smc().mem().state(*g) == Some(GranuleState::InUse)));
+        realm.destroy().expect("destroy");
+        assert_eq!(h.smc().realm_state(rd), None);
+        drop(realm);
+        assert_ownership(&h, &BTreeSet::new());
+        assert!(h.smc().mem().allocated().is_empty());
+    }
+
+    /// A fault at every RMI call site of a realm's life: the host never
+    /// frees or touches a granule the RMM holds, leaks exactly those, the
+    /// error carries the injected status, and the realm (not the host)
+    /// dies.
+    #[test]
+    fn a_fault_at_every_call_kills_the_realm_not_the_host() {
+        let fids: [RmiFid; 8] = [
+            RMI_GRANULE_RANGE_DELEGATE,
+            RMI_REALM_CREATE,
+            RMI_RTT_CREATE,
+            RMI_REALM_ACTIVATE,
+            RMI_REALM_TERMINATE,
+            RMI_RTT_DESTROY,
+            RMI_REALM_DESTROY,
+            RMI_GRANULE_RANGE_UNDELEGATE,
+        ];
+        for fid in fids {
+            for nth in 0..12 {
+                for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRealm] {
+                    let h = host(Rmm::active());
+                    h.smc().fail_call(fid, nth, status, 0);
+                    let result = life(&h, 40, false);
+                    let hit = h.smc().injected_pending() == 0;
+                    let ctx = format!("{fid:?} nth {nth} {status:?}");
+                    // Everything is dropped now: nothing owned remains.
+                    assert_ownership(&h, &BTreeSet::new());
+                    if !hit {
+                        assert_eq!(result, Ok(()), "{ctx}");
+                        continue;
+                    }
+                    match result {
+                        Err(RealmError::Rmi(e)) => assert_eq!(e.status(), status, "{ctx}"),
+                        // A refused undelegation is absorbed: the page leaks.
+                        Ok(()) => {
+                            assert_eq!(fid, RMI_GRANULE_RANGE_UNDELEGATE, "{ctx}");
+                            assert_eq!(h.leaked(), 1, "{ctx}");
+                        }
+                        other => panic!("{ctx}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_memory_leaves_the_realm_unborn() {
+        for budget in 0..4 {
+            let h = host(Rmm::active());
+            h.smc().mem_mut().set_alloc_budget(Some(budget));
+            let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+            let mut realm = Realm::new(&h, shape, Ledger::default());
+            assert_eq!(realm.create(&qemu()), Err(RealmError::NoMemory), "{budget}");
+            assert_eq!(realm.state(), RealmState::None);
+            h.smc().mem_mut().set_alloc_budget(None);
+            realm.create(&qemu()).expect("retry");
+            drop(realm);
+            assert_ownership(&h, &BTreeSet::new());
+            assert!(h.smc().mem().allocated().is_empty());
+        }
+    }
+}

@@ -56,7 +56,7 @@ fn geometry_matches_the_architecture_for_every_ipa_size() {
 fn levels_are_checked_and_map_the_right_sizes() {
     assert_eq!(RttLevel::new(-2), None);
     assert_eq!(RttLevel::new(4), None);
-    assert_eq!(RttLevel::LEAF.entry_shift(), 12);
+    assert_eq!(RttLevel::new(3).expect("leaf").entry_shift(), 12);
     assert_eq!(RttLevel::new(2).map(RttLevel::entry_shift), Some(21));
     assert_eq!(RttLevel::new(1).map(RttLevel::entry_shift), Some(30));
     assert_eq!(RttLevel::new(0).map(RttLevel::entry_shift), Some(39));
