@@ -29,6 +29,7 @@ use crate::rmi_cmds::{
     realm_terminate,
     rtt_create,
     rtt_destroy,
+    rtt_fold,
     RmiFeatureRegs,
     SmcConduit, //
 };
@@ -315,6 +316,36 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
                 },
                 _ => return Err(self.kill(err)),
             }
+        }
+    }
+
+    /// Folds the RTT at `level` for `ipa` into its parent entry (after its
+    /// mappings were made uniform, e.g. unmapped), freeing its granule.
+    ///
+    /// Returns false if the RMM says it is not homogeneous (nothing
+    /// changed).
+    pub(crate) fn fold_rtt(&mut self, ipa: Ipa, level: RttLevel) -> Result<bool, RealmError> {
+        let rd = match (self.state, self.rd()) {
+            (RealmState::New | RealmState::Active, Some(rd)) => rd,
+            (other, _) => return Err(RealmError::WrongState(other)),
+        };
+        let parent = level.above().ok_or(RealmError::WrongState(self.state))?;
+        let base = ipa.align_down(parent.entry_size());
+        match rtt_fold(self.rmi.smc(), rd, base, level) {
+            Ok(rtt) => {
+                let owned = self
+                    .rtts
+                    .take(rtt)
+                    .ok_or_else(|| self.kill(RmiError::bad_output()))?;
+                // Back to DELEGATED: dropping it undelegates and frees.
+                drop(owned);
+                Ok(true)
+            }
+            // CAST: The index of ERROR_RTT is a level.
+            Err(e) if e.status() == RmiStatus::ErrorRtt && e.index() as i8 == level.get() => {
+                Ok(false)
+            }
+            Err(e) => Err(self.kill(e)),
         }
     }
 

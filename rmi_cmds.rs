@@ -44,6 +44,7 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
     RMI_RTT_DESTROY,
+    RMI_RTT_FOLD,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -373,4 +374,19 @@ pub(crate) fn rtt_destroy(
     let result =
         rmi_result(out.x(0)).and_then(|()| Granule::new(out.x(1)).ok_or(RmiError::bad_output()));
     RttDestroyed { result, next }
+}
+
+/// `RMI_RTT_FOLD`: replaces the homogeneous RTT at `level` for `ipa` with
+/// one entry in its parent, and returns the RTT granule (DELEGATED again).
+/// `RMI_ERROR_RTT` with index `level`: not homogeneous.
+pub(crate) fn rtt_fold(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    ipa: Ipa,
+    level: RttLevel,
+) -> Result<Granule, RmiError> {
+    let args = [rd.pa(), ipa.get(), level.raw(), 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_FOLD, args));
+    rmi_result(out.x(0))?;
+    Granule::new(out.x(1)).ok_or(RmiError::bad_output())
 }

@@ -57,6 +57,7 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
     RMI_RTT_DESTROY,
+    RMI_RTT_FOLD,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -1171,6 +1172,41 @@ impl Rmm {
         })
     }
 
+    /// `RMI_RTT_FOLD`: an RTT whose entries are all alike (here: no tables
+    /// below it, as no data mapping is modelled yet) becomes one entry of
+    /// its parent; x1 = the RTT, back to DELEGATED.
+    fn rtt_fold(&self, args: &SmcRegs) -> SmcRegs {
+        let (ipa, level) = (args.x(2), args.x(3));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let reached = r.walk(ipa, parent);
+            let mut out = SmcRegs::default();
+            let Some(rtt) = r
+                .rtts
+                .get(&(level, ipa))
+                .copied()
+                .filter(|_| reached == parent)
+            else {
+                out.0[0] = return_code(RmiStatus::ErrorRtt, reached.get() as u8);
+                return out;
+            };
+            if rtt.live != 0 {
+                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
+                return out;
+            }
+            r.rtts.remove(&(level, ipa));
+            r.table_live(ipa, parent, -1);
+            mem.borrow_mut()
+                .set_state(rtt.granule, GranuleState::Delegated);
+            out.0[0] = return_code(RmiStatus::Success, 0);
+            out.0[1] = rtt.granule.pa();
+            out
+        })
+    }
+
     /// `RMI_RTT_DESTROY`: x1 = the RTT, x2 = top of the non-live region.
     fn rtt_destroy(&self, args: &SmcRegs) -> SmcRegs {
         let (ipa, level) = (args.x(2), args.x(3));
@@ -1250,6 +1286,7 @@ impl SmcConduit for Rmm {
             RMI_REALM_DESTROY => self.realm_destroy(args),
             RMI_RTT_CREATE => self.rtt_create(args),
             RMI_RTT_DESTROY => self.rtt_destroy(args),
+            RMI_RTT_FOLD => self.rtt_fold(args),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;

@@ -321,6 +321,49 @@ mod lifecycle {
     }
 
     #[test]
+    fn uniform_tables_fold_and_live_ones_do_not() {
+        let h = host(Rmm::active());
+        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+        let mut realm = Realm::new(&h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        let rd = realm.rd().expect("rd");
+        let [a, ..] = ipas(40);
+        realm.ensure_rtt(a, leaf()).expect("leaf");
+        let two = RttLevel::new(2).expect("level");
+        assert_eq!(h.smc().realm_rtts(rd).len(), 2);
+        // The level-2 table holds the leaf table: not uniform.
+        assert_eq!(realm.fold_rtt(a, two), Ok(false));
+        assert_eq!(realm.fold_rtt(a, leaf()), Ok(true));
+        assert_eq!(realm.fold_rtt(a, two), Ok(true));
+        assert!(h.smc().realm_rtts(rd).is_empty());
+        assert_eq!(h.smc().mem().allocated().len(), 2 + 1, "RD and root left");
+        drop(realm);
+        assert_ownership(&h, &BTreeSet::new());
+        assert!(h.smc().mem().allocated().is_empty());
+    }
+
+    #[test]
+    fn a_failed_fold_kills_the_realm_safely() {
+        let h = host(Rmm::active());
+        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+        let mut realm = Realm::new(&h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        let [a, ..] = ipas(40);
+        realm.ensure_rtt(a, leaf()).expect("leaf");
+        h.smc()
+            .fail_call(crate::rmi_smc::RMI_RTT_FOLD, 0, RmiStatus::ErrorInput, 0);
+        let e = realm.fold_rtt(a, leaf()).expect_err("injected");
+        assert!(matches!(e, RealmError::Rmi(e) if e.status() == RmiStatus::ErrorInput));
+        assert_eq!(realm.state(), RealmState::Dead);
+        assert_eq!(
+            realm.activate(),
+            Err(RealmError::WrongState(RealmState::Dead))
+        );
+        drop(realm);
+        assert_ownership(&h, &BTreeSet::new());
+    }
+
+    #[test]
     fn out_of_memory_leaves_the_realm_unborn() {
         for budget in 0..4 {
             let h = host(Rmm::active());
