@@ -197,3 +197,145 @@ proptest! {
         check(RangeMode::WholeRange, &steps);
     }
 }
+
+/// One step of a random realm life.
+#[derive(Clone, Debug)]
+enum RealmStep {
+    Create,
+    Activate,
+    /// Make sure the RTT at `level` (1..=3) exists for IPA slot `slot`.
+    EnsureRtt {
+        slot: u64,
+        level: i8,
+    },
+    /// Fold the RTT at `level` for IPA slot `slot`.
+    Fold {
+        slot: u64,
+        level: i8,
+    },
+    Destroy,
+    /// Fail the `nth` next call of one realm-path FID.
+    Fault {
+        fid: usize,
+        nth: u32,
+    },
+}
+
+const REALM_FAULT_FIDS: [RmiFid; 8] = [
+    RMI_GRANULE_RANGE_DELEGATE,
+    RMI_GRANULE_RANGE_UNDELEGATE,
+    crate::rmi_smc::RMI_REALM_CREATE,
+    crate::rmi_smc::RMI_REALM_ACTIVATE,
+    crate::rmi_smc::RMI_REALM_TERMINATE,
+    crate::rmi_smc::RMI_REALM_DESTROY,
+    crate::rmi_smc::RMI_RTT_CREATE,
+    crate::rmi_smc::RMI_RTT_DESTROY,
+];
+
+fn realm_step() -> impl Strategy<Value = RealmStep> {
+    prop_oneof![
+        2 => Just(RealmStep::Create),
+        1 => Just(RealmStep::Activate),
+        4 => (0u64..8, 2i8..=3).prop_map(|(slot, level)| RealmStep::EnsureRtt { slot, level }),
+        2 => (0u64..8, 2i8..=3).prop_map(|(slot, level)| RealmStep::Fold { slot, level }),
+        1 => Just(RealmStep::Destroy),
+        2 => (0..REALM_FAULT_FIDS.len(), 0u32..6).prop_map(|(fid, nth)| RealmStep::Fault { fid, nth }),
+    ]
+}
+
+/// Runs a random realm life on a 40-bit realm; the host never breaks the
+/// PAS rules, a dead realm never becomes active again, and once the realm
+/// is dropped the host owns nothing and has leaked exactly what the RMM
+/// still holds.
+fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
+    use crate::addr::{
+        Ipa,
+        RttLevel, //
+    };
+    use crate::model::QEMU_FEATURES;
+    use crate::realm::{
+        realm_shape,
+        Realm,
+        RealmConfig,
+        RealmState, //
+    };
+    use crate::rmi_cmds::RmiFeatureRegs;
+    use crate::rmi_smc::{
+        RmiFeatures0,
+        RmiFeatures1,
+        RmiFeatures2,
+        RmiFeatures3, //
+    };
+
+    let features = RmiFeatureRegs {
+        f0: RmiFeatures0(QEMU_FEATURES[0]),
+        f1: RmiFeatures1(QEMU_FEATURES[1]),
+        f2: RmiFeatures2(0),
+        f3: RmiFeatures3(3),
+    };
+    let cfg = RealmConfig {
+        ipa_bits: 40,
+        host_ipa_limit: 48,
+        host_lpa2: false,
+    };
+    let h = host(Rmm::active());
+    h.smc().set_range_mode(mode);
+    let shape = realm_shape(&features, cfg).expect("shape");
+    let mut realm = Realm::new(&h, shape, Ledger::default());
+    let mut was_dead = false;
+    for s in steps {
+        // Slots spread over the protected and unprotected halves.
+        let ipa = |slot: u64| Ipa::new(slot * (1 << 37) + 0x20_0000).expect("ipa");
+        match *s {
+            RealmStep::Create => {
+                let _ = realm.create(&features);
+            }
+            RealmStep::Activate => {
+                let _ = realm.activate();
+            }
+            RealmStep::EnsureRtt { slot, level } => {
+                let _ = realm.ensure_rtt(ipa(slot), RttLevel::new(level).expect("level"));
+            }
+            RealmStep::Fold { slot, level } => {
+                let _ = realm.fold_rtt(ipa(slot), RttLevel::new(level).expect("level"));
+            }
+            RealmStep::Destroy => {
+                let _ = realm.destroy();
+            }
+            RealmStep::Fault { fid, nth } => {
+                h.smc()
+                    .fail_call(REALM_FAULT_FIDS[fid], nth, RmiStatus::ErrorInput, 0);
+            }
+        }
+        assert_eq!(h.smc().mem().violations(), &[], "after {s:?}");
+        if was_dead {
+            assert_eq!(realm.state(), RealmState::Dead, "a dead realm stays dead");
+        }
+        was_dead = realm.state() == RealmState::Dead;
+    }
+    drop(realm);
+    assert_ownership(&h, &BTreeSet::new());
+    // Without an RMM failure nothing may be lost.
+    if !steps.iter().any(|s| matches!(s, RealmStep::Fault { .. })) {
+        assert_eq!(h.leaked(), 0);
+        assert!(h.smc().mem().allocated().is_empty(), "all freed");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn realm_lives_keep_ownership_exact_one_granule_per_call(
+        steps in prop::collection::vec(realm_step(), 1..30)
+    ) {
+        check_realm(RangeMode::OnePerCall, &steps);
+    }
+
+    #[test]
+    fn realm_lives_keep_ownership_exact_whole_ranges(
+        steps in prop::collection::vec(realm_step(), 1..30)
+    ) {
+        check_realm(RangeMode::WholeRange, &steps);
+    }
+}
