@@ -1172,9 +1172,42 @@ impl Rmm {
         })
     }
 
-    /// `RMI_RTT_FOLD`: an RTT whose entries are all alike (here: no tables
-    /// below it, as no data mapping is modelled yet) becomes one entry of
-    /// its parent; x1 = the RTT, back to DELEGATED.
+    /// Takes the RTT at `level` for `ipa` out of the realm if it has no live
+    /// entries (shared by `RMI_RTT_FOLD`, where "no tables below" is what
+    /// "homogeneous" means while no data mapping is modelled, and
+    /// `RMI_RTT_DESTROY`). On failure: the error, and the level the walk
+    /// reached if the table is not there.
+    fn take_rtt(
+        r: &mut ModelRealm,
+        mem: &RefCell<Mem>,
+        ipa: u64,
+        level: RttLevel,
+        parent: RttLevel,
+    ) -> Result<Granule, (u64, Option<RttLevel>)> {
+        let reached = r.walk(ipa, parent);
+        let Some(rtt) = r
+            .rtts
+            .get(&(level, ipa))
+            .copied()
+            .filter(|_| reached == parent)
+        else {
+            return Err((
+                return_code(RmiStatus::ErrorRtt, reached.get() as u8),
+                Some(reached),
+            ));
+        };
+        if rtt.live != 0 {
+            return Err((return_code(RmiStatus::ErrorRtt, level.get() as u8), None));
+        }
+        r.rtts.remove(&(level, ipa));
+        r.table_live(ipa, parent, -1);
+        mem.borrow_mut()
+            .set_state(rtt.granule, GranuleState::Delegated);
+        Ok(rtt.granule)
+    }
+
+    /// `RMI_RTT_FOLD`: an RTT whose entries are all alike becomes one entry
+    /// of its parent; x1 = the RTT, back to DELEGATED.
     fn rtt_fold(&self, args: &SmcRegs) -> SmcRegs {
         let (ipa, level) = (args.x(2), args.x(3));
         let mem = Rc::clone(&self.mem);
@@ -1182,27 +1215,14 @@ impl Rmm {
             let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
                 return status(RmiStatus::ErrorInput);
             };
-            let reached = r.walk(ipa, parent);
             let mut out = SmcRegs::default();
-            let Some(rtt) = r
-                .rtts
-                .get(&(level, ipa))
-                .copied()
-                .filter(|_| reached == parent)
-            else {
-                out.0[0] = return_code(RmiStatus::ErrorRtt, reached.get() as u8);
-                return out;
-            };
-            if rtt.live != 0 {
-                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
-                return out;
+            match Self::take_rtt(r, &mem, ipa, level, parent) {
+                Ok(g) => {
+                    out.0[0] = return_code(RmiStatus::Success, 0);
+                    out.0[1] = g.pa();
+                }
+                Err((x0, _)) => out.0[0] = x0,
             }
-            r.rtts.remove(&(level, ipa));
-            r.table_live(ipa, parent, -1);
-            mem.borrow_mut()
-                .set_state(rtt.granule, GranuleState::Delegated);
-            out.0[0] = return_code(RmiStatus::Success, 0);
-            out.0[1] = rtt.granule.pa();
             out
         })
     }
@@ -1215,30 +1235,24 @@ impl Rmm {
             let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
                 return status(RmiStatus::ErrorInput);
             };
-            let reached = r.walk(ipa, parent);
             let mut out = SmcRegs::default();
-            let Some(rtt) = r
-                .rtts
-                .get(&(level, ipa))
-                .copied()
-                .filter(|_| reached == parent)
-            else {
-                out.0[0] = return_code(RmiStatus::ErrorRtt, reached.get() as u8);
-                out.0[2] = r.skip_non_live(ipa, reached);
-                return out;
-            };
-            if rtt.live != 0 {
-                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
-                out.0[2] = ipa;
-                return out;
+            match Self::take_rtt(r, &mem, ipa, level, parent) {
+                Ok(g) => {
+                    out.0[0] = return_code(RmiStatus::Success, 0);
+                    out.0[1] = g.pa();
+                    out.0[2] = r.skip_non_live(ipa, parent);
+                }
+                // Not there: skip the non-live run where the walk stopped.
+                Err((x0, Some(reached))) => {
+                    out.0[0] = x0;
+                    out.0[2] = r.skip_non_live(ipa, reached);
+                }
+                // Live: stay here.
+                Err((x0, None)) => {
+                    out.0[0] = x0;
+                    out.0[2] = ipa;
+                }
             }
-            r.rtts.remove(&(level, ipa));
-            r.table_live(ipa, parent, -1);
-            mem.borrow_mut()
-                .set_state(rtt.granule, GranuleState::Delegated);
-            out.0[0] = return_code(RmiStatus::Success, 0);
-            out.0[1] = rtt.granule.pa();
-            out.0[2] = r.skip_non_live(ipa, parent);
             out
         })
     }
