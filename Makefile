@@ -40,7 +40,7 @@ qemu-test: kernel selftests
 
 fmt:
 	/usr/bin/rustfmt --edition 2021 --config-path build/linux/.rustfmt.toml \
-		*.rs rust/kernel/arm64.rs rust/kernel/arm64/*.rs
+		*.rs rust/kernel/arm64.rs rust/kernel/arm64/*.rs rust/kernel/kvm.rs
 	cd tools/testing/rmm-model && /usr/bin/cargo fmt
 
 clean:

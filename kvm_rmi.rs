@@ -15,6 +15,7 @@ use kernel::{
     },
     arm64::smccc,
     bindings,
+    kvm,
     page::{
         Page,
         Pages, //
@@ -31,10 +32,11 @@ mod addr;
 mod granule;
 #[expect(
     dead_code,
-    reason = "the realm lifecycle is host-tested ahead of the KVM hooks that \
-              drive it (issue 4)"
+    reason = "RTT creation and folding are host-tested ahead of populate \
+              and stage-2 faults, which use them"
 )]
 mod realm;
+mod realm_vm;
 mod rmi_cmds;
 #[expect(
     dead_code,
@@ -53,9 +55,13 @@ use addr::{
 };
 use granule::{
     DelegatedGranule,
-    GranuleSet,
     PageSource,
     Rmi, //
+};
+use realm_vm::{
+    GranuleList,
+    RealmProvider,
+    RMM_FEATURES, //
 };
 use rmi_cmds::{
     RmiFeatureRegs,
@@ -182,26 +188,6 @@ static RMI: Rmi<RmiSmc, KernelPages> = Rmi::new(RmiSmc, KernelPages);
 /// A page delegated through [`RMI`].
 type Delegated = DelegatedGranule<'static, RmiSmc, KernelPages>;
 
-/// Granules donated for L1 GPTs. The RMM keeps them for the rest of the
-/// boot; at unload the records go and the pages are leaked (and counted).
-struct GptTables(KVec<Delegated>);
-
-impl GranuleSet<'static, RmiSmc, KernelPages> for GptTables {
-    fn reserve(&mut self, n: usize) -> bool {
-        self.0.reserve(n, GFP_KERNEL).is_ok()
-    }
-
-    fn push(&mut self, g: Delegated) {
-        // Room was reserved; a failure would drop `g`, which leaks safely.
-        let _ = self.0.push_within_capacity(g);
-    }
-
-    fn take(&mut self, g: Granule) -> Option<Delegated> {
-        let i = self.0.iter().position(|d| d.granule() == g)?;
-        self.0.remove(i).ok()
-    }
-}
-
 /// Records, in the host kernel, that the RMM is active for the rest of the
 /// boot, which blocks kexec and hibernation (hook patch).
 fn mark_rmm_active() {
@@ -299,14 +285,17 @@ fn report_rmm(info: &RmmInfo) {
 
 /// The loaded module.
 struct KvmRmi {
-    /// L1 GPT granules this load donated.
-    gpt_tables: GptTables,
+    /// Realm VMs are provided while this is registered.
+    _realms: kvm::Registration<RealmProvider>,
+    /// L1 GPT granules this load donated. The RMM keeps them for the rest of
+    /// the boot; at unload the records go and the pages are leaked (counted).
+    gpt_tables: GranuleList,
 }
 
 impl kernel::Module for KvmRmi {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let memory = system_ram::system_ram()?;
-        let mut gpt_tables = GptTables(KVec::new());
+        let mut gpt_tables = GranuleList(KVec::new());
         let info = rmm_init(
             &RMI,
             memory.iter().copied(),
@@ -315,7 +304,14 @@ impl kernel::Module for KvmRmi {
         )
         .map_err(|e| report_init_error(&e))?;
         report_rmm(&info);
-        Ok(KvmRmi { gpt_tables })
+        RMM_FEATURES.populate(info.features);
+        let realms = kvm::Registration::new(module).inspect_err(|e| {
+            pr_err!("cannot provide realms to KVM: {:?}\n", e);
+        })?;
+        Ok(KvmRmi {
+            _realms: realms,
+            gpt_tables,
+        })
     }
 }
 

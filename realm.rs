@@ -9,6 +9,8 @@
 //! answer makes the realm DEAD; whatever the RMM may still hold is then
 //! leaked by the owner types, never freed.
 
+use core::fmt;
+
 use crate::addr::{
     Granule,
     Ipa,
@@ -183,6 +185,30 @@ pub(crate) enum RealmError {
     WrongState(RealmState),
     /// The RMM failed unexpectedly; the realm is now DEAD.
     Rmi(RmiError),
+}
+
+impl fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IpaSize { asked, max } => {
+                write!(f, "IPA size {asked} bits outside [{MIN_IPA_BITS}, {max}]")
+            }
+            Self::Lpa2Unsupported => f.write_str("the host uses LPA2 and the RMM does not"),
+            Self::NoHash => f.write_str("the RMM offers no measurement hash"),
+            Self::NoDebugResources => f.write_str("the RMM offers no breakpoints or watchpoints"),
+        }
+    }
+}
+
+impl fmt::Display for RealmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoMemory => f.write_str("out of memory"),
+            Self::Params(p) => write!(f, "bad parameters: {p}"),
+            Self::WrongState(s) => write!(f, "not possible in state {s:?}"),
+            Self::Rmi(e) => write!(f, "RMM error {e}"),
+        }
+    }
 }
 
 /// A realm: its shape, state, and the delegated memory it owns.

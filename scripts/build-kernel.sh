@@ -70,7 +70,7 @@ if printf '%s\n' "$out" | grep -qE '^(warning|error)'; then
 fi
 
 # rustfmt with the kernel's settings, on our files.
-rs=("$KSRC_DIR"/arch/arm64/kvm/rmi/*.rs "$KSRC_DIR"/rust/kernel/arm64.rs "$KSRC_DIR"/rust/kernel/arm64/*.rs)
+rs=("$KSRC_DIR"/arch/arm64/kvm/rmi/*.rs "$KSRC_DIR"/rust/kernel/arm64.rs "$KSRC_DIR"/rust/kernel/arm64/*.rs "$KSRC_DIR"/rust/kernel/kvm.rs)
 /usr/bin/rustfmt --check --edition 2021 --config-path "$KSRC_DIR/.rustfmt.toml" "${rs[@]}" ||
 	die "rustfmt check failed (run: make fmt)"
 

@@ -10,107 +10,18 @@
  * RMM active already (the RMM is configured once per boot), and unloads.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include "krmi.h"
 
-#include "kselftest.h"
-
-#define MODULE_NAME "kvm_rmi"
 #define NO_RMM_LINE "kvm_rmi: no RMM found (RMI_VERSION: not supported)"
 #define RMM_LINE_PREFIX "kvm_rmi: RMM ABI 2.0 "
 #define ACTIVATED_LINE "kvm_rmi: RMM configured (4 KiB granules) and activated"
 #define ALREADY_ACTIVE_LINE "kvm_rmi: RMM already active (configured earlier in this boot)"
 
-static const char *module_path(void)
-{
-	const char *p = getenv("KRMI_MODULE");
-
-	return p ? p : "/modules/kvm_rmi.ko";
-}
-
-/* Opens /dev/kmsg positioned after the last record logged so far. */
-static int kmsg_open(void)
-{
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-
-	if (fd < 0)
-		ksft_exit_fail_msg("open /dev/kmsg: %s\n", strerror(errno));
-	if (lseek(fd, 0, SEEK_END) < 0)
-		ksft_exit_fail_msg("seek /dev/kmsg: %s\n", strerror(errno));
-	return fd;
-}
-
-/*
- * Collects the text of new log records that start with "kvm_rmi:" into lines
- * (up to max, each at most len bytes). Returns how many there were.
- */
-static int kmsg_module_lines(int fd, char lines[][256], int max)
-{
-	char rec[1024];
-	int n = 0;
-	ssize_t r;
-
-	while ((r = read(fd, rec, sizeof(rec) - 1)) > 0 || (r < 0 && errno == EPIPE)) {
-		char *text, *end;
-
-		if (r < 0)
-			continue; /* EPIPE: records were overwritten; read on */
-		rec[r] = '\0';
-		text = strchr(rec, ';');
-		if (!text)
-			continue;
-		text++;
-		end = strchr(text, '\n');
-		if (end)
-			*end = '\0';
-		if (strncmp(text, MODULE_NAME ":", strlen(MODULE_NAME) + 1))
-			continue;
-		if (n < max)
-			snprintf(lines[n], 256, "%s", text);
-		n++;
-		ksft_print_msg("log: %s\n", text);
-	}
-	return n;
-}
-
-static int load(void)
-{
-	int fd = open(module_path(), O_RDONLY | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		ksft_exit_fail_msg("open %s: %s\n", module_path(), strerror(errno));
-	ret = syscall(SYS_finit_module, fd, "", 0);
-	close(fd);
-	return ret ? -errno : 0;
-}
-
-static bool module_listed(void)
-{
-	char line[256];
-	bool found = false;
-	FILE *f = fopen("/proc/modules", "r");
-
-	if (!f)
-		ksft_exit_fail_msg("open /proc/modules: %s\n", strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, MODULE_NAME " ", strlen(MODULE_NAME) + 1))
-			found = true;
-	fclose(f);
-	return found;
-}
-
 static void test_no_rmm(void)
 {
 	char lines[4][256];
 	int kmsg = kmsg_open();
-	int ret = load();
+	int ret = module_load();
 	int n;
 
 	ksft_test_result(ret == -ENODEV, "load fails with ENODEV (got %d)\n", ret);
@@ -136,7 +47,7 @@ static void load_unload_with_rmm(int round)
 	const char *activation = round == 1 ? ACTIVATED_LINE : ALREADY_ACTIVE_LINE;
 	char lines[8][256];
 	int kmsg = kmsg_open();
-	int ret = load();
+	int ret = module_load();
 	int n;
 
 	ksft_test_result(ret == 0, "round %d: load succeeds (got %d)\n", round, ret);
@@ -145,15 +56,14 @@ static void load_unload_with_rmm(int round)
 			 "round %d: logs \"" RMM_LINE_PREFIX "...\"\n", round);
 	ksft_test_result(has_line(lines, n, activation), "round %d: logs \"%s\"\n",
 			 round, activation);
-	ret = ret ? ret : syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK);
+	ret = ret ? ret : module_unload();
 	ksft_test_result(ret == 0 && !module_listed(), "round %d: unload\n", round);
 	close(kmsg);
 }
 
 int main(void)
 {
-	const char *rme = getenv("KRMI_RME");
-	bool with_rmm = rme && !strcmp(rme, "1");
+	bool with_rmm = rmm_present();
 
 	ksft_print_header();
 	if (access(module_path(), R_OK))

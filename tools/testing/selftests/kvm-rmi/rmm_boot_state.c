@@ -19,32 +19,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "kselftest.h"
-
-#define MODULE_NAME "kvm_rmi"
+#include "krmi.h"
 
 /* A destination in QEMU virt RAM that neither boot path puts the kernel at. */
 #define KEXEC_DEST 0x48000000UL
 
-static const char *module_path(void)
-{
-	const char *p = getenv("KRMI_MODULE");
-
-	return p ? p : "/modules/kvm_rmi.ko";
-}
-
 static int load_and_unload(void)
 {
-	int fd = open(module_path(), O_RDONLY | O_CLOEXEC);
-	int ret;
+	int ret = module_load();
 
-	if (fd < 0)
-		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0);
-	close(fd);
-	if (ret)
-		return -errno;
-	return syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK) ? -errno : 0;
+	return ret ? ret : module_unload();
 }
 
 /* Whether /sys/power/state offers "disk" (hibernation_available()). */

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Realm VMs: KVM's realm callbacks over the core's [`Realm`].
+//!
+//! Part of the kernel shell. KVM creates the VM and its (empty) host stage 2;
+//! this file gives each realm VM a [`Realm`] in state NONE. The RD is created
+//! lazily, by the first populate or the first vCPU run, and everything the
+//! realm owns goes back when KVM destroys the VM.
+
+use kernel::{
+    alloc::flags::GFP_KERNEL_ACCOUNT,
+    bindings,
+    kvm::{
+        Kvm,
+        RealmOps, //
+    },
+    new_mutex,
+    prelude::*,
+    sync::{
+        Mutex,
+        SetOnce, //
+    },
+};
+
+use crate::addr::Granule;
+use crate::granule::GranuleSet;
+use crate::realm::{
+    realm_shape,
+    Realm,
+    RealmConfig,
+    RealmError, //
+};
+use crate::rmi_cmds::RmiFeatureRegs;
+use crate::{
+    Delegated,
+    KernelPages,
+    RmiSmc,
+    Shown,
+    RMI, //
+};
+
+/// The RMM's feature registers, read once when the module loads.
+pub(crate) static RMM_FEATURES: SetOnce<RmiFeatureRegs> = SetOnce::new();
+
+/// Delegated granules a realm owns (its non-root RTTs), found by address.
+pub(crate) struct GranuleList(pub(crate) KVec<Delegated>);
+
+impl GranuleSet<'static, RmiSmc, KernelPages> for GranuleList {
+    fn reserve(&mut self, n: usize) -> bool {
+        self.0.reserve(n, GFP_KERNEL_ACCOUNT).is_ok()
+    }
+
+    fn push(&mut self, g: Delegated) {
+        // Room was reserved; a failure would drop `g`, which is safe.
+        let _ = self.0.push_within_capacity(g);
+    }
+
+    fn take(&mut self, g: Granule) -> Option<Delegated> {
+        let i = self.0.iter().position(|d| d.granule() == g)?;
+        self.0.remove(i).ok()
+    }
+}
+
+/// A realm as the kernel holds it.
+type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
+
+/// The module's state for one realm VM.
+#[pin_data]
+pub(crate) struct RealmVm {
+    /// The realm; the lock serialises its RMI operations.
+    #[pin]
+    realm: Mutex<KernelRealm>,
+}
+
+impl From<RealmError> for Error {
+    fn from(e: RealmError) -> Self {
+        match e {
+            RealmError::NoMemory => ENOMEM,
+            RealmError::Params(_) | RealmError::WrongState(_) => EINVAL,
+            RealmError::Rmi(e) => e.into(),
+        }
+    }
+}
+
+/// Whether a realm VM is offered capability `ext` (the upstream series'
+/// allow-list, plus device control for the SMCCC filter).
+fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
+    match ext {
+        bindings::KVM_CAP_IRQCHIP
+        | bindings::KVM_CAP_ARM_PSCI
+        | bindings::KVM_CAP_ARM_PSCI_0_2
+        | bindings::KVM_CAP_NR_VCPUS
+        | bindings::KVM_CAP_MAX_VCPUS
+        | bindings::KVM_CAP_MAX_VCPU_ID
+        | bindings::KVM_CAP_MSI_DEVID
+        | bindings::KVM_CAP_ARM_VM_IPA_SIZE
+        | bindings::KVM_CAP_ARM_PTRAUTH_ADDRESS
+        | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
+        | bindings::KVM_CAP_DEVICE_CTRL
+        | bindings::KVM_CAP_ARM_RMI => true,
+        bindings::KVM_CAP_ARM_SVE => features.f0.sve_en(),
+        _ => false,
+    }
+}
+
+/// The realm provider registered with KVM.
+pub(crate) struct RealmProvider;
+
+#[vtable]
+impl RealmOps for RealmProvider {
+    type Realm = RealmVm;
+
+    fn ipa_limit() -> u32 {
+        RMM_FEATURES.as_ref().map_or(0, |f| u32::from(f.f0.s2sz()))
+    }
+
+    fn vm_init(kvm: &Kvm, _vm_type: u64) -> Result<Pin<KBox<RealmVm>>> {
+        let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
+        // KVM checked the size against `ipa_limit()` and its own limit.
+        let ipa_bits = u8::try_from(kvm.ipa_bits()).map_err(|_| EINVAL)?;
+        let config = RealmConfig {
+            ipa_bits,
+            host_ipa_limit: ipa_bits,
+            host_lpa2: kvm.stage2_lpa2(),
+        };
+        let shape = realm_shape(features, config).map_err(|e| {
+            pr_warn!("realm refused: {}\n", Shown(e));
+            EINVAL
+        })?;
+        let realm = Realm::new(&RMI, shape, GranuleList(KVec::new()));
+        KBox::pin_init(
+            pin_init!(RealmVm {
+                realm <- new_mutex!(realm, "RealmVm::realm"),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    fn vm_destroy(_kvm: &Kvm, vm: Pin<KBox<RealmVm>>) {
+        let mut realm = vm.realm.lock();
+        if let Err(e) = realm.destroy() {
+            // The realm is DEAD; what the RMM may still hold stays leaked.
+            pr_err!("realm teardown failed: {}\n", Shown(e));
+        }
+    }
+
+    fn ext_allowed(_vm: Pin<&RealmVm>, ext: i64) -> bool {
+        match (u32::try_from(ext), RMM_FEATURES.as_ref()) {
+            (Ok(ext), Some(features)) => realm_ext_allowed(ext, features),
+            _ => false,
+        }
+    }
+
+    fn check_extension(_vm: Pin<&RealmVm>, ext: i64, value: i32) -> i32 {
+        match u32::try_from(ext) {
+            // KVM answers with the host's limit; a realm's is the RMM's too.
+            Ok(bindings::KVM_CAP_ARM_VM_IPA_SIZE) => {
+                i32::try_from(Self::ipa_limit()).map_or(value, |rmm| rmm.min(value))
+            }
+            _ => value,
+        }
+    }
+
+    fn vm_ioctl(_kvm: &Kvm, _vm: Pin<&RealmVm>, _cmd: u32, _arg: usize) -> Result<isize> {
+        // No realm-only VM ioctl yet: KVM answers the ones it may.
+        Err(ENOIOCTLCMD)
+    }
+}

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KVM on arm64, as a module that provides realm VMs sees it.
+//!
+//! A provider implements [`RealmOps`] and keeps a [`Registration`] while it
+//! is loaded. KVM then creates VMs of type `KVM_VM_TYPE_ARM_REALM` and calls
+//! the provider for their realm-specific steps. Each realm VM holds a
+//! reference on the provider's module, so the module outlives its realms.
+//!
+//! C header: [`arch/arm64/include/asm/kvm_realm.h`](srctree/arch/arm64/include/asm/kvm_realm.h)
+
+use crate::ffi::{
+    c_int,
+    c_long,
+    c_uint,
+    c_ulong, //
+};
+use crate::{
+    alloc::{
+        flags::GFP_KERNEL,
+        KBox, //
+    },
+    bindings,
+    error::{
+        from_result,
+        to_result,
+        Result, //
+    },
+    macros::vtable,
+    types::{
+        ForeignOwnable,
+        Opaque, //
+    },
+    ThisModule,
+};
+use core::{marker::PhantomData, pin::Pin, ptr};
+
+/// `VTCR_EL2.T0SZ`, bits [5:0]: the stage-2 input size is `64 - T0SZ` bits.
+const VTCR_EL2_T0SZ_MASK: u64 = 0x3f;
+
+/// `VTCR_EL2.DS`, bit 32: stage 2 uses 52-bit descriptors (FEAT_LPA2).
+const VTCR_EL2_DS: u64 = 1 << 32;
+
+/// A VM (`struct kvm`).
+///
+/// # Invariants
+///
+/// `self.0` is a VM that stays live as long as the reference to this value.
+#[repr(transparent)]
+pub struct Kvm(Opaque<bindings::kvm>);
+
+impl Kvm {
+    /// Creates a reference to a VM from a pointer KVM passed to a callback.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to a VM that stays live for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm) -> &'a Self {
+        // SAFETY: `Kvm` is a transparent wrapper; the caller keeps it live.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The underlying `struct kvm`.
+    pub fn as_raw(&self) -> *mut bindings::kvm {
+        self.0.get()
+    }
+
+    /// The VM's stage-2 translation control value.
+    fn vtcr(&self) -> u64 {
+        // SAFETY: The VM is live (type invariant). KVM sets `vtcr` while it
+        // creates the VM, before the first callback, and never again.
+        unsafe { (*self.as_raw()).arch.mmu.vtcr }
+    }
+
+    /// The size in bits of the VM's IPA space, as KVM configured stage 2.
+    pub fn ipa_bits(&self) -> u32 {
+        // CAST: T0SZ is 6 bits wide, so at most 63.
+        64 - (self.vtcr() & VTCR_EL2_T0SZ_MASK) as u32
+    }
+
+    /// Whether the VM's stage 2 uses 52-bit descriptors (FEAT_LPA2).
+    pub fn stage2_lpa2(&self) -> bool {
+        self.vtcr() & VTCR_EL2_DS != 0
+    }
+}
+
+/// What a module does to provide realm VMs.
+///
+/// The callbacks run in process context and may sleep.
+#[vtable]
+pub trait RealmOps: Sized {
+    /// The provider's state for one realm VM.
+    type Realm: Send + Sync;
+
+    /// The largest IPA size, in bits, a realm may have.
+    fn ipa_limit() -> u32;
+
+    /// Sets up a realm for `kvm`, created with machine type `vm_type`. Its
+    /// stage-2 configuration ([`Kvm::ipa_bits`]) is already decided.
+    fn vm_init(kvm: &Kvm, vm_type: u64) -> Result<Pin<KBox<Self::Realm>>>;
+
+    /// The last call for a VM whose [`RealmOps::vm_init`] succeeded, after
+    /// its vCPUs are gone.
+    fn vm_destroy(kvm: &Kvm, realm: Pin<KBox<Self::Realm>>);
+
+    /// Whether capability `ext` is offered to the realm and can be enabled.
+    fn ext_allowed(realm: Pin<&Self::Realm>, ext: i64) -> bool;
+
+    /// The value of capability `ext` for the realm, given the value `value`
+    /// KVM computed for a normal VM.
+    fn check_extension(realm: Pin<&Self::Realm>, ext: i64, value: i32) -> i32;
+
+    /// A VM ioctl on the realm. [`ENOIOCTLCMD`](crate::error::code::ENOIOCTLCMD)
+    /// hands it on to KVM, which answers it if the realm's capabilities allow.
+    fn vm_ioctl(kvm: &Kvm, realm: Pin<&Self::Realm>, cmd: u32, arg: usize) -> Result<isize>;
+}
+
+/// The provider's state for realm VM `kvm`.
+///
+/// # Safety
+///
+/// `kvm` is a live realm VM of provider `T` whose `vm_init` succeeded and
+/// whose `vm_destroy` has not started.
+unsafe fn realm_of<'a, T: RealmOps>(kvm: *mut bindings::kvm) -> Pin<&'a T::Realm> {
+    // SAFETY: `vm_init_callback` stored a `Pin<KBox<T::Realm>>` there, which
+    // `vm_destroy_callback` takes back; the caller is between the two.
+    unsafe { <Pin<KBox<T::Realm>> as ForeignOwnable>::borrow((*kvm).arch.realm) }
+}
+
+/// A registered [`RealmOps`] provider; dropping it unregisters.
+///
+/// # Invariants
+///
+/// `ops` is registered with KVM for as long as this value exists.
+pub struct Registration<T: RealmOps> {
+    ops: KBox<bindings::kvm_arm_realm_ops>,
+    _provider: PhantomData<T>,
+}
+
+// SAFETY: The table is only read, by KVM, and unregistering may run on any
+// thread.
+unsafe impl<T: RealmOps> Send for Registration<T> {}
+
+// SAFETY: `&Registration` gives no access to anything.
+unsafe impl<T: RealmOps> Sync for Registration<T> {}
+
+impl<T: RealmOps> Registration<T> {
+    /// Registers `T` as the provider of realm VMs, on behalf of `module`.
+    pub fn new(module: &'static ThisModule) -> Result<Self> {
+        let ops = KBox::new(
+            bindings::kvm_arm_realm_ops {
+                owner: module.as_ptr(),
+                ipa_limit: Some(Self::ipa_limit_callback),
+                vm_init: Some(Self::vm_init_callback),
+                vm_destroy: Some(Self::vm_destroy_callback),
+                ext_allowed: Some(Self::ext_allowed_callback),
+                check_extension: Some(Self::check_extension_callback),
+                vm_ioctl: Some(Self::vm_ioctl_callback),
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `ops` is fully set and lives at a stable address until
+        // `drop` unregisters it.
+        to_result(unsafe { bindings::kvm_arm_realm_register(&*ops) })?;
+        Ok(Self {
+            ops,
+            _provider: PhantomData,
+        })
+    }
+
+    extern "C" fn ipa_limit_callback() -> u32 {
+        T::ipa_limit()
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a realm VM it is creating.
+    unsafe extern "C" fn vm_init_callback(kvm: *mut bindings::kvm, vm_type: c_ulong) -> c_int {
+        from_result(|| {
+            // SAFETY: KVM keeps the VM live during the call.
+            // CAST: `c_ulong` is 64 bits wide on arm64.
+            let realm = T::vm_init(unsafe { Kvm::from_raw(kvm) }, vm_type as u64)?;
+            // SAFETY: As above; nothing else reads `arch.realm` before
+            // `vm_init` returns.
+            unsafe { (*kvm).arch.realm = realm.into_foreign() };
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM, once, with a realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn vm_destroy_callback(kvm: *mut bindings::kvm) {
+        // SAFETY: KVM keeps the VM live during the call and calls nothing
+        // else for it meanwhile.
+        let state = unsafe { ptr::replace(&raw mut (*kvm).arch.realm, ptr::null_mut()) };
+        if state.is_null() {
+            return;
+        }
+        // SAFETY: Stored by `vm_init_callback` and taken back only here.
+        let realm = unsafe { <Pin<KBox<T::Realm>> as ForeignOwnable>::from_foreign(state) };
+        // SAFETY: KVM keeps the VM live during the call.
+        T::vm_destroy(unsafe { Kvm::from_raw(kvm) }, realm);
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn ext_allowed_callback(kvm: *mut bindings::kvm, ext: c_long) -> bool {
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(kvm) };
+        // CAST: `c_long` is 64 bits wide on arm64.
+        T::ext_allowed(realm, ext as i64)
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn check_extension_callback(
+        kvm: *mut bindings::kvm,
+        ext: c_long,
+        value: c_int,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(kvm) };
+        // CAST: `c_long` is 64 bits wide on arm64.
+        T::check_extension(realm, ext as i64, value)
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn vm_ioctl_callback(
+        kvm: *mut bindings::kvm,
+        cmd: c_uint,
+        arg: c_ulong,
+    ) -> c_long {
+        // SAFETY: By the function's safety requirements.
+        let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
+        match T::vm_ioctl(vm, realm, cmd, arg) {
+            Ok(v) => v,
+            // CAST: An errno is small and negative; `c_long` holds any `i32`.
+            Err(e) => e.to_errno() as c_long,
+        }
+    }
+}
+
+impl<T: RealmOps> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: Registered in `new` (type invariant), with this table.
+        unsafe { bindings::kvm_arm_realm_unregister(&*self.ops) };
+    }
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the kvm-rmi selftests: loading and unloading kvm_rmi
+ * (one finit_module() per attempt: busybox insmod retries with init_module()
+ * after a failure, which would run init twice), and reading its log lines.
+ */
+#ifndef KRMI_SELFTEST_H
+#define KRMI_SELFTEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kselftest.h"
+
+#define MODULE_NAME "kvm_rmi"
+
+/* The module file: $KRMI_MODULE, else where the initramfs puts it. */
+static inline const char *module_path(void)
+{
+	const char *p = getenv("KRMI_MODULE");
+
+	return p ? p : "/modules/kvm_rmi.ko";
+}
+
+/* Whether the runner booted with an RMM (KRMI_RME=1). */
+static inline bool rmm_present(void)
+{
+	const char *rme = getenv("KRMI_RME");
+
+	return rme && !strcmp(rme, "1");
+}
+
+/* Loads the module: 0 or -errno. */
+static inline int module_load(void)
+{
+	int fd = open(module_path(), O_RDONLY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = syscall(SYS_finit_module, fd, "", 0);
+	close(fd);
+	return ret ? -errno : 0;
+}
+
+/* Unloads the module without waiting for users: 0 or -errno. */
+static inline int module_unload(void)
+{
+	return syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK) ? -errno : 0;
+}
+
+/* Whether the module is in /proc/modules. */
+static inline bool module_listed(void)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen("/proc/modules", "r");
+
+	if (!f)
+		ksft_exit_fail_msg("open /proc/modules: %s\n", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, MODULE_NAME " ", strlen(MODULE_NAME) + 1))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/* Opens /dev/kmsg positioned after the last record logged so far. */
+static inline int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		ksft_exit_fail_msg("open /dev/kmsg: %s\n", strerror(errno));
+	if (lseek(fd, 0, SEEK_END) < 0)
+		ksft_exit_fail_msg("seek /dev/kmsg: %s\n", strerror(errno));
+	return fd;
+}
+
+/*
+ * Collects the text of new log records that start with "kvm_rmi:" into
+ * lines (up to max, each at most 256 bytes) and echoes them. Returns how
+ * many there were.
+ */
+static inline int kmsg_module_lines(int fd, char lines[][256], int max)
+{
+	char rec[1024];
+	int n = 0;
+	ssize_t r;
+
+	while ((r = read(fd, rec, sizeof(rec) - 1)) > 0 || (r < 0 && errno == EPIPE)) {
+		char *text, *end;
+
+		if (r < 0)
+			continue; /* EPIPE: records were overwritten; read on */
+		rec[r] = '\0';
+		text = strchr(rec, ';');
+		if (!text)
+			continue;
+		text++;
+		end = strchr(text, '\n');
+		if (end)
+			*end = '\0';
+		if (strncmp(text, MODULE_NAME ":", strlen(MODULE_NAME) + 1))
+			continue;
+		if (n < max)
+			snprintf(lines[n], 256, "%s", text);
+		n++;
+		ksft_print_msg("log: %s\n", text);
+	}
+	return n;
+}
+
+#endif /* KRMI_SELFTEST_H */

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Realm VMs created and destroyed through KVM with kvm_rmi loaded.
+ *
+ * Without the module (and, without an RMM, for good): KVM_CAP_ARM_RMI is 0
+ * and realm VM types fail with EINVAL. With it: KVM_CAP_ARM_RMI is 1; every
+ * IPA size from 32 bits up to min(host limit, RMM limit) gives a realm, the
+ * sizes above fail with EINVAL, and so do invalid types; a realm VM is
+ * offered only the realm capabilities; realms are created and destroyed in a
+ * loop; rmmod is refused while a realm fd is open and allowed once it is
+ * closed; nothing is logged as failed or leaked.
+ */
+#define _GNU_SOURCE
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include "krmi.h"
+
+#define LOOP_REALMS 200
+#define MAX_LINES 64
+
+/* Creates a VM of `type` and returns its fd, or -errno. */
+static int vm_create(int kvm, unsigned long type)
+{
+	int vm = ioctl(kvm, KVM_CREATE_VM, type);
+
+	return vm < 0 ? -errno : vm;
+}
+
+/* Creates and closes a VM of `type`: 0 or -errno. */
+static int vm_create_close(int kvm, unsigned long type)
+{
+	int vm = vm_create(kvm, type);
+
+	if (vm < 0)
+		return vm;
+	close(vm);
+	return 0;
+}
+
+static unsigned long realm_type(unsigned int ipa_bits)
+{
+	return KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(ipa_bits);
+}
+
+/* What every kernel must do when no realm provider is loaded. */
+static void test_without_provider(int kvm, const char *when)
+{
+	int ret = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_RMI);
+
+	ksft_test_result(ret == 0, "%s: KVM_CAP_ARM_RMI is 0 (got %d)\n", when, ret);
+	ret = vm_create_close(kvm, KVM_VM_TYPE_ARM_REALM);
+	ksft_test_result(ret == -EINVAL, "%s: a realm fails with EINVAL (got %d)\n", when, ret);
+}
+
+/* The "IPA <n> bits" figure of the "RMM features:" line among `lines`. */
+static int rmm_ipa_bits(char lines[][256], int n)
+{
+	unsigned int bits;
+
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		if (sscanf(lines[i], "kvm_rmi: RMM features: IPA %u bits", &bits) == 1)
+			return bits;
+	return -1;
+}
+
+/* Whether any of `lines` reports a failure or leaked memory. */
+static bool bad_lines(char lines[][256], int n)
+{
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		if (strstr(lines[i], "failed") || strstr(lines[i], "leaked"))
+			return true;
+	return false;
+}
+
+static void test_ipa_sizes(int kvm, int host_limit, int rmm_limit)
+{
+	int limit = host_limit < rmm_limit ? host_limit : rmm_limit;
+	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM);
+	int created = 0, refused = 0, wrong = 0, ret;
+
+	ksft_test_result(vm >= 0, "a realm with the default IPA size (got %d)\n", vm);
+	if (vm >= 0) {
+		ret = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
+		ksft_test_result(ret == limit,
+				 "realm VM: KVM_CAP_ARM_VM_IPA_SIZE is min(host %d, RMM %d) (got %d)\n",
+				 host_limit, rmm_limit, ret);
+		ret = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_RMI);
+		ksft_test_result(ret == 1, "realm VM: KVM_CAP_ARM_RMI is 1 (got %d)\n", ret);
+		close(vm);
+	} else {
+		ksft_test_result_fail("realm VM: KVM_CAP_ARM_VM_IPA_SIZE\n");
+		ksft_test_result_fail("realm VM: KVM_CAP_ARM_RMI\n");
+	}
+
+	for (int bits = 32; bits <= host_limit; bits++) {
+		ret = vm_create_close(kvm, realm_type(bits));
+		if (bits <= limit && ret == 0) {
+			created++;
+		} else if (bits > limit && ret == -EINVAL) {
+			refused++;
+		} else {
+			wrong++;
+			ksft_print_msg("IPA %d bits: got %d\n", bits, ret);
+		}
+	}
+	ksft_test_result(!wrong && created == limit - 31,
+			 "IPA sizes 32..%d give realms (%d), %d..%d fail with EINVAL (%d)\n",
+			 limit, created, limit + 1, host_limit, refused);
+	ret = vm_create_close(kvm, realm_type(31));
+	ksft_test_result(ret == -EINVAL, "IPA size 31 fails with EINVAL (got %d)\n", ret);
+}
+
+static void test_invalid_types(int kvm)
+{
+	int ret = vm_create_close(kvm, KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_PROTECTED);
+
+	ksft_test_result(ret == -EINVAL, "REALM|PROTECTED fails with EINVAL (got %d)\n", ret);
+	ret = vm_create_close(kvm, KVM_VM_TYPE_ARM_REALM | (1UL << 8));
+	ksft_test_result(ret == -EINVAL, "REALM with reserved bit 8 fails with EINVAL (got %d)\n",
+			 ret);
+}
+
+/* A realm VM is offered only what a realm can do. */
+static void test_realm_caps(int kvm)
+{
+	struct kvm_enable_cap nisv = { .cap = KVM_CAP_ARM_NISV_TO_USER };
+	struct kvm_arm_counter_offset offset = { 0 };
+	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM);
+	int mte, counter, enable, set_offset;
+
+	if (vm < 0) {
+		ksft_test_result_fail("realm capabilities: no realm (%d)\n", vm);
+		return;
+	}
+	mte = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_MTE);
+	counter = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_COUNTER_OFFSET);
+	enable = ioctl(vm, KVM_ENABLE_CAP, &nisv) ? -errno : 0;
+	set_offset = ioctl(vm, KVM_ARM_SET_COUNTER_OFFSET, &offset) ? -errno : 0;
+	ksft_test_result(mte == 0 && counter == 0 && enable == -EINVAL && set_offset == -EINVAL,
+			 "realm VM: MTE %d, COUNTER_OFFSET %d, enabling NISV_TO_USER %d, "
+			 "KVM_ARM_SET_COUNTER_OFFSET %d (want 0, 0, EINVAL, EINVAL)\n",
+			 mte, counter, enable, set_offset);
+	close(vm);
+}
+
+/* KVM_ARM_RMI_POPULATE is for realms only. */
+static void test_populate_normal_vm(int kvm)
+{
+	struct kvm_arm_rmi_populate args = { 0 };
+	int vm = vm_create(kvm, 0);
+	int ret = vm < 0 ? vm : ioctl(vm, KVM_ARM_RMI_POPULATE, &args) ? -errno : 0;
+
+	ksft_test_result(ret == -ENXIO, "normal VM: KVM_ARM_RMI_POPULATE fails with ENXIO (got %d)\n",
+			 ret);
+	if (vm >= 0)
+		close(vm);
+}
+
+static void test_loop(int kvm, int limit)
+{
+	int failed = 0;
+
+	for (int i = 0; i < LOOP_REALMS; i++) {
+		int bits = 32 + i % (limit - 31);
+		int ret = vm_create_close(kvm, realm_type(bits));
+
+		if (ret) {
+			failed++;
+			ksft_print_msg("realm %d (IPA %d bits): %d\n", i, bits, ret);
+		}
+	}
+	ksft_test_result(!failed, "%d realms created and destroyed, %d failed\n", LOOP_REALMS,
+			 failed);
+}
+
+static void test_unload_while_open(int kvm)
+{
+	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM);
+	int ret = module_unload();
+
+	ksft_test_result(vm >= 0 && ret == -EWOULDBLOCK && module_listed(),
+			 "rmmod refused while a realm fd is open (got %d)\n", ret);
+	if (vm >= 0)
+		close(vm);
+	ret = module_unload();
+	ksft_test_result(ret == 0 && !module_listed(),
+			 "rmmod succeeds once it is closed (got %d)\n", ret);
+}
+
+int main(void)
+{
+	char lines[MAX_LINES][256];
+	int kvm, kmsg, ret, n, host_limit, rmm_limit;
+
+	ksft_print_header();
+	if (access(module_path(), R_OK))
+		ksft_exit_skip("%s not found\n", module_path());
+	if (module_listed())
+		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
+
+	if (!rmm_present()) {
+		ksft_set_plan(6);
+		test_without_provider(kvm, "no module");
+		test_populate_normal_vm(kvm);
+		ret = module_load();
+		ksft_test_result(ret == -ENODEV, "no RMM: load fails with ENODEV (got %d)\n", ret);
+		if (!ret)
+			module_unload();
+		test_without_provider(kvm, "no RMM");
+		ksft_finished();
+	}
+
+	ksft_set_plan(19);
+	test_without_provider(kvm, "before load");
+	test_populate_normal_vm(kvm);
+	kmsg = kmsg_open();
+	ret = module_load();
+	ksft_test_result(ret == 0, "load (got %d)\n", ret);
+	if (ret)
+		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	rmm_limit = rmm_ipa_bits(lines, n);
+	ret = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_RMI);
+	ksft_test_result(ret == 1, "KVM_CAP_ARM_RMI is 1 (got %d)\n", ret);
+	host_limit = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
+	if (host_limit < 32 || rmm_limit < 32)
+		ksft_exit_fail_msg("IPA limits: host %d, RMM %d\n", host_limit, rmm_limit);
+
+	test_ipa_sizes(kvm, host_limit, rmm_limit);
+	test_invalid_types(kvm);
+	test_realm_caps(kvm);
+	test_loop(kvm, host_limit < rmm_limit ? host_limit : rmm_limit);
+	test_unload_while_open(kvm);
+	test_without_provider(kvm, "after unload");
+
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	ksft_test_result(!bad_lines(lines, n), "no failure or leak logged\n");
+	close(kmsg);
+	close(kvm);
+	ksft_finished();
+}
