@@ -217,6 +217,8 @@ pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P
     shape: RealmShape,
     state: RealmState,
     terminated: bool,
+    /// Whether the non-root RTTs are gone (after termination).
+    stage2_gone: bool,
     rd: Option<DelegatedGranule<'r, C, P>>,
     root: Option<DelegatedBlock<'r, C, P>>,
     /// Non-root RTTs.
@@ -231,6 +233,7 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
             shape,
             state: RealmState::None,
             terminated: false,
+            stage2_gone: false,
             rd: None,
             root: None,
             rtts,
@@ -375,16 +378,22 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
         }
     }
 
-    /// Tears the realm down: terminate, destroy non-root RTTs bottom-up,
-    /// destroy the RD, undelegate the root RTTs and the RD. Ends DEAD.
-    /// On an RMM failure what the RMM may still hold is leaked (and
-    /// counted) when the realm drops.
-    pub(crate) fn destroy(&mut self) -> Result<(), RealmError> {
+    /// The first half of teardown, for when KVM no longer needs the realm's
+    /// stage 2: terminate, then destroy the non-root RTTs bottom-up. The RD
+    /// and the root RTTs stay until [`Realm::destroy`]. Idempotent: once done
+    /// it issues no more calls; before the RD exists it does nothing.
+    pub(crate) fn teardown_stage2(&mut self) -> Result<(), RealmError> {
         let Some(rd) = self.rd() else {
-            self.state = RealmState::Dead;
             return Ok(());
         };
-        self.state = RealmState::Dying;
+        if self.stage2_gone {
+            return Ok(());
+        }
+        // A dead realm is still torn down, to get back what can be, but
+        // stays dead.
+        if self.state != RealmState::Dead {
+            self.state = RealmState::Dying;
+        }
         if !self.terminated {
             realm_terminate(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
             self.terminated = true;
@@ -394,6 +403,20 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
             self.destroy_rtts(rd, level, 0, top)
                 .map_err(|e| self.kill(e))?;
         }
+        self.stage2_gone = true;
+        Ok(())
+    }
+
+    /// Tears the realm down: [`Realm::teardown_stage2`] if not done yet,
+    /// then destroy the RD and undelegate the root RTTs and the RD. Ends
+    /// DEAD. On an RMM failure what the RMM may still hold is leaked (and
+    /// counted) when the realm drops.
+    pub(crate) fn destroy(&mut self) -> Result<(), RealmError> {
+        let Some(rd) = self.rd() else {
+            self.state = RealmState::Dead;
+            return Ok(());
+        };
+        self.teardown_stage2()?;
         realm_destroy(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
         // Back to DELEGATED: these drops undelegate and free.
         self.root = None;

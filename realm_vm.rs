@@ -12,7 +12,8 @@ use kernel::{
     bindings,
     kvm::{
         Kvm,
-        RealmOps, //
+        RealmOps,
+        Vcpu, //
     },
     new_mutex,
     prelude::*,
@@ -28,7 +29,8 @@ use crate::realm::{
     realm_shape,
     Realm,
     RealmConfig,
-    RealmError, //
+    RealmError,
+    RealmState, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
 use crate::{
@@ -140,7 +142,31 @@ impl RealmOps for RealmProvider {
         let mut realm = vm.realm.lock();
         if let Err(e) = realm.destroy() {
             // The realm is DEAD; what the RMM may still hold stays leaked.
-            pr_err!("realm teardown failed: {}\n", Shown(e));
+            pr_err!("realm destruction failed: {}\n", Shown(e));
+        }
+    }
+
+    fn vcpu_first_run(vcpu: &Vcpu, vm: Pin<&RealmVm>) -> Result {
+        let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
+        let mut realm = vm.realm.lock();
+        // Lazy: the first populate may have created it already.
+        let built = realm.create(features).and_then(|()| {
+            // RIPAS of guest memory and the RECs are set up here, before
+            // activation, by the memory and vCPU support.
+            realm.activate()
+        });
+        built.map_err(|e| {
+            if realm.state() == RealmState::Dead {
+                pr_err!("realm died at its first run: {}\n", Shown(e));
+                vcpu.kvm().mark_dead();
+            }
+            Error::from(e)
+        })
+    }
+
+    fn vm_stage2_teardown(_kvm: &Kvm, vm: Pin<&RealmVm>) {
+        if let Err(e) = vm.realm.lock().teardown_stage2() {
+            pr_err!("realm stage-2 teardown failed: {}\n", Shown(e));
         }
     }
 

@@ -82,6 +82,54 @@ impl Kvm {
     pub fn stage2_lpa2(&self) -> bool {
         self.vtcr() & VTCR_EL2_DS != 0
     }
+
+    /// Marks the VM dead (`kvm_vm_dead()`): its ioctls fail with `EIO` from
+    /// now on, and running vCPUs are kicked out.
+    pub fn mark_dead(&self) {
+        // SAFETY: The VM is live (type invariant).
+        unsafe { bindings::kvm_vm_dead(self.as_raw()) };
+    }
+}
+
+/// A vCPU (`struct kvm_vcpu`).
+///
+/// # Invariants
+///
+/// `self.0` is a vCPU that stays live as long as the reference to this
+/// value, and so does its VM.
+#[repr(transparent)]
+pub struct Vcpu(Opaque<bindings::kvm_vcpu>);
+
+impl Vcpu {
+    /// Creates a reference to a vCPU from a pointer KVM passed to a callback.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to a vCPU that stays live for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
+        // SAFETY: `Vcpu` is a transparent wrapper; the caller keeps it live.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The underlying `struct kvm_vcpu`.
+    pub fn as_raw(&self) -> *mut bindings::kvm_vcpu {
+        self.0.get()
+    }
+
+    /// The VM the vCPU belongs to.
+    pub fn kvm(&self) -> &Kvm {
+        // SAFETY: A live vCPU keeps its VM live (type invariant); `kvm` is
+        // set at creation and never changes.
+        unsafe { Kvm::from_raw((*self.as_raw()).kvm) }
+    }
+
+    /// The vCPU's index in its VM.
+    pub fn index(&self) -> u32 {
+        // SAFETY: The vCPU is live; `vcpu_idx` is set at creation.
+        let idx = unsafe { (*self.as_raw()).vcpu_idx };
+        // CAST: vCPU indices are below `KVM_MAX_VCPUS`, never negative.
+        idx as u32
+    }
 }
 
 /// What a module does to provide realm VMs.
@@ -113,6 +161,17 @@ pub trait RealmOps: Sized {
     /// A VM ioctl on the realm. [`ENOIOCTLCMD`](crate::error::code::ENOIOCTLCMD)
     /// hands it on to KVM, which answers it if the realm's capabilities allow.
     fn vm_ioctl(kvm: &Kvm, realm: Pin<&Self::Realm>, cmd: u32, arg: usize) -> Result<isize>;
+
+    /// KVM no longer needs the realm's stage 2: when the VM's address space
+    /// goes away and again when the VM is destroyed, so it must be
+    /// idempotent. Not called for a VM whose `vm_init` failed.
+    fn vm_stage2_teardown(kvm: &Kvm, realm: Pin<&Self::Realm>);
+
+    /// `vcpu` is about to run for the first time, after KVM's own first-run
+    /// setup. An error fails that `KVM_RUN`.
+    fn vcpu_first_run(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// The provider's state for realm VM `kvm`.
@@ -156,6 +215,28 @@ impl<T: RealmOps> Registration<T> {
                 ext_allowed: Some(Self::ext_allowed_callback),
                 check_extension: Some(Self::check_extension_callback),
                 vm_ioctl: Some(Self::vm_ioctl_callback),
+                vm_stage2_teardown: Some(Self::vm_stage2_teardown_callback),
+                // Providers map no realm memory and run no realm vCPUs yet.
+                vm_stage2_unmap_range: None,
+                vm_unmap_gfn_range: None,
+                vm_mem_abort: None,
+                prepare_memory_region: None,
+                vcpu_create: None,
+                vcpu_destroy: None,
+                vcpu_first_run: if T::HAS_VCPU_FIRST_RUN {
+                    Some(Self::vcpu_first_run_callback)
+                } else {
+                    None
+                },
+                vcpu_load: None,
+                vcpu_put: None,
+                vcpu_pre_enter: None,
+                vcpu_enter: None,
+                vcpu_handle_exit: None,
+                mmio_complete: None,
+                inject_sea: None,
+                set_vcpu_events: None,
+                set_one_reg: None,
             },
             GFP_KERNEL,
         )?;
@@ -242,6 +323,35 @@ impl<T: RealmOps> Registration<T> {
             // CAST: An errno is small and negative; `c_long` holds any `i32`.
             Err(e) => e.to_errno() as c_long,
         }
+    }
+}
+
+impl<T: RealmOps> Registration<T> {
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM, whose `vm_init` may have failed
+    /// or not run, and never concurrently with `vm_destroy`.
+    unsafe extern "C" fn vm_stage2_teardown_callback(kvm: *mut bindings::kvm) {
+        // SAFETY: KVM keeps the VM live during the call.
+        if unsafe { (*kvm).arch.realm }.is_null() {
+            return;
+        }
+        // SAFETY: `vm_init` succeeded (the state is set) and `vm_destroy`
+        // has not started.
+        let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
+        T::vm_stage2_teardown(vm, realm);
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live vCPU of a realm VM whose `vm_init`
+    /// succeeded.
+    unsafe extern "C" fn vcpu_first_run_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
+        // SAFETY: KVM keeps the vCPU (and so its VM) live during the call.
+        let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(vcpu.kvm().as_raw()) };
+        from_result(|| T::vcpu_first_run(vcpu, realm).map(|()| 0))
     }
 }
 

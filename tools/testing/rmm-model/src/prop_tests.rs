@@ -213,6 +213,8 @@ enum RealmStep {
         slot: u64,
         level: i8,
     },
+    /// KVM no longer needs the stage 2 (first half of teardown).
+    TeardownStage2,
     Destroy,
     /// Fail the `nth` next call of one realm-path FID.
     Fault {
@@ -238,6 +240,7 @@ fn realm_step() -> impl Strategy<Value = RealmStep> {
         1 => Just(RealmStep::Activate),
         4 => (0u64..8, 2i8..=3).prop_map(|(slot, level)| RealmStep::EnsureRtt { slot, level }),
         2 => (0u64..8, 2i8..=3).prop_map(|(slot, level)| RealmStep::Fold { slot, level }),
+        1 => Just(RealmStep::TeardownStage2),
         1 => Just(RealmStep::Destroy),
         2 => (0..REALM_FAULT_FIDS.len(), 0u32..6).prop_map(|(fid, nth)| RealmStep::Fault { fid, nth }),
     ]
@@ -298,6 +301,9 @@ fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
             }
             RealmStep::Fold { slot, level } => {
                 let _ = realm.fold_rtt(ipa(slot), RttLevel::new(level).expect("level"));
+            }
+            RealmStep::TeardownStage2 => {
+                let _ = realm.teardown_stage2();
             }
             RealmStep::Destroy => {
                 let _ = realm.destroy();

@@ -211,7 +211,9 @@ mod lifecycle {
         ]
     }
 
-    /// Create, activate, map leaf RTTs, destroy, drop: the whole life.
+    /// Create, activate, map leaf RTTs, tear stage 2 down twice (as KVM
+    /// does: address space gone, then VM destroyed), destroy, drop: the
+    /// whole life.
     fn life(h: &TestRmi, s2sz: u8, lpa2: bool) -> Result<(), RealmError> {
         let shape = realm_shape(&qemu(), cfg(s2sz, lpa2)).map_err(RealmError::Params)?;
         let mut realm = Realm::new(h, shape, Ledger::default());
@@ -223,6 +225,8 @@ mod lifecycle {
         }
         realm.activate()?;
         assert_eq!(realm.state(), RealmState::Active);
+        realm.teardown_stage2()?;
+        realm.teardown_stage2()?;
         realm.destroy()?;
         assert_eq!(realm.state(), RealmState::Dead);
         assert_eq!(
@@ -243,6 +247,45 @@ mod lifecycle {
             assert_ownership(&h, &BTreeSet::new());
             assert!(h.smc().mem().allocated().is_empty(), "{s2sz}: all freed");
         }
+    }
+
+    /// Stage-2 teardown terminates and empties the realm but keeps the RD
+    /// and the root; a second call issues no call at all; before the RD
+    /// exists it does nothing.
+    #[test]
+    fn stage2_teardown_is_idempotent_and_keeps_the_rd() {
+        let h = host(Rmm::active());
+        let shape = realm_shape(&qemu(), cfg(48, false)).expect("shape");
+        let mut realm = Realm::new(&h, shape, Ledger::default());
+        realm.teardown_stage2().expect("before create");
+        assert_eq!(realm.state(), RealmState::None);
+        assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), 0);
+        realm.create(&qemu()).expect("create");
+        let rd = realm.rd().expect("rd");
+        for ipa in ipas(48) {
+            realm.ensure_rtt(ipa, leaf()).expect("rtt");
+        }
+        realm.activate().expect("activate");
+        realm.teardown_stage2().expect("teardown");
+        assert_eq!(realm.state(), RealmState::Dying);
+        assert_eq!(h.smc().realm_state(rd), Some(ModelState::Terminated));
+        assert!(h.smc().realm_rtts(rd).is_empty(), "non-root RTTs gone");
+        let (terminates, destroys) = (
+            h.smc().calls(RMI_REALM_TERMINATE),
+            h.smc().calls(RMI_RTT_DESTROY),
+        );
+        realm.teardown_stage2().expect("again");
+        assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), terminates);
+        assert_eq!(h.smc().calls(RMI_RTT_DESTROY), destroys);
+        assert_eq!(
+            realm.activate(),
+            Err(RealmError::WrongState(RealmState::Dying))
+        );
+        realm.destroy().expect("destroy");
+        assert_eq!(h.smc().realm_state(rd), None);
+        drop(realm);
+        assert_ownership(&h, &BTreeSet::new());
+        assert!(h.smc().mem().allocated().is_empty());
     }
 
     #[test]
