@@ -84,6 +84,9 @@ if [ "${1:-}" = --embed ]; then
 	restore() {
 		cp "$KOBJ_DIR/.config.krmi-plain" "$KOBJ_DIR/.config"
 		kmake olddefconfig >/dev/null
+		# The plain Image now has the initramfs and command line built
+		# in: remove it so that nothing boots it by mistake.
+		rm -f "$KOBJ_DIR/arch/arm64/boot/Image"
 	}
 	trap restore EXIT
 	"$KSRC_DIR/scripts/config" --file "$cfg" --set-str INITRAMFS_SOURCE "$2" \
