@@ -240,7 +240,7 @@ int main(void)
 		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
 
 	if (!rmm_present()) {
-		ksft_set_plan(6);
+		ksft_set_plan(7);
 		test_without_provider(kvm, "no module");
 		test_populate_normal_vm(kvm);
 		ret = module_load();
@@ -248,6 +248,8 @@ int main(void)
 		if (!ret)
 			module_unload();
 		test_without_provider(kvm, "no RMM");
+		ksft_test_result_skip("realm lifecycle, IPA sizes, rmmod with realms: no RMM "
+				      "(boot with RME_FIRMWARE)\n");
 		ksft_finished();
 	}
 
