@@ -14,10 +14,19 @@
  * RTTs) and activates it; realm vCPUs cannot run yet (no REC support), so
  * that KVM_RUN then fails with EOPNOTSUPP. Closing the VM terminates and
  * destroys the realm. This runs for every IPA size and in the loop.
+ *
+ * Realms have private memory: KVM_CAP_MEMORY_ATTRIBUTES reports PRIVATE
+ * (on /dev/kvm only while the module is loaded), a realm's guest_memfd
+ * cannot be INIT_SHARED and the host cannot fault it in (SIGBUS), realm
+ * guest_memfd memslots keep a userspace mapping for the shared alias, and
+ * memory attributes can be set on realms only.
  */
 #define _GNU_SOURCE
 #include <linux/kvm.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "krmi.h"
 
@@ -84,6 +93,8 @@ static void test_without_provider(int kvm, const char *when)
 	ksft_test_result(ret == 0, "%s: KVM_CAP_ARM_RMI is 0 (got %d)\n", when, ret);
 	ret = vm_create_close(kvm, KVM_VM_TYPE_ARM_REALM);
 	ksft_test_result(ret == -EINVAL, "%s: a realm fails with EINVAL (got %d)\n", when, ret);
+	ret = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
+	ksft_test_result(ret == 0, "%s: KVM_CAP_MEMORY_ATTRIBUTES is 0 (got %d)\n", when, ret);
 }
 
 /* The "IPA <n> bits" figure of the "RMM features:" line among `lines`. */
@@ -179,6 +190,125 @@ static void test_realm_caps(int kvm)
 	close(vm);
 }
 
+static sigjmp_buf sigbus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Whether reading the first byte at `p` raises SIGBUS. */
+static bool read_raises_sigbus(volatile const char *p)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool raised = false;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1))
+		raised = true;
+	else
+		(void)*p;
+	sigaction(SIGBUS, &old, NULL);
+	return raised;
+}
+
+static int gmem_create(int vm, __u64 size, __u64 flags)
+{
+	struct kvm_create_guest_memfd args = { .size = size, .flags = flags };
+	int fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* A guest_memfd memslot at IPA 0 of `size` with a userspace mapping. */
+static int gmem_slot(int vm, int gmem, void *uaddr, __u64 size)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = 0,
+		.flags = KVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = 0,
+		.memory_size = size,
+		.userspace_addr = (unsigned long)uaddr,
+		.guest_memfd = gmem,
+	};
+
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
+}
+
+static int set_attributes(int vm, __u64 size, __u64 attributes)
+{
+	struct kvm_memory_attributes attrs = { .size = size, .attributes = attributes };
+
+	return ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs) ? -errno : 0;
+}
+
+/* What private memory means for realms, against a normal VM. */
+static void test_private_memory(int kvm)
+{
+	const __u64 size = 2 << 20;
+	int realm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM), normal = vm_create(kvm, 0);
+	int ret, realm_cap, normal_cap, slot, normal_slot;
+	int shared = -1, gmem = -1, mapped_gmem = -1;
+	int gmem_n = -1, attr_realm, attr_normal;
+	char *shared_mem = MAP_FAILED, *gmem_map = MAP_FAILED;
+
+	ret = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
+	ksft_test_result(ret == KVM_MEMORY_ATTRIBUTE_PRIVATE,
+			 "KVM_CAP_MEMORY_ATTRIBUTES is PRIVATE with the module (got %d)\n", ret);
+	if (realm < 0 || normal < 0) {
+		ksft_test_result_fail("private memory: VMs (%d, %d)\n", realm, normal);
+		ksft_test_result_fail("private memory: guest_memfd\n");
+		ksft_test_result_fail("private memory: memslots and attributes\n");
+		goto out;
+	}
+	realm_cap = ioctl(realm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
+	normal_cap = ioctl(normal, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
+	ksft_test_result(realm_cap == KVM_MEMORY_ATTRIBUTE_PRIVATE && normal_cap == 0,
+			 "KVM_CAP_MEMORY_ATTRIBUTES: realm %d, normal VM %d (want PRIVATE, 0)\n",
+			 realm_cap, normal_cap);
+
+	shared = gmem_create(realm, size, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	mapped_gmem = gmem_create(realm, size, GUEST_MEMFD_FLAG_MMAP);
+	if (mapped_gmem >= 0)
+		gmem_map = mmap(NULL, size, PROT_READ, MAP_SHARED, mapped_gmem, 0);
+	ksft_test_result(shared == -EINVAL && gmem_map != MAP_FAILED &&
+			 read_raises_sigbus(gmem_map),
+			 "realm guest_memfd: INIT_SHARED refused (%d), mmap'ed but reading it "
+			 "raises SIGBUS\n", shared);
+
+	gmem = gmem_create(realm, size, 0);
+	gmem_n = gmem_create(normal, size, 0);
+	shared_mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	slot = gmem < 0 || shared_mem == MAP_FAILED ? -1 : gmem_slot(realm, gmem, shared_mem, size);
+	normal_slot = gmem_n < 0 || shared_mem == MAP_FAILED ? -1 :
+		      gmem_slot(normal, gmem_n, shared_mem, size);
+	attr_realm = set_attributes(realm, size, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	attr_realm = attr_realm ? attr_realm : set_attributes(realm, size, 0);
+	attr_normal = set_attributes(normal, size, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ksft_test_result(slot == 0 && normal_slot == -EINVAL && attr_realm == 0 &&
+			 attr_normal == -EINVAL,
+			 "guest_memfd memslot with a shared mapping: realm %d, normal VM %d; "
+			 "attributes PRIVATE and back: realm %d, normal VM %d "
+			 "(want 0, EINVAL, 0, EINVAL)\n", slot, normal_slot, attr_realm, attr_normal);
+	if (gmem >= 0)
+		close(gmem);
+	if (shared >= 0)
+		close(shared);
+out:
+	if (gmem_map != MAP_FAILED)
+		munmap(gmem_map, size);
+	if (shared_mem != MAP_FAILED)
+		munmap(shared_mem, size);
+	if (mapped_gmem >= 0)
+		close(mapped_gmem);
+	if (gmem_n >= 0)
+		close(gmem_n);
+	if (realm >= 0)
+		close(realm);
+	if (normal >= 0)
+		close(normal);
+}
+
 /* KVM_ARM_RMI_POPULATE is for realms only. */
 static void test_populate_normal_vm(int kvm)
 {
@@ -240,7 +370,7 @@ int main(void)
 		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
 
 	if (!rmm_present()) {
-		ksft_set_plan(7);
+		ksft_set_plan(9);
 		test_without_provider(kvm, "no module");
 		test_populate_normal_vm(kvm);
 		ret = module_load();
@@ -253,7 +383,7 @@ int main(void)
 		ksft_finished();
 	}
 
-	ksft_set_plan(19);
+	ksft_set_plan(25);
 	test_without_provider(kvm, "before load");
 	test_populate_normal_vm(kvm);
 	kmsg = kmsg_open();
@@ -272,6 +402,7 @@ int main(void)
 	test_ipa_sizes(kvm, host_limit, rmm_limit);
 	test_invalid_types(kvm);
 	test_realm_caps(kvm);
+	test_private_memory(kvm);
 	test_loop(kvm, host_limit < rmm_limit ? host_limit : rmm_limit);
 	test_unload_while_open(kvm);
 	test_without_provider(kvm, "after unload");
