@@ -38,6 +38,11 @@ plan=$root/tests/plan
 		cp "$bin" "$root/tests/"
 		echo "kvm-rmi/$t 60 /tests/$t"
 	done
+	# With an RMM, the KVM regression tests run with kvm_rmi loaded (the
+	# realm hooks enabled); without one it cannot load and they run as is.
+	[ "$KRMI_STOCK" = 1 ] || {
+		echo "kvm-rmi/load-for-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; insmod /modules/kvm_rmi.ko"
+	}
 	while read -r name tmo args; do
 		bin=$KRMI_BUILD/selftests/kvm/$name
 		[ -x "$bin" ] || die "selftest missing: $bin (run scripts/build-selftests.sh)"
@@ -45,6 +50,9 @@ plan=$root/tests/plan
 		cp "$bin" "$root/tests/kvm/$name"
 		echo "kvm/$name ${tmo:-120} /tests/kvm/$name ${args:-}"
 	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${KVM_LIST:-$KRMI_TOP/tools/testing/kvm-regression.list}")
+	[ "$KRMI_STOCK" = 1 ] || {
+		echo "kvm-rmi/unload-after-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; rmmod kvm_rmi"
+	}
 } >"$plan"
 
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |

@@ -237,6 +237,9 @@ impl<T: RealmOps> Registration<T> {
                 inject_sea: None,
                 set_vcpu_events: None,
                 set_one_reg: None,
+                vcpu_check_features: None,
+                sanitise_id_reg: None,
+                sve_max_vl: None,
             },
             GFP_KERNEL,
         )?;

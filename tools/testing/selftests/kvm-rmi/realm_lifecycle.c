@@ -19,7 +19,8 @@
  * (on /dev/kvm only while the module is loaded), a realm's guest_memfd
  * cannot be INIT_SHARED and the host cannot fault it in (SIGBUS), realm
  * guest_memfd memslots keep a userspace mapping for the shared alias, and
- * memory attributes can be set on realms only.
+ * memory attributes can be set on realms only. Realms get only a GICv3 and
+ * no steal time.
  */
 #define _GNU_SOURCE
 #include <linux/kvm.h>
@@ -322,6 +323,59 @@ static void test_populate_normal_vm(int kvm)
 		close(vm);
 }
 
+static int create_device(int vm, __u32 type)
+{
+	struct kvm_create_device dev = { .type = type };
+
+	return ioctl(vm, KVM_CREATE_DEVICE, &dev) ? -errno : (close(dev.fd), 0);
+}
+
+/* Steal time on vCPU 0 of `vm`: 0 if offered, else -errno. */
+static int vcpu_pvtime(int vm)
+{
+	struct kvm_device_attr attr = {
+		.group = KVM_ARM_VCPU_PVTIME_CTRL,
+		.attr = KVM_ARM_VCPU_PVTIME_IPA,
+	};
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	int ret;
+
+	if (vcpu < 0)
+		return -errno;
+	ret = ioctl(vcpu, KVM_HAS_DEVICE_ATTR, &attr) ? -errno : 0;
+	close(vcpu);
+	return ret;
+}
+
+/* Policies of confidential VMs: GICv3 only, no steal time. */
+static void test_realm_policies(int kvm)
+{
+	int realm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM), normal = vm_create(kvm, 0);
+	int v2, irqchip, v3, pvtime, normal_pvtime;
+
+	if (realm < 0 || normal < 0) {
+		ksft_test_result_fail("realm policies: VMs (%d, %d)\n", realm, normal);
+		ksft_test_result_fail("realm policies: steal time\n");
+		goto out;
+	}
+	v2 = create_device(realm, KVM_DEV_TYPE_ARM_VGIC_V2);
+	irqchip = ioctl(realm, KVM_CREATE_IRQCHIP, 0) ? -errno : 0;
+	v3 = create_device(realm, KVM_DEV_TYPE_ARM_VGIC_V3);
+	ksft_test_result(v2 == -ENODEV && irqchip == -ENODEV && v3 == 0,
+			 "realm VM: GICv2 device %d, KVM_CREATE_IRQCHIP %d, GICv3 device %d "
+			 "(want ENODEV, ENODEV, 0)\n", v2, irqchip, v3);
+	pvtime = vcpu_pvtime(realm);
+	normal_pvtime = vcpu_pvtime(normal);
+	ksft_test_result(pvtime == -ENXIO,
+			 "realm vCPU: no steal time (%d; a normal vCPU gets %d)\n", pvtime,
+			 normal_pvtime);
+out:
+	if (realm >= 0)
+		close(realm);
+	if (normal >= 0)
+		close(normal);
+}
+
 static void test_loop(int kvm, int limit)
 {
 	int failed = 0;
@@ -383,7 +437,7 @@ int main(void)
 		ksft_finished();
 	}
 
-	ksft_set_plan(25);
+	ksft_set_plan(27);
 	test_without_provider(kvm, "before load");
 	test_populate_normal_vm(kvm);
 	kmsg = kmsg_open();
@@ -403,6 +457,7 @@ int main(void)
 	test_invalid_types(kvm);
 	test_realm_caps(kvm);
 	test_private_memory(kvm);
+	test_realm_policies(kvm);
 	test_loop(kvm, host_limit < rmm_limit ? host_limit : rmm_limit);
 	test_unload_while_open(kvm);
 	test_without_provider(kvm, "after unload");
