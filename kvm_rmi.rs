@@ -13,7 +13,10 @@ use kernel::{
         __GFP_ZERO, //
         GFP_KERNEL,
     },
-    arm64::smccc,
+    arm64::{
+        gpf as gpf_notifier,
+        smccc, //
+    },
     bindings,
     kvm,
     page::{
@@ -24,11 +27,7 @@ use kernel::{
 };
 
 mod addr;
-#[expect(
-    dead_code,
-    reason = "range delegation and explicit undelegation are host-tested \
-              now and first used by realm creation (RD, RTTs)"
-)]
+mod gpf;
 mod granule;
 #[expect(
     dead_code,
@@ -52,6 +51,10 @@ mod system_ram;
 use addr::{
     Granule,
     GranuleRange, //
+};
+use gpf::{
+    GpfReporter,
+    Owner, //
 };
 use granule::{
     DelegatedGranule,
@@ -88,6 +91,13 @@ module! {
     description: "Arm CCA realm support (RMI) for KVM",
     license: "GPL",
     imports_ns: ["KVM_ARM_REALM"],
+    params: {
+        gpf_selftest: bool {
+            default: false,
+            description: "At load, check that a host read of a delegated page faults, \
+                          is reported and is fixed up (granule protection faults)",
+        },
+    },
 }
 
 /// The RMM, reached with `smc #0` from NS-EL2.
@@ -117,6 +127,13 @@ impl SmcConduit for RmiSmc {
 struct KernelPage {
     page: Page,
     granule: Granule,
+}
+
+impl KernelPage {
+    /// The underlying `struct page`.
+    fn as_raw(&self) -> *mut bindings::page {
+        self.page.as_ptr()
+    }
 }
 
 /// A kernel block of `2^order` pages and the granules it occupies.
@@ -290,12 +307,16 @@ struct KvmRmi {
     /// L1 GPT granules this load donated. The RMM keeps them for the rest of
     /// the boot; at unload the records go and the pages are leaked (counted).
     gpt_tables: GranuleList,
+    /// Reports host accesses to granules this module delegated.
+    _gpf_reports: Pin<KBox<gpf_notifier::Registration<GpfReporter>>>,
 }
 
 impl kernel::Module for KvmRmi {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let memory = system_ram::system_ram()?;
-        let mut gpt_tables = GranuleList(KVec::new());
+        gpf::init();
+        let gpf_reports = KBox::pin_init(gpf_notifier::Registration::new(), GFP_KERNEL)?;
+        let mut gpt_tables = GranuleList::new(Owner::Gpt);
         let info = rmm_init(
             &RMI,
             memory.iter().copied(),
@@ -304,6 +325,9 @@ impl kernel::Module for KvmRmi {
         )
         .map_err(|e| report_init_error(&e))?;
         report_rmm(&info);
+        if module_parameters::gpf_selftest.value() {
+            gpf::selftest()?;
+        }
         RMM_FEATURES.populate(info.features);
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
@@ -311,6 +335,7 @@ impl kernel::Module for KvmRmi {
         Ok(KvmRmi {
             _realms: realms,
             gpt_tables,
+            _gpf_reports: gpf_reports,
         })
     }
 }
@@ -320,7 +345,7 @@ impl Drop for KvmRmi {
         // The GPT records drop after this; the RMM keeps the tables, so the
         // leak count covers them. Realms will have their own accounting.
         let already = RMI.leaked();
-        let tables = self.gpt_tables.0.len();
+        let tables = self.gpt_tables.len();
         if already > 0 || tables > 0 {
             pr_info!(
                 "unloading: {} pages leaked so far, {} L1 GPT pages stay with the RMM\n",

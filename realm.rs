@@ -13,6 +13,7 @@ use core::fmt;
 
 use crate::addr::{
     Granule,
+    GranuleRange,
     Ipa,
     RttLevel, //
 };
@@ -253,6 +254,11 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
     /// The RD, once created.
     pub(crate) fn rd(&self) -> Option<Granule> {
         self.rd.as_ref().map(DelegatedGranule::granule)
+    }
+
+    /// The granules of the root RTTs, once created.
+    pub(crate) fn root_range(&self) -> Option<GranuleRange> {
+        self.root.as_ref().map(DelegatedBlock::range)
     }
 
     /// Marks the realm DEAD after an unexpected RMM answer.

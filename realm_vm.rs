@@ -23,7 +23,20 @@ use kernel::{
     },
 };
 
-use crate::addr::Granule;
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
+
+use crate::addr::{
+    Granule,
+    GranuleRange, //
+};
+use crate::gpf::{
+    self,
+    Owner,
+    RealmPart, //
+};
 use crate::granule::GranuleSet;
 use crate::realm::{
     realm_shape,
@@ -44,24 +57,57 @@ use crate::{
 /// The RMM's feature registers, read once when the module loads.
 pub(crate) static RMM_FEATURES: SetOnce<RmiFeatureRegs> = SetOnce::new();
 
-/// Delegated granules a realm owns (its non-root RTTs), found by address.
-pub(crate) struct GranuleList(pub(crate) KVec<Delegated>);
+/// Delegated granules of one owner (a realm's non-root RTTs, L1 GPTs),
+/// found by address and recorded for GPF reports.
+pub(crate) struct GranuleList {
+    granules: KVec<Delegated>,
+    owner: Owner,
+}
+
+impl GranuleList {
+    /// An empty list of `owner`'s granules.
+    pub(crate) fn new(owner: Owner) -> Self {
+        Self {
+            granules: KVec::new(),
+            owner,
+        }
+    }
+
+    /// How many granules it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.granules.len()
+    }
+}
+
+/// The one-granule range of `g`.
+fn one(g: Granule) -> Option<GranuleRange> {
+    GranuleRange::from_count(g, 1)
+}
 
 impl GranuleSet<'static, RmiSmc, KernelPages> for GranuleList {
     fn reserve(&mut self, n: usize) -> bool {
-        self.0.reserve(n, GFP_KERNEL_ACCOUNT).is_ok()
+        self.granules.reserve(n, GFP_KERNEL_ACCOUNT).is_ok()
     }
 
     fn push(&mut self, g: Delegated) {
+        if let Some(range) = one(g.granule()) {
+            gpf::record(range, self.owner);
+        }
         // Room was reserved; a failure would drop `g`, which is safe.
-        let _ = self.0.push_within_capacity(g);
+        let _ = self.granules.push_within_capacity(g);
     }
 
     fn take(&mut self, g: Granule) -> Option<Delegated> {
-        let i = self.0.iter().position(|d| d.granule() == g)?;
-        self.0.remove(i).ok()
+        let i = self.granules.iter().position(|d| d.granule() == g)?;
+        if let Some(range) = one(g) {
+            gpf::forget(range);
+        }
+        self.granules.remove(i).ok()
     }
 }
+
+/// Numbers realms for reports, in creation order.
+static NEXT_REALM_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A realm as the kernel holds it.
 type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
@@ -69,9 +115,37 @@ type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
 /// The module's state for one realm VM.
 #[pin_data]
 pub(crate) struct RealmVm {
+    /// Its number in reports.
+    id: u64,
+    /// The process that created the VM.
+    pid: i32,
     /// The realm; the lock serialises its RMI operations.
     #[pin]
     realm: Mutex<KernelRealm>,
+}
+
+impl RealmVm {
+    /// The owner record of a granule that is `part` of this realm.
+    fn owner(&self, part: RealmPart) -> Owner {
+        Owner::Realm {
+            id: self.id,
+            pid: self.pid,
+            part,
+        }
+    }
+}
+
+/// Records the RD and root RTTs of `realm` as `vm`'s.
+fn record_rd_and_root(vm: &RealmVm, realm: &KernelRealm) {
+    let rd = realm.rd().and_then(one);
+    for (range, part) in [
+        (rd, RealmPart::Rd),
+        (realm.root_range(), RealmPart::RootRtt),
+    ] {
+        if let Some(r) = range {
+            gpf::record(r, vm.owner(part));
+        }
+    }
 }
 
 impl From<RealmError> for Error {
@@ -129,9 +203,18 @@ impl RealmOps for RealmProvider {
             pr_warn!("realm refused: {}\n", Shown(e));
             EINVAL
         })?;
-        let realm = Realm::new(&RMI, shape, GranuleList(KVec::new()));
+        let id = NEXT_REALM_ID.fetch_add(1, Ordering::Relaxed);
+        let pid = kernel::current!().tgid();
+        let rtts = GranuleList::new(Owner::Realm {
+            id,
+            pid,
+            part: RealmPart::Rtt,
+        });
+        let realm = Realm::new(&RMI, shape, rtts);
         KBox::pin_init(
             pin_init!(RealmVm {
+                id,
+                pid,
                 realm <- new_mutex!(realm, "RealmVm::realm"),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -140,9 +223,17 @@ impl RealmOps for RealmProvider {
 
     fn vm_destroy(_kvm: &Kvm, vm: Pin<KBox<RealmVm>>) {
         let mut realm = vm.realm.lock();
-        if let Err(e) = realm.destroy() {
-            // The realm is DEAD; what the RMM may still hold stays leaked.
-            pr_err!("realm destruction failed: {}\n", Shown(e));
+        let (rd, root) = (realm.rd(), realm.root_range());
+        match realm.destroy() {
+            Ok(()) => {
+                // Back in the host: no longer the realm's.
+                for range in [rd.and_then(one), root].into_iter().flatten() {
+                    gpf::forget(range);
+                }
+            }
+            // The realm is DEAD; what the RMM may still hold stays leaked,
+            // and recorded as the realm's.
+            Err(e) => pr_err!("realm {} destruction failed: {}\n", vm.id, Shown(e)),
         }
     }
 
@@ -150,7 +241,11 @@ impl RealmOps for RealmProvider {
         let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
         let mut realm = vm.realm.lock();
         // Lazy: the first populate may have created it already.
+        let created = realm.rd().is_none();
         let built = realm.create(features).and_then(|()| {
+            if created {
+                record_rd_and_root(&vm, &realm);
+            }
             // RIPAS of guest memory and the RECs are set up here, before
             // activation, by the memory and vCPU support.
             realm.activate()

@@ -4,3 +4,5 @@
 
 #[cfg(CONFIG_HAVE_ARM_SMCCC_DISCOVERY)]
 pub mod smccc;
+
+pub mod gpf;

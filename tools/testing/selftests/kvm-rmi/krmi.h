@@ -36,17 +36,23 @@ static inline bool rmm_present(void)
 	return rme && !strcmp(rme, "1");
 }
 
-/* Loads the module: 0 or -errno. */
-static inline int module_load(void)
+/* Loads the module with parameters `params`: 0 or -errno. */
+static inline int module_load_params(const char *params)
 {
 	int fd = open(module_path(), O_RDONLY | O_CLOEXEC);
 	int ret;
 
 	if (fd < 0)
 		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0);
+	ret = syscall(SYS_finit_module, fd, params, 0);
 	close(fd);
 	return ret ? -errno : 0;
+}
+
+/* Loads the module: 0 or -errno. */
+static inline int module_load(void)
+{
+	return module_load_params("");
 }
 
 /* Unloads the module without waiting for users: 0 or -errno. */

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Granule protection faults: who owns the granule the host touched.
+//!
+//! Part of the kernel shell. Every granule this module keeps delegated is
+//! recorded here with its owner (an L1 GPT, a realm's RD, root RTT or RTT),
+//! so that a host access to it, which the kernel turns into a signal, a
+//! uaccess failure or an oops, is reported with the name of what it hit.
+//! The lookup runs in the fault's context, so it never waits for the lock.
+
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    arm64::gpf::{
+        GpfHandler,
+        GpfInfo, //
+    },
+    bindings, global_lock,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNode, //
+    },
+};
+
+use crate::addr::{
+    Granule,
+    GranuleRange,
+    GRANULE_SIZE, //
+};
+use crate::granule::PageSource;
+use crate::{
+    Delegated,
+    KernelPages,
+    RMI, //
+};
+
+/// What a realm uses a granule for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RealmPart {
+    /// Its Realm Descriptor.
+    Rd,
+    /// One of its root RTTs.
+    RootRtt,
+    /// One of its non-root RTTs.
+    Rtt,
+}
+
+/// Who a delegated granule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A level-1 GPT the RMM keeps for the rest of the boot.
+    Gpt,
+    /// The page of the load-time GPF self-test.
+    SelfTest,
+    /// Realm `id`, created by process `pid`.
+    Realm {
+        /// The realm's number in this load of the module.
+        id: u64,
+        /// The process that created its VM.
+        pid: i32,
+        /// What the granule is to the realm.
+        part: RealmPart,
+    },
+}
+
+impl core::fmt::Display for Owner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Gpt => f.write_str("a level-1 GPT"),
+            Self::SelfTest => f.write_str("the GPF self-test page"),
+            Self::Realm { id, pid, part } => {
+                let part = match part {
+                    RealmPart::Rd => "the RD",
+                    RealmPart::RootRtt => "a root RTT",
+                    RealmPart::Rtt => "an RTT",
+                };
+                write!(f, "{part} of realm {id} (VM of pid {pid})")
+            }
+        }
+    }
+}
+
+global_lock! {
+    // SAFETY: Initialised by `init` before any other use.
+    unsafe(uninit) static OWNERS: SpinLock<Option<RBTree<u64, Owner>>> = None;
+}
+
+/// Sets up the owner records; call once, first, at module load.
+pub(crate) fn init() {
+    // SAFETY: Called once, at load, before any other use of `OWNERS`.
+    unsafe { OWNERS.init() };
+    *OWNERS.lock() = Some(RBTree::new());
+}
+
+/// Records that `owner` holds the granules of `range`. Best effort: without
+/// memory for the record a fault there is reported with no owner.
+pub(crate) fn record(range: GranuleRange, owner: Owner) {
+    for g in range.iter() {
+        let Ok(node) = RBTreeNode::new(g.pa(), owner, GFP_KERNEL) else {
+            return;
+        };
+        if let Some(tree) = OWNERS.lock().as_mut() {
+            tree.insert(node);
+        }
+    }
+}
+
+/// Forgets the owner of the granules of `range` (they are back in the host).
+pub(crate) fn forget(range: GranuleRange) {
+    for g in range.iter() {
+        // Dropped after the lock: freeing may not happen under a spinlock
+        // that a fault context could be waiting on.
+        let node = OWNERS.lock().as_mut().and_then(|t| t.remove_node(&g.pa()));
+        drop(node);
+    }
+}
+
+/// The owner of the granule holding `pa`, if recorded and the records are
+/// not being changed right now.
+fn owner_of(pa: u64) -> Option<Owner> {
+    let granule = Granule::new(pa & !(GRANULE_SIZE - 1))?;
+    let guard = OWNERS.try_lock()?;
+    guard.as_ref()?.get(&granule.pa()).copied()
+}
+
+/// Reports granule protection faults with the owner of the granule.
+pub(crate) struct GpfReporter;
+
+impl GpfHandler for GpfReporter {
+    fn on_gpf(info: &GpfInfo) {
+        let who = if info.user {
+            "user space"
+        } else {
+            "the kernel"
+        };
+        match info.pa.map(|pa| (pa, owner_of(pa))) {
+            Some((pa, Some(owner))) => pr_err!(
+                "granule protection fault: {} touched PA {:#x} (VA {:#x}, ESR {:#x}): {}\n",
+                who,
+                pa,
+                info.far,
+                info.esr,
+                crate::Shown(owner)
+            ),
+            Some((pa, None)) => pr_err!(
+                "granule protection fault: {} touched PA {:#x} (VA {:#x}, ESR {:#x}), \
+                 not a granule kvm_rmi delegated\n",
+                who,
+                pa,
+                info.far,
+                info.esr
+            ),
+            None => pr_err!(
+                "granule protection fault: {} touched VA {:#x} (ESR {:#x}), PA unknown\n",
+                who,
+                info.far,
+                info.esr
+            ),
+        }
+    }
+}
+
+/// Whether 8 bytes of `page` can be read, without oopsing if that faults
+/// (`copy_from_kernel_nofault()`).
+fn readable(page: *mut bindings::page) -> bool {
+    let mut word = 0u64;
+    // SAFETY: `page` is a live page of ours; without highmem the mapping is
+    // its linear-map address and the access below cannot outlive it.
+    let va = unsafe { bindings::kmap_local_page(page) };
+    // SAFETY: `word` is 8 writable bytes; a faulting read of `va` is fixed
+    // up by `copy_from_kernel_nofault()`, which then returns -EFAULT.
+    let ret = unsafe { bindings::copy_from_kernel_nofault((&raw mut word).cast(), va, 8) };
+    // SAFETY: Mapped above, in this context.
+    unsafe { bindings::kunmap_local(va) };
+    ret == 0
+}
+
+/// Checks the host's GPF handling on this machine: a kernel read of a
+/// delegated page must fault, be reported with its owner, and be fixed up
+/// (the nofault read fails with `EFAULT`); after undelegation the read must
+/// work. Runs at load when asked (module parameter `gpf_selftest`).
+pub(crate) fn selftest() -> Result {
+    let page = RMI.pages().alloc().ok_or(ENOMEM)?;
+    let raw = page.as_raw();
+    let granule = KernelPages::granule(&page);
+    let before = readable(raw);
+    let delegated = Delegated::delegate(&RMI, page)?;
+    record(
+        GranuleRange::from_count(granule, 1).ok_or(EINVAL)?,
+        Owner::SelfTest,
+    );
+    let delegated_readable = readable(raw);
+    forget(GranuleRange::from_count(granule, 1).ok_or(EINVAL)?);
+    let page = delegated.undelegate()?;
+    let after = readable(page.as_raw());
+    if before && !delegated_readable && after {
+        pr_info!(
+            "GPF self-test passed: reading delegated {} faulted and was fixed up\n",
+            crate::Shown(granule)
+        );
+        Ok(())
+    } else {
+        pr_err!(
+            "GPF self-test failed: {} readable before {}, delegated {}, after {}\n",
+            crate::Shown(granule),
+            before,
+            delegated_readable,
+            after
+        );
+        Err(EIO)
+    }
+}
