@@ -398,12 +398,19 @@ static void test_loop(int kvm, int limit)
 static void test_unload_while_open(int kvm)
 {
 	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM);
-	int ret = module_unload();
+	int vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+	int ret = module_unload(), vcpu_only;
 
-	ksft_test_result(vm >= 0 && ret == -EWOULDBLOCK && module_listed(),
-			 "rmmod refused while a realm fd is open (got %d)\n", ret);
 	if (vm >= 0)
 		close(vm);
+	/* A vCPU fd alone keeps the realm VM, and so the module, in use */
+	vcpu_only = module_unload();
+	ksft_test_result(vm >= 0 && vcpu >= 0 && ret == -EWOULDBLOCK &&
+			 vcpu_only == -EWOULDBLOCK && module_listed(),
+			 "rmmod refused while a realm VM fd (%d) or only its vCPU fd (%d) is open\n",
+			 ret, vcpu_only);
+	if (vcpu >= 0)
+		close(vcpu);
 	ret = module_unload();
 	ksft_test_result(ret == 0 && !module_listed(),
 			 "rmmod succeeds once it is closed (got %d)\n", ret);
