@@ -7,6 +7,10 @@
 //! so that a host access to it, which the kernel turns into a signal, a
 //! uaccess failure or an oops, is reported with the name of what it hit.
 //! The lookup runs in the fault's context, so it never waits for the lock.
+//!
+//! With the module parameter `gpf_selftest`, loading checks kernel accesses
+//! and `/dev/kvm_rmi_gpf_test` lets a test check user ones: each open
+//! delegates a page, `mmap` maps it, and closing undelegates it.
 
 use kernel::{
     alloc::flags::GFP_KERNEL,
@@ -14,7 +18,14 @@ use kernel::{
         GpfHandler,
         GpfInfo, //
     },
-    bindings, global_lock,
+    bindings,
+    fs::File,
+    global_lock,
+    miscdevice::{
+        MiscDevice,
+        MiscDeviceRegistration, //
+    },
+    mm::virt::VmaNew,
     prelude::*,
     rbtree::{
         RBTree,
@@ -85,11 +96,24 @@ global_lock! {
     unsafe(uninit) static OWNERS: SpinLock<Option<RBTree<u64, Owner>>> = None;
 }
 
-/// Sets up the owner records; call once, first, at module load.
-pub(crate) fn init() {
+/// The owner records while the module is loaded; dropping this frees them.
+pub(crate) struct OwnerRecords(());
+
+impl Drop for OwnerRecords {
+    fn drop(&mut self) {
+        // Freed after the lock is released.
+        let tree = OWNERS.lock().take();
+        drop(tree);
+    }
+}
+
+/// Sets up the owner records; call once, first, at module load, and keep
+/// the result until the module goes.
+pub(crate) fn init() -> OwnerRecords {
     // SAFETY: Called once, at load, before any other use of `OWNERS`.
     unsafe { OWNERS.init() };
     *OWNERS.lock() = Some(RBTree::new());
+    OwnerRecords(())
 }
 
 /// Records that `owner` holds the granules of `range`. Best effort: without
@@ -208,5 +232,46 @@ pub(crate) fn selftest() -> Result {
             after
         );
         Err(EIO)
+    }
+}
+
+/// A page delegated for one open file of the GPF test device.
+pub(crate) struct GpfTestPage {
+    page: Delegated,
+}
+
+/// `/dev/kvm_rmi_gpf_test`: maps delegated pages into user space, so that a
+/// test can check that touching one gives a signal (a user access) or a
+/// failed copy (a uaccess), never an oops.
+pub(crate) struct GpfTestDevice;
+
+#[vtable]
+impl MiscDevice for GpfTestDevice {
+    type Ptr = KBox<GpfTestPage>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<GpfTestPage>> {
+        let page = RMI.pages().alloc().ok_or(ENOMEM)?;
+        let page = Delegated::delegate(&RMI, page)?;
+        let range = GranuleRange::from_count(page.granule(), 1).ok_or(EINVAL)?;
+        let device = KBox::new(GpfTestPage { page }, GFP_KERNEL)?;
+        record(range, Owner::SelfTest);
+        Ok(device)
+    }
+
+    fn release(device: KBox<GpfTestPage>, _file: &File) {
+        if let Some(range) = GranuleRange::from_count(device.page.granule(), 1) {
+            forget(range);
+        }
+        // No mapping is left (each holds the file): undelegate and free.
+        drop(device);
+    }
+
+    fn mmap(device: &GpfTestPage, _file: &File, vma: &VmaNew) -> Result {
+        let size = vma.end().checked_sub(vma.start()).ok_or(EINVAL)?;
+        if u64::try_from(size) != Ok(GRANULE_SIZE) {
+            return Err(EINVAL);
+        }
+        vma.set_mixedmap()
+            .vm_insert_page(vma.start(), &device.page.page().page)
     }
 }

@@ -18,7 +18,12 @@ use kernel::{
         smccc, //
     },
     bindings,
+    c_str,
     kvm,
+    miscdevice::{
+        MiscDeviceOptions,
+        MiscDeviceRegistration, //
+    },
     page::{
         Page,
         Pages, //
@@ -54,7 +59,9 @@ use addr::{
 };
 use gpf::{
     GpfReporter,
-    Owner, //
+    GpfTestDevice,
+    Owner,
+    OwnerRecords, //
 };
 use granule::{
     DelegatedGranule,
@@ -309,12 +316,16 @@ struct KvmRmi {
     gpt_tables: GranuleList,
     /// Reports host accesses to granules this module delegated.
     _gpf_reports: Pin<KBox<gpf_notifier::Registration<GpfReporter>>>,
+    /// The GPF test device, with `gpf_selftest`.
+    _gpf_test: Option<Pin<KBox<MiscDeviceRegistration<GpfTestDevice>>>>,
+    /// Owners of delegated granules; dropped last, once nothing reports.
+    _owners: OwnerRecords,
 }
 
 impl kernel::Module for KvmRmi {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let memory = system_ram::system_ram()?;
-        gpf::init();
+        let owners = gpf::init();
         let gpf_reports = KBox::pin_init(gpf_notifier::Registration::new(), GFP_KERNEL)?;
         let mut gpt_tables = GranuleList::new(Owner::Gpt);
         let info = rmm_init(
@@ -325,9 +336,18 @@ impl kernel::Module for KvmRmi {
         )
         .map_err(|e| report_init_error(&e))?;
         report_rmm(&info);
-        if module_parameters::gpf_selftest.value() {
+        let gpf_test = if module_parameters::gpf_selftest.value() {
             gpf::selftest()?;
-        }
+            let options = MiscDeviceOptions {
+                name: c_str!("kvm_rmi_gpf_test"),
+            };
+            Some(KBox::pin_init(
+                MiscDeviceRegistration::register(options),
+                GFP_KERNEL,
+            )?)
+        } else {
+            None
+        };
         RMM_FEATURES.populate(info.features);
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
@@ -336,6 +356,8 @@ impl kernel::Module for KvmRmi {
             _realms: realms,
             gpt_tables,
             _gpf_reports: gpf_reports,
+            _gpf_test: gpf_test,
+            _owners: owners,
         })
     }
 }

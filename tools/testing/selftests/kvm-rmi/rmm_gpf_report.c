@@ -8,15 +8,103 @@
  * protection fault (FSC 40), which the GPF notifier reports as a kernel
  * access to "the GPF self-test page" at the page's PA, and which the fault
  * handler fixes up (the read fails instead of oopsing); once undelegated the
- * page reads again. Without an RMM there is nothing to delegate: SKIP.
+ * page reads again.
+ *
+ * Then user accesses, through /dev/kvm_rmi_gpf_test (which that parameter
+ * adds): a delegated page mapped into this process raises SIGBUS when read,
+ * and read()/write() of a pipe with it as the buffer fail with EFAULT (the
+ * uaccess fixup); each is reported; closing the device undelegates it.
+ *
+ * Without an RMM there is nothing to delegate: SKIP.
  */
 #define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
 #include "krmi.h"
 
 #define MAX_LINES 16
 #define REPORT_PREFIX "kvm_rmi: granule protection fault: the kernel touched PA "
 #define REPORT_OWNER ": the GPF self-test page"
 #define PASSED_PREFIX "kvm_rmi: GPF self-test passed: reading delegated "
+
+#define TEST_DEVICE "/dev/kvm_rmi_gpf_test"
+
+static sigjmp_buf sigbus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Whether reading the byte at `p` raises SIGBUS. */
+static bool read_raises_sigbus(volatile const char *p)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool raised = false;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1))
+		raised = true;
+	else
+		(void)*p;
+	sigaction(SIGBUS, &old, NULL);
+	return raised;
+}
+
+/* How many of `lines` contain `text`. */
+static int count(char lines[][256], int n, const char *text)
+{
+	int c = 0;
+
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		c += !!strstr(lines[i], text);
+	return c;
+}
+
+/* User-space and uaccess touches of a delegated page mapped here. */
+static void test_user_access(void)
+{
+	char lines[MAX_LINES][256], va[64];
+	int kmsg = kmsg_open();
+	int fd = open(TEST_DEVICE, O_RDWR | O_CLOEXEC);
+	int pipefd[2] = { -1, -1 };
+	ssize_t to_user = 0, from_user = 0;
+	char *map = MAP_FAILED;
+	bool sigbus = false;
+	int n;
+
+	if (fd >= 0)
+		map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map != MAP_FAILED && !pipe(pipefd)) {
+		sigbus = read_raises_sigbus(map);
+		/* copy_to_user() into the delegated page */
+		if (write(pipefd[1], "12345678", 8) == 8)
+			to_user = read(pipefd[0], map, 8) < 0 ? -errno : 8;
+		/* copy_from_user() out of it */
+		from_user = write(pipefd[1], map, 8) < 0 ? -errno : 8;
+	}
+	ksft_test_result(map != MAP_FAILED && sigbus,
+			 "a user read of a mapped delegated page raises SIGBUS (fd %d)\n", fd);
+	ksft_test_result(to_user == -EFAULT && from_user == -EFAULT,
+			 "read() into it and write() from it fail with EFAULT (%zd, %zd)\n",
+			 to_user, from_user);
+	snprintf(va, sizeof(va), "VA %#lx", (unsigned long)map);
+	if (map != MAP_FAILED)
+		munmap(map, 4096);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 2; i++)
+		if (pipefd[i] >= 0)
+			close(pipefd[i]);
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	ksft_test_result(count(lines, n, "granule protection fault: user space touched") >= 1 &&
+			 count(lines, n, "granule protection fault: the kernel touched") >= 2 &&
+			 count(lines, n, va) >= 3,
+			 "the user and uaccess faults are reported at %s\n", va);
+	close(kmsg);
+}
 
 /* The index of the first of `lines` starting with `prefix`, or -1. */
 static int find(char lines[][256], int n, const char *prefix)
@@ -40,7 +128,7 @@ int main(void)
 		ksft_exit_skip("%s not found\n", module_path());
 	if (module_listed())
 		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
-	ksft_set_plan(4);
+	ksft_set_plan(7);
 
 	kmsg = kmsg_open();
 	ret = module_load_params("gpf_selftest=1");
@@ -60,6 +148,8 @@ int main(void)
 			 "the read was fixed up, the page reads again once undelegated, "
 			 "and the report names its PA (%#llx, tested %#llx)\n", report_pa,
 			 tested_pa);
+
+	test_user_access();
 
 	ret = ret ? ret : module_unload();
 	ksft_test_result(ret == 0 && !module_listed(), "unload (got %d)\n", ret);
