@@ -41,6 +41,10 @@ pub(crate) mod realm;
 #[path = "../../../../rmm_init.rs"]
 pub(crate) mod rmm_init;
 
+#[allow(dead_code)]
+#[path = "../../../../populate.rs"]
+pub(crate) mod populate;
+
 pub(crate) mod mem;
 pub(crate) mod model;
 
@@ -48,6 +52,8 @@ pub(crate) mod model;
 mod granule_tests;
 #[cfg(test)]
 mod init_tests;
+#[cfg(test)]
+mod populate_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `KVM_ARM_RMI_POPULATE`: checking the request and accounting its progress.
+//!
+//! Part of the sans-IO core. The ioctl copies initial contents into a
+//! realm's protected memory, possibly in several calls: each call does part
+//! of the range and writes the structure back advanced by what it did, so
+//! that `base + size` and `source_uaddr + size` never change.
+
+use crate::addr::{
+    Ipa,
+    GRANULE_SIZE, //
+};
+
+/// `KVM_ARM_RMI_POPULATE_FLAGS_MEASURE`: add the contents to the Realm
+/// Initial Measurement.
+pub(crate) const POPULATE_FLAGS_MEASURE: u32 = 1 << 0;
+
+/// The ioctl's argument, `struct kvm_arm_rmi_populate`, as plain values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PopulateArgs {
+    /// First protected IPA to fill.
+    pub(crate) base: u64,
+    /// Bytes left to fill.
+    pub(crate) size: u64,
+    /// The VMM's address of the contents of `base`.
+    pub(crate) source_uaddr: u64,
+    /// `POPULATE_FLAGS_*`.
+    pub(crate) flags: u32,
+    /// Must be 0.
+    pub(crate) reserved: u32,
+}
+
+/// Why a request is refused (all `EINVAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PopulateError {
+    /// `reserved` is not 0, or an unknown flag is set.
+    Reserved,
+    /// `base`, `size` or `source_uaddr` is not granule aligned.
+    Unaligned,
+    /// `source_uaddr` is 0.
+    NoSource,
+    /// `base + size` or `source_uaddr + size` wraps around.
+    Wraps,
+    /// The range reaches beyond the protected half of the IPA space.
+    NotProtected,
+}
+
+/// A checked, non-empty request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PopulateRange {
+    /// First IPA, granule aligned, in the protected half.
+    pub(crate) base: Ipa,
+    /// Granules to fill, at least one.
+    pub(crate) granules: u64,
+    /// The VMM's address of the first granule's contents.
+    pub(crate) source_uaddr: u64,
+    /// Whether the contents are measured.
+    pub(crate) measure: bool,
+}
+
+impl PopulateRange {
+    /// The IPA just past the range.
+    pub(crate) fn top(&self) -> u64 {
+        // Cannot wrap: checked against the protected half in `check`.
+        self.base.get() + self.granules * GRANULE_SIZE
+    }
+}
+
+/// Checks `args` for a realm whose IPA space is `ipa_bits` wide (the top
+/// bit selects the unprotected alias). `Ok(None)`: nothing to do (`size` 0).
+///
+/// Order: reserved fields and flags, alignment, the empty request, then the
+/// source and the range, so that an empty request with bad flags is still
+/// refused.
+pub(crate) fn check(
+    args: &PopulateArgs,
+    ipa_bits: u8,
+) -> Result<Option<PopulateRange>, PopulateError> {
+    if args.reserved != 0 || args.flags & !POPULATE_FLAGS_MEASURE != 0 {
+        return Err(PopulateError::Reserved);
+    }
+    let aligned = |v: u64| v % GRANULE_SIZE == 0;
+    if !aligned(args.base) || !aligned(args.size) || !aligned(args.source_uaddr) {
+        return Err(PopulateError::Unaligned);
+    }
+    if args.size == 0 {
+        return Ok(None);
+    }
+    if args.source_uaddr == 0 {
+        return Err(PopulateError::NoSource);
+    }
+    let top = args
+        .base
+        .checked_add(args.size)
+        .ok_or(PopulateError::Wraps)?;
+    args.source_uaddr
+        .checked_add(args.size)
+        .ok_or(PopulateError::Wraps)?;
+    let protected_top = 1u64
+        .checked_shl(u32::from(ipa_bits).saturating_sub(1))
+        .ok_or(PopulateError::NotProtected)?;
+    if ipa_bits == 0 || top > protected_top {
+        return Err(PopulateError::NotProtected);
+    }
+    let base = Ipa::new(args.base).ok_or(PopulateError::NotProtected)?;
+    Ok(Some(PopulateRange {
+        base,
+        granules: args.size / GRANULE_SIZE,
+        source_uaddr: args.source_uaddr,
+        measure: args.flags & POPULATE_FLAGS_MEASURE != 0,
+    }))
+}
+
+/// Records in `args` that its first `granules` granules are done: `base`
+/// and `source_uaddr` move on by as much as `size` shrinks. More than is
+/// left counts as all of it.
+pub(crate) fn advance(args: &mut PopulateArgs, granules: u64) {
+    let bytes = granules.saturating_mul(GRANULE_SIZE).min(args.size);
+    // `check` bounded `base + size` and `source_uaddr + size`, and
+    // `bytes <= size`: these never saturate for a checked request.
+    args.base = args.base.saturating_add(bytes);
+    args.source_uaddr = args.source_uaddr.saturating_add(bytes);
+    args.size -= bytes;
+}
