@@ -43,6 +43,7 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
+    RMI_RTT_DATA_MAP_INIT,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_VERSION,
@@ -389,4 +390,27 @@ pub(crate) fn rtt_fold(
     let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_FOLD, args));
     rmi_result(out.x(0))?;
     Granule::new(out.x(1)).ok_or(RmiError::bad_output())
+}
+
+/// `RMI_RTT_DATA_MAP_INIT`: maps the delegated granule `data` at `ipa` (a
+/// level-3 entry, which must be unassigned) of the NEW realm `rd`, with a
+/// copy of the NS granule `src`, added to the initial measurement if
+/// `measure`. The entry's RIPAS becomes RAM.
+pub(crate) fn rtt_data_map_init(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    data: Granule,
+    ipa: Ipa,
+    src: Granule,
+    measure: bool,
+) -> Result<(), RmiError> {
+    let args = [
+        rd.pa(),
+        data.pa(),
+        ipa.get(),
+        src.pa(),
+        u64::from(measure),
+        0,
+    ];
+    status_only(smc, RMI_RTT_DATA_MAP_INIT, args)
 }

@@ -36,8 +36,10 @@ plan=$root/tests/plan
 		bin=$KRMI_BUILD/selftests/kvm-rmi/$t
 		[ -x "$bin" ] || die "test missing: $bin (run scripts/build-selftests.sh)"
 		cp "$bin" "$root/tests/"
-		echo "kvm-rmi/$t 60 /tests/$t"
+		# Generous: the debug configuration (lockdep, kmemleak) is slow.
+		echo "kvm-rmi/$t 300 /tests/$t"
 	done
+	[ "$KRMI_STOCK" = 1 ] || cp "$KRMI_TOP/scripts/guest/kmemleak-check" "$root/tests/"
 	# With an RMM, the KVM regression tests run with kvm_rmi loaded (the
 	# realm hooks enabled); without one it cannot load and they run as is.
 	[ "$KRMI_STOCK" = 1 ] || {
@@ -52,6 +54,8 @@ plan=$root/tests/plan
 	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${KVM_LIST:-$KRMI_TOP/tools/testing/kvm-regression.list}")
 	[ "$KRMI_STOCK" = 1 ] || {
 		echo "kvm-rmi/unload-after-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; rmmod kvm_rmi"
+		# Last, with kmemleak (DEBUG=1): no leak from anything above.
+		echo "kvm-rmi/kmemleak 300 /tests/kmemleak-check"
 	}
 } >"$plan"
 

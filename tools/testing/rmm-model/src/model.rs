@@ -56,6 +56,7 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
+    RMI_RTT_DATA_MAP_INIT,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_VERSION,
@@ -144,6 +145,8 @@ struct ModelRealm {
     root_live: u64,
     /// Non-root RTTs by (level, base IPA of the region they map).
     rtts: BTreeMap<(RttLevel, u64), ModelRtt>,
+    /// Level-3 entries mapping DATA granules (all with RIPAS RAM), by IPA.
+    data: BTreeMap<u64, Granule>,
 }
 
 impl ModelRealm {
@@ -440,6 +443,16 @@ impl Rmm {
                     .map(|((l, ipa), t)| (*l, *ipa, t.granule))
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// DATA granules mapped in the realm `rd`: (IPA, granule).
+    pub(crate) fn realm_data(&self, rd: Granule) -> Vec<(u64, Granule)> {
+        self.state
+            .borrow()
+            .realms
+            .get(&rd)
+            .map(|r| r.data.iter().map(|(ipa, g)| (*ipa, *g)).collect())
             .unwrap_or_default()
     }
 
@@ -1058,6 +1071,7 @@ impl Rmm {
                 root,
                 root_live: 0,
                 rtts: BTreeMap::new(),
+                data: BTreeMap::new(),
             },
         );
         status(RmiStatus::Success)
@@ -1168,6 +1182,44 @@ impl Rmm {
                 },
             );
             r.table_live(ipa, parent, 1);
+            status(RmiStatus::Success)
+        })
+    }
+
+    /// `RMI_RTT_DATA_MAP_INIT`: x2 = DATA (delegated), x3 = IPA, x4 = source
+    /// (NS), x5 = measure flag. NEW realms only; the walk must reach the
+    /// level-3 table, whose entry must be unassigned.
+    fn rtt_data_map_init(&self, args: &SmcRegs) -> SmcRegs {
+        let (data, ipa, src, flags) = (args.x(2), args.x(3), args.x(4), args.x(5));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            let (Some(data), Some(src)) = (Granule::new(data), Granule::new(src)) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let protected_top = 1u64 << (r.s2sz - 1);
+            if flags > 1
+                || ipa % GRANULE_SIZE != 0
+                || ipa >= protected_top
+                || mem.borrow().state(data) != Some(GranuleState::Delegated)
+                || mem.borrow().state(src) != Some(GranuleState::Ns)
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            if r.state != RealmState::New {
+                return status(RmiStatus::ErrorRealm);
+            }
+            let Some(leaf) = RttLevel::new(3) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let reached = r.walk(ipa, leaf);
+            if reached < leaf || r.data.contains_key(&ipa) {
+                let mut out = status(RmiStatus::ErrorRtt);
+                out.0[0] = return_code(RmiStatus::ErrorRtt, reached.get() as u8);
+                return out;
+            }
+            mem.borrow_mut().set_state(data, GranuleState::InUse);
+            r.data.insert(ipa, data);
+            r.table_live(ipa, leaf, 1);
             status(RmiStatus::Success)
         })
     }
@@ -1299,6 +1351,7 @@ impl SmcConduit for Rmm {
             RMI_REALM_TERMINATE => self.realm_terminate(args),
             RMI_REALM_DESTROY => self.realm_destroy(args),
             RMI_RTT_CREATE => self.rtt_create(args),
+            RMI_RTT_DATA_MAP_INIT => self.rtt_data_map_init(args),
             RMI_RTT_DESTROY => self.rtt_destroy(args),
             RMI_RTT_FOLD => self.rtt_fold(args),
             _ => {

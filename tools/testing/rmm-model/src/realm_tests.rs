@@ -163,6 +163,7 @@ mod lifecycle {
 
     use super::{cfg, qemu};
     use crate::addr::{
+        Granule,
         Ipa,
         RttLevel, //
     };
@@ -404,6 +405,73 @@ mod lifecycle {
         );
         drop(realm);
         assert_ownership(&h, &BTreeSet::new());
+    }
+
+    /// `RMI_RTT_DATA_MAP_INIT` needs a NEW realm, the level-3 table and an
+    /// unassigned entry in the protected half; the mapped granule is then
+    /// the RMM's, and its table stays live (it cannot be destroyed while
+    /// the data is mapped), so a teardown without unmapping leaves the
+    /// realm dead with the granules leaked, never freed.
+    #[test]
+    fn data_map_init_needs_a_new_realm_a_leaf_table_and_an_empty_entry() {
+        use crate::granule::{
+            DelegatedGranule,
+            PageSource, //
+        };
+        use crate::rmi_cmds::rtt_data_map_init;
+
+        let h = host(Rmm::active());
+        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+        let mut realm = Realm::new(&h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        let rd = realm.rd().expect("rd");
+        let [a, ..] = ipas(40);
+        let src = h.pages().alloc().expect("source page");
+        let src_granule = crate::mem::FakePages::granule(&src);
+        let data = DelegatedGranule::alloc(&h).expect("data");
+        let other = DelegatedGranule::alloc(&h).expect("other data");
+        let map_with =
+            |g: Granule, ipa: Ipa| rtt_data_map_init(h.smc(), rd, g, ipa, src_granule, true);
+        let map = |ipa: Ipa| map_with(data.granule(), ipa);
+
+        // No level-2 or level-3 table yet: the walk stops at level 1.
+        let e = map(a).expect_err("no leaf table");
+        assert_eq!((e.status(), e.index()), (RmiStatus::ErrorRtt, 1));
+        realm.ensure_rtt(a, leaf()).expect("leaf");
+        // The unprotected half is refused.
+        let unprotected = Ipa::new((1 << 39) + a.get()).expect("ipa");
+        assert_eq!(
+            map(unprotected).map_err(|e| e.status()),
+            Err(RmiStatus::ErrorInput)
+        );
+        map(a).expect("map");
+        assert_eq!(h.smc().realm_data(rd), vec![(a.get(), data.granule())]);
+        assert_eq!(
+            h.smc().mem().state(data.granule()),
+            Some(GranuleState::InUse)
+        );
+        // The granule is in use now, and the entry is taken.
+        assert_eq!(map(a).map_err(|e| e.status()), Err(RmiStatus::ErrorInput));
+        let e = map_with(other.granule(), a).expect_err("assigned");
+        assert_eq!((e.status(), e.index()), (RmiStatus::ErrorRtt, 3));
+        // Only a NEW realm is populated.
+        realm.activate().expect("activate");
+        let b = Ipa::new(a.get() + 0x1000).expect("ipa");
+        assert_eq!(
+            map_with(other.granule(), b).map_err(|e| e.status()),
+            Err(RmiStatus::ErrorRealm)
+        );
+
+        // The leaf table is live: teardown stops there and the realm dies.
+        let e = realm.destroy().expect_err("live table");
+        assert!(matches!(e, RealmError::Rmi(e) if e.status() == RmiStatus::ErrorRtt));
+        assert_eq!(realm.state(), RealmState::Dead);
+        drop(other);
+        drop(data);
+        drop(realm);
+        assert_ownership(&h, &BTreeSet::new());
+        assert!(h.smc().mem().violations().is_empty());
+        assert!(h.leaked() >= 1, "the mapped granule is leaked, not freed");
     }
 
     #[test]
