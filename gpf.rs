@@ -188,11 +188,11 @@ impl GpfHandler for GpfReporter {
 /// (`copy_from_kernel_nofault()`).
 fn readable(page: *mut bindings::page) -> bool {
     let mut word = 0u64;
-    // SAFETY: `page` is a live page of ours; without highmem the mapping is
-    // its linear-map address and the access below cannot outlive it.
+    // Without highmem the mapping is the page's linear-map address.
+    // SAFETY: `page` is a live page of ours, mapped for this scope only.
     let va = unsafe { bindings::kmap_local_page(page) };
-    // SAFETY: `word` is 8 writable bytes; a faulting read of `va` is fixed
-    // up by `copy_from_kernel_nofault()`, which then returns -EFAULT.
+    // A faulting read of `va` is fixed up: the call then returns -EFAULT.
+    // SAFETY: `word` is 8 writable bytes and `va` is mapped.
     let ret = unsafe { bindings::copy_from_kernel_nofault((&raw mut word).cast(), va, 8) };
     // SAFETY: Mapped above, in this context.
     unsafe { bindings::kunmap_local(va) };

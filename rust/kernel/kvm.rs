@@ -67,8 +67,8 @@ impl Kvm {
 
     /// The VM's stage-2 translation control value.
     fn vtcr(&self) -> u64 {
-        // SAFETY: The VM is live (type invariant). KVM sets `vtcr` while it
-        // creates the VM, before the first callback, and never again.
+        // KVM sets `vtcr` while it creates the VM, before the first callback.
+        // SAFETY: The VM is live (type invariant) and `vtcr` no longer changes.
         unsafe { (*self.as_raw()).arch.mmu.vtcr }
     }
 
@@ -118,8 +118,7 @@ impl Vcpu {
 
     /// The VM the vCPU belongs to.
     pub fn kvm(&self) -> &Kvm {
-        // SAFETY: A live vCPU keeps its VM live (type invariant); `kvm` is
-        // set at creation and never changes.
+        // SAFETY: A live vCPU keeps its VM live (type invariant); `kvm` is fixed.
         unsafe { Kvm::from_raw((*self.as_raw()).kvm) }
     }
 
@@ -181,8 +180,9 @@ pub trait RealmOps: Sized {
 /// `kvm` is a live realm VM of provider `T` whose `vm_init` succeeded and
 /// whose `vm_destroy` has not started.
 unsafe fn realm_of<'a, T: RealmOps>(kvm: *mut bindings::kvm) -> Pin<&'a T::Realm> {
-    // SAFETY: `vm_init_callback` stored a `Pin<KBox<T::Realm>>` there, which
-    // `vm_destroy_callback` takes back; the caller is between the two.
+    // `vm_init_callback` stored a `Pin<KBox<T::Realm>>` in `arch.realm`,
+    // which `vm_destroy_callback` takes back.
+    // SAFETY: The caller is between the two, with a live VM.
     unsafe { <Pin<KBox<T::Realm>> as ForeignOwnable>::borrow((*kvm).arch.realm) }
 }
 
@@ -243,8 +243,8 @@ impl<T: RealmOps> Registration<T> {
             },
             GFP_KERNEL,
         )?;
-        // SAFETY: `ops` is fully set and lives at a stable address until
-        // `drop` unregisters it.
+        // `drop` unregisters it before the box goes.
+        // SAFETY: `ops` is fully set and lives at a stable address.
         to_result(unsafe { bindings::kvm_arm_realm_register(&*ops) })?;
         Ok(Self {
             ops,
@@ -262,10 +262,10 @@ impl<T: RealmOps> Registration<T> {
     unsafe extern "C" fn vm_init_callback(kvm: *mut bindings::kvm, vm_type: c_ulong) -> c_int {
         from_result(|| {
             // SAFETY: KVM keeps the VM live during the call.
+            let vm = unsafe { Kvm::from_raw(kvm) };
             // CAST: `c_ulong` is 64 bits wide on arm64.
-            let realm = T::vm_init(unsafe { Kvm::from_raw(kvm) }, vm_type as u64)?;
-            // SAFETY: As above; nothing else reads `arch.realm` before
-            // `vm_init` returns.
+            let realm = T::vm_init(vm, vm_type as u64)?;
+            // SAFETY: As above; nothing reads `arch.realm` before `vm_init` returns.
             unsafe { (*kvm).arch.realm = realm.into_foreign() };
             Ok(0)
         })
@@ -275,8 +275,7 @@ impl<T: RealmOps> Registration<T> {
     ///
     /// Called by KVM, once, with a realm VM whose `vm_init` succeeded.
     unsafe extern "C" fn vm_destroy_callback(kvm: *mut bindings::kvm) {
-        // SAFETY: KVM keeps the VM live during the call and calls nothing
-        // else for it meanwhile.
+        // SAFETY: KVM keeps the VM live and makes no other call for it meanwhile.
         let state = unsafe { ptr::replace(&raw mut (*kvm).arch.realm, ptr::null_mut()) };
         if state.is_null() {
             return;
@@ -339,8 +338,7 @@ impl<T: RealmOps> Registration<T> {
         if unsafe { (*kvm).arch.realm }.is_null() {
             return;
         }
-        // SAFETY: `vm_init` succeeded (the state is set) and `vm_destroy`
-        // has not started.
+        // SAFETY: `vm_init` succeeded (the state is set); `vm_destroy` has not started.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         T::vm_stage2_teardown(vm, realm);
     }

@@ -78,8 +78,8 @@ impl<T: GpfHandler> Registration<T> {
                         priority: 0,
                     })
                 };
-                // SAFETY: `slot` is initialised and pinned; `PinnedDrop`
-                // unregisters it before it goes.
+                // `PinnedDrop` unregisters the block before it goes.
+                // SAFETY: `slot` is initialised and pinned.
                 to_result(unsafe { bindings::arm64_gpf_notifier_register(slot) })
             }),
             _handler: PhantomData,
@@ -94,8 +94,7 @@ impl<T: GpfHandler> Registration<T> {
         _action: c_ulong,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: The chain passes the fault's `struct arm64_gpf_info`,
-        // valid for the call.
+        // SAFETY: The chain passes the fault's `arm64_gpf_info`, live for the call.
         let info = unsafe { &*data.cast::<bindings::arm64_gpf_info>() };
         T::on_gpf(&GpfInfo {
             // CAST: `unsigned long` is 64 bits wide on arm64.
@@ -113,8 +112,8 @@ impl<T: GpfHandler> Registration<T> {
 #[pinned_drop]
 impl<T: GpfHandler> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Registered since initialisation (type invariant); this
-        // waits for running callbacks (RCU) before the block goes.
+        // Unregistering waits for running callbacks (RCU).
+        // SAFETY: Registered since initialisation (type invariant).
         unsafe { bindings::arm64_gpf_notifier_unregister(self.nb.get()) };
     }
 }

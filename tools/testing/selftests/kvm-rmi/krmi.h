@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +123,29 @@ static inline int kmsg_module_lines(int fd, char lines[][256], int max)
 		ksft_print_msg("log: %s\n", text);
 	}
 	return n;
+}
+
+/* For read_raises_sigbus(): where the SIGBUS handler jumps back to. */
+static sigjmp_buf sigbus_jmp;
+
+static inline void on_sigbus(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Whether reading the byte at `p` raises SIGBUS. */
+static inline bool read_raises_sigbus(volatile const char *p)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool raised = false;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1))
+		raised = true;
+	else
+		(void)*p;
+	sigaction(SIGBUS, &old, NULL);
+	return raised;
 }
 
 #endif /* KRMI_SELFTEST_H */

@@ -24,8 +24,6 @@
  */
 #define _GNU_SOURCE
 #include <linux/kvm.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -189,28 +187,6 @@ static void test_realm_caps(int kvm)
 			 "KVM_ARM_SET_COUNTER_OFFSET %d (want 0, 0, EINVAL, EINVAL)\n",
 			 mte, counter, enable, set_offset);
 	close(vm);
-}
-
-static sigjmp_buf sigbus_jmp;
-
-static void on_sigbus(int sig)
-{
-	siglongjmp(sigbus_jmp, 1);
-}
-
-/* Whether reading the first byte at `p` raises SIGBUS. */
-static bool read_raises_sigbus(volatile const char *p)
-{
-	struct sigaction sa = { .sa_handler = on_sigbus }, old;
-	bool raised = false;
-
-	sigaction(SIGBUS, &sa, &old);
-	if (sigsetjmp(sigbus_jmp, 1))
-		raised = true;
-	else
-		(void)*p;
-	sigaction(SIGBUS, &old, NULL);
-	return raised;
 }
 
 static int gmem_create(int vm, __u64 size, __u64 flags)

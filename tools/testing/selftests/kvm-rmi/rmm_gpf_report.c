@@ -18,8 +18,6 @@
  * Without an RMM there is nothing to delegate: SKIP.
  */
 #define _GNU_SOURCE
-#include <setjmp.h>
-#include <signal.h>
 #include <sys/mman.h>
 
 #include "krmi.h"
@@ -30,28 +28,6 @@
 #define PASSED_PREFIX "kvm_rmi: GPF self-test passed: reading delegated "
 
 #define TEST_DEVICE "/dev/kvm_rmi_gpf_test"
-
-static sigjmp_buf sigbus_jmp;
-
-static void on_sigbus(int sig)
-{
-	siglongjmp(sigbus_jmp, 1);
-}
-
-/* Whether reading the byte at `p` raises SIGBUS. */
-static bool read_raises_sigbus(volatile const char *p)
-{
-	struct sigaction sa = { .sa_handler = on_sigbus }, old;
-	bool raised = false;
-
-	sigaction(SIGBUS, &sa, &old);
-	if (sigsetjmp(sigbus_jmp, 1))
-		raised = true;
-	else
-		(void)*p;
-	sigaction(SIGBUS, &old, NULL);
-	return raised;
-}
 
 /* How many of `lines` contain `text`. */
 static int count(char lines[][256], int n, const char *text)
