@@ -167,7 +167,10 @@ mod lifecycle {
         Ipa,
         RttLevel, //
     };
-    use crate::mem::GranuleState;
+    use crate::mem::{
+        FakePages,
+        GranuleState, //
+    };
     use crate::model::{
         RealmState as ModelState,
         Rmm, //
@@ -210,6 +213,20 @@ mod lifecycle {
             Ipa::new(0x40_0000).expect("ipa"),
             Ipa::new(top / 2 + 0x20_0000).expect("ipa"),
         ]
+    }
+
+    /// A realm of `s2sz` bits (no LPA2), created (state NEW) on `h`.
+    fn created(h: &TestRmi, s2sz: u8) -> Realm<'_, Rmm, FakePages, Ledger<'_>> {
+        let shape = realm_shape(&qemu(), cfg(s2sz, false)).expect("shape");
+        let mut realm = Realm::new(h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        realm
+    }
+
+    /// Everything is back with the host: nothing delegated, nothing allocated.
+    fn assert_all_back(h: &TestRmi) {
+        assert_ownership(h, &BTreeSet::new());
+        assert!(h.smc().mem().allocated().is_empty(), "all freed");
     }
 
     /// Create, activate, map leaf RTTs, tear stage 2 down twice (as KVM
@@ -285,16 +302,13 @@ mod lifecycle {
         realm.destroy().expect("destroy");
         assert_eq!(h.smc().realm_state(rd), None);
         drop(realm);
-        assert_ownership(&h, &BTreeSet::new());
-        assert!(h.smc().mem().allocated().is_empty());
+        assert_all_back(&h);
     }
 
     #[test]
     fn missing_levels_are_created_and_shared() {
         let h = host(Rmm::active());
-        let shape = realm_shape(&qemu(), cfg(48, false)).expect("shape");
-        let mut realm = Realm::new(&h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        let mut realm = created(&h, 48);
         let rd = realm.rd().expect("rd");
         assert_eq!(h.smc().realm_state(rd), Some(ModelState::New));
         let [a, b, c] = ipas(48);
@@ -316,8 +330,7 @@ mod lifecycle {
         realm.destroy().expect("destroy");
         assert_eq!(h.smc().realm_state(rd), None);
         drop(realm);
-        assert_ownership(&h, &BTreeSet::new());
-        assert!(h.smc().mem().allocated().is_empty());
+        assert_all_back(&h);
     }
 
     /// A fault at every RMI call site of a realm's life: the host never
@@ -367,9 +380,7 @@ mod lifecycle {
     #[test]
     fn uniform_tables_fold_and_live_ones_do_not() {
         let h = host(Rmm::active());
-        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
-        let mut realm = Realm::new(&h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        let mut realm = created(&h, 40);
         let rd = realm.rd().expect("rd");
         let [a, ..] = ipas(40);
         realm.ensure_rtt(a, leaf()).expect("leaf");
@@ -382,16 +393,13 @@ mod lifecycle {
         assert!(h.smc().realm_rtts(rd).is_empty());
         assert_eq!(h.smc().mem().allocated().len(), 2 + 1, "RD and root left");
         drop(realm);
-        assert_ownership(&h, &BTreeSet::new());
-        assert!(h.smc().mem().allocated().is_empty());
+        assert_all_back(&h);
     }
 
     #[test]
     fn a_failed_fold_kills_the_realm_safely() {
         let h = host(Rmm::active());
-        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
-        let mut realm = Realm::new(&h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        let mut realm = created(&h, 40);
         let [a, ..] = ipas(40);
         realm.ensure_rtt(a, leaf()).expect("leaf");
         h.smc()
@@ -421,9 +429,7 @@ mod lifecycle {
         use crate::rmi_cmds::rtt_data_map_init;
 
         let h = host(Rmm::active());
-        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
-        let mut realm = Realm::new(&h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        let mut realm = created(&h, 40);
         let rd = realm.rd().expect("rd");
         let [a, ..] = ipas(40);
         let src = h.pages().alloc().expect("source page");
