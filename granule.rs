@@ -129,6 +129,12 @@ impl<C: SmcConduit, P: PageSource> Rmi<C, P> {
         self.leaked.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a page given up for good that the host does not own (guest
+    /// memory): it keeps its reference, so it is never freed.
+    pub(crate) fn count_leak(&self) {
+        self.leaked.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Gives up `block` for good because `stuck` of its granules may still
     /// be in the Realm PAS (the rest is NS, but cannot be freed alone).
     pub(crate) fn leak_block(&self, block: P::Block, stuck: u64) {

@@ -45,9 +45,15 @@ pub(crate) mod rmm_init;
 #[path = "../../../../populate.rs"]
 pub(crate) mod populate;
 
+#[allow(dead_code)]
+#[path = "../../../../data.rs"]
+pub(crate) mod data;
+
 pub(crate) mod mem;
 pub(crate) mod model;
 
+#[cfg(test)]
+mod data_tests;
 #[cfg(test)]
 mod granule_tests;
 #[cfg(test)]

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Delegated pages the host does not allocate itself: guest_memfd's, which
+//! become a realm's protected memory.
+//!
+//! Part of the sans-IO core. guest_memfd may free its pages at any time (a
+//! hole punch, the file's release), so a guest page is delegated only while
+//! the host holds a reference on it ([`GuestPageRef`]); the reference goes
+//! only once the page is back in the NS PAS. If it cannot be undelegated,
+//! the reference is kept forever: the page is leaked, never freed.
+
+use core::mem::ManuallyDrop;
+
+use crate::addr::{
+    Granule,
+    GranuleRange, //
+};
+use crate::granule::{
+    PageSource,
+    Rmi, //
+};
+use crate::rmi_cmds::{
+    granule_range_delegate,
+    granule_range_undelegate,
+    SmcConduit, //
+};
+use crate::rmi_smc::{
+    RmiError,
+    RmiStatus, //
+};
+
+/// References on the pages of guest memory (`get_page`/`put_page`).
+pub(crate) trait GuestPages {
+    /// Takes a reference on the page holding `g`: it is not freed until the
+    /// reference is dropped.
+    fn get(&self, g: Granule);
+
+    /// Drops a reference taken with [`GuestPages::get`].
+    fn put(&self, g: Granule);
+}
+
+/// One reference on a guest page.
+///
+/// # Invariants
+///
+/// `pages` holds one reference on `granule`'s page, dropped with this value.
+pub(crate) struct GuestPageRef<'g, G: GuestPages> {
+    pages: &'g G,
+    granule: Granule,
+}
+
+impl<'g, G: GuestPages> GuestPageRef<'g, G> {
+    /// Takes a reference on the guest page `granule`.
+    pub(crate) fn get(pages: &'g G, granule: Granule) -> Self {
+        pages.get(granule);
+        // INVARIANT: Taken just above.
+        Self { pages, granule }
+    }
+
+    /// The page's granule.
+    pub(crate) fn granule(&self) -> Granule {
+        self.granule
+    }
+}
+
+impl<G: GuestPages> Drop for GuestPageRef<'_, G> {
+    fn drop(&mut self) {
+        self.pages.put(self.granule);
+    }
+}
+
+/// A guest page the host delegated, holding its reference.
+///
+/// # Invariants
+///
+/// `page`'s granule is in the Realm PAS, delegated (not mapped) by the host.
+pub(crate) struct DelegatedGuestPage<'r, 'g, C: SmcConduit, P: PageSource, G: GuestPages> {
+    rmi: &'r Rmi<C, P>,
+    page: ManuallyDrop<GuestPageRef<'g, G>>,
+}
+
+/// A guest page an RTT entry maps now: the entry owns its reference and its
+/// delegation until the page is unmapped ([`DelegatedGuestPage::from_unmapped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MappedGuestPage(pub(crate) Granule);
+
+impl<'r, 'g, C: SmcConduit, P: PageSource, G: GuestPages> DelegatedGuestPage<'r, 'g, C, P, G> {
+    /// Delegates the guest page of `page`. On a refusal the reference comes
+    /// back with the error (the page is still NS); after a malformed answer
+    /// the page's state is unknown, so it is leaked (reference kept).
+    pub(crate) fn delegate(
+        rmi: &'r Rmi<C, P>,
+        page: GuestPageRef<'g, G>,
+    ) -> Result<Self, (Option<GuestPageRef<'g, G>>, RmiError)> {
+        let Some(one) = GranuleRange::from_count(page.granule(), 1) else {
+            return Err((Some(page), RmiError::bad_output()));
+        };
+        match granule_range_delegate(rmi.smc(), one) {
+            // INVARIANT: The RMM delegated it.
+            Ok(_) => Ok(Self {
+                rmi,
+                page: ManuallyDrop::new(page),
+            }),
+            Err(e) if e.status() == RmiStatus::BadOutput => {
+                core::mem::forget(page);
+                rmi.count_leak();
+                Err((None, e))
+            }
+            Err(e) => Err((Some(page), e)),
+        }
+    }
+
+    /// The page's granule.
+    pub(crate) fn granule(&self) -> Granule {
+        self.page.granule()
+    }
+
+    /// Hands the page, delegation and reference, to the RTT entry that now
+    /// maps it.
+    pub(crate) fn into_mapping(self) -> MappedGuestPage {
+        let granule = self.granule();
+        // The entry owns the reference now: no undelegation, no `put`.
+        core::mem::forget(self);
+        MappedGuestPage(granule)
+    }
+
+    /// Takes back a page the RMM reports unmapped from one of the host's
+    /// realms (it is delegated again).
+    ///
+    /// # Safety
+    ///
+    /// `mapped` came from [`DelegatedGuestPage::into_mapping`] with `pages`
+    /// and the RMM unmapped it; it is taken back once.
+    pub(crate) unsafe fn from_unmapped(
+        rmi: &'r Rmi<C, P>,
+        pages: &'g G,
+        mapped: MappedGuestPage,
+    ) -> Self {
+        // INVARIANT: Unmapped, so delegated again; the caller passes the
+        // reference `into_mapping` kept.
+        Self {
+            rmi,
+            page: ManuallyDrop::new(GuestPageRef {
+                pages,
+                granule: mapped.0,
+            }),
+        }
+    }
+}
+
+impl<C: SmcConduit, P: PageSource, G: GuestPages> Drop for DelegatedGuestPage<'_, '_, C, P, G> {
+    fn drop(&mut self) {
+        let undelegated = GranuleRange::from_count(self.granule(), 1)
+            .is_some_and(|one| granule_range_undelegate(self.rmi.smc(), one).is_ok());
+        if undelegated {
+            // SAFETY: Taken once, here, in `drop`.
+            unsafe { ManuallyDrop::drop(&mut self.page) };
+        } else {
+            // Maybe still in the Realm PAS: keep the reference forever.
+            self.rmi.count_leak();
+        }
+    }
+}
