@@ -77,13 +77,22 @@ fn guest_page(h: &TestRmi) -> (<FakePages as PageSource>::Page, Granule) {
     (page, g)
 }
 
+/// Delegates the guest page `g` with a reference from `gmem`.
+fn delegated<'r, 'g>(
+    h: &'r TestRmi,
+    gmem: &'g FakeGuestMemory,
+    g: Granule,
+) -> DelegatedGuestPage<'r, 'g, Rmm, FakePages, FakeGuestMemory> {
+    DelegatedGuestPage::delegate(h, GuestPageRef::get(gmem, g))
+        .unwrap_or_else(|(_, e)| panic!("{e:?}"))
+}
+
 #[test]
 fn delegated_only_while_referenced_and_given_back_ns() {
     let h = host(Rmm::active());
     let gmem = FakeGuestMemory::default();
     let (_page, g) = guest_page(&h);
-    let d = DelegatedGuestPage::delegate(&h, GuestPageRef::get(&gmem, g))
-        .unwrap_or_else(|(_, e)| panic!("{e:?}"));
+    let d = delegated(&h, &gmem, g);
     assert_eq!(h.smc().mem().state(g), Some(GranuleState::Delegated));
     assert_eq!(gmem.refs(g), 1);
     assert!(!gmem.punch(&h, g), "a hole punch cannot free it now");
@@ -117,8 +126,7 @@ fn a_refused_undelegation_keeps_the_reference_forever() {
     let h = host(Rmm::active());
     let gmem = FakeGuestMemory::default();
     let (_page, g) = guest_page(&h);
-    let d = DelegatedGuestPage::delegate(&h, GuestPageRef::get(&gmem, g))
-        .unwrap_or_else(|(_, e)| panic!("{e:?}"));
+    let d = delegated(&h, &gmem, g);
     h.smc()
         .fail_call(RMI_GRANULE_RANGE_UNDELEGATE, 0, RmiStatus::ErrorInput, 0);
     drop(d);
@@ -133,8 +141,7 @@ fn a_mapped_page_keeps_its_reference_until_taken_back() {
     let h = host(Rmm::active());
     let gmem = FakeGuestMemory::default();
     let (_page, g) = guest_page(&h);
-    let d = DelegatedGuestPage::delegate(&h, GuestPageRef::get(&gmem, g))
-        .unwrap_or_else(|(_, e)| panic!("{e:?}"));
+    let d = delegated(&h, &gmem, g);
     let mapped = d.into_mapping();
     assert_eq!(mapped.0, g);
     assert_eq!(gmem.refs(g), 1, "the mapping owns it");

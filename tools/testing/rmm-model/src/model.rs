@@ -1258,9 +1258,10 @@ impl Rmm {
         Ok(rtt.granule)
     }
 
-    /// `RMI_RTT_FOLD`: an RTT whose entries are all alike becomes one entry
-    /// of its parent; x1 = the RTT, back to DELEGATED.
-    fn rtt_fold(&self, args: &SmcRegs) -> SmcRegs {
+    /// `RMI_RTT_FOLD` and `RMI_RTT_DESTROY` take the RTT at x3's level for
+    /// x2 out of the realm; x1 = the RTT, back to DELEGATED. `destroy` adds
+    /// x2, the top of the non-live region (on success and on ERROR_RTT).
+    fn rtt_take_out(&self, args: &SmcRegs, destroy: bool) -> SmcRegs {
         let (ipa, level) = (args.x(2), args.x(3));
         let mem = Rc::clone(&self.mem);
         self.with_realm(args, |r, _| {
@@ -1268,42 +1269,22 @@ impl Rmm {
                 return status(RmiStatus::ErrorInput);
             };
             let mut out = SmcRegs::default();
-            match Self::take_rtt(r, &mem, ipa, level, parent) {
+            let (x0, next) = match Self::take_rtt(r, &mem, ipa, level, parent) {
                 Ok(g) => {
-                    out.0[0] = return_code(RmiStatus::Success, 0);
                     out.0[1] = g.pa();
-                }
-                Err((x0, _)) => out.0[0] = x0,
-            }
-            out
-        })
-    }
-
-    /// `RMI_RTT_DESTROY`: x1 = the RTT, x2 = top of the non-live region.
-    fn rtt_destroy(&self, args: &SmcRegs) -> SmcRegs {
-        let (ipa, level) = (args.x(2), args.x(3));
-        let mem = Rc::clone(&self.mem);
-        self.with_realm(args, |r, _| {
-            let Some((level, parent)) = Self::rtt_args(r, ipa, level) else {
-                return status(RmiStatus::ErrorInput);
-            };
-            let mut out = SmcRegs::default();
-            match Self::take_rtt(r, &mem, ipa, level, parent) {
-                Ok(g) => {
-                    out.0[0] = return_code(RmiStatus::Success, 0);
-                    out.0[1] = g.pa();
-                    out.0[2] = r.skip_non_live(ipa, parent);
+                    (
+                        return_code(RmiStatus::Success, 0),
+                        r.skip_non_live(ipa, parent),
+                    )
                 }
                 // Not there: skip the non-live run where the walk stopped.
-                Err((x0, Some(reached))) => {
-                    out.0[0] = x0;
-                    out.0[2] = r.skip_non_live(ipa, reached);
-                }
+                Err((x0, Some(reached))) => (x0, r.skip_non_live(ipa, reached)),
                 // Live: stay here.
-                Err((x0, None)) => {
-                    out.0[0] = x0;
-                    out.0[2] = ipa;
-                }
+                Err((x0, None)) => (x0, ipa),
+            };
+            out.0[0] = x0;
+            if destroy {
+                out.0[2] = next;
             }
             out
         })
@@ -1352,8 +1333,8 @@ impl SmcConduit for Rmm {
             RMI_REALM_DESTROY => self.realm_destroy(args),
             RMI_RTT_CREATE => self.rtt_create(args),
             RMI_RTT_DATA_MAP_INIT => self.rtt_data_map_init(args),
-            RMI_RTT_DESTROY => self.rtt_destroy(args),
-            RMI_RTT_FOLD => self.rtt_fold(args),
+            RMI_RTT_DESTROY => self.rtt_take_out(args, true),
+            RMI_RTT_FOLD => self.rtt_take_out(args, false),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;
