@@ -15,7 +15,14 @@ use crate::addr::{
     Granule,
     GranuleRange,
     Ipa,
-    RttLevel, //
+    RttLevel,
+    GRANULE_SIZE, //
+};
+use crate::data::{
+    DelegatedGuestPage,
+    GuestPageRef,
+    GuestPages,
+    MappedGuestPage, //
 };
 use crate::granule::{
     DelegatedBlock,
@@ -25,14 +32,17 @@ use crate::granule::{
     PageSource,
     Rmi, //
 };
+use crate::memory::unmap_protected;
 use crate::rmi_cmds::{
     realm_activate,
     realm_create,
     realm_destroy,
     realm_terminate,
     rtt_create,
+    rtt_data_map_init,
     rtt_destroy,
     rtt_fold,
+    rtt_init_ripas,
     RmiFeatureRegs,
     SmcConduit, //
 };
@@ -212,8 +222,23 @@ impl fmt::Display for RealmError {
     }
 }
 
+/// Why a page could not be populated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PopulateError {
+    /// The IPA or the page is mapped already (`EEXIST`).
+    Mapped,
+    /// The realm's error.
+    Realm(RealmError),
+}
+
+impl From<RealmError> for PopulateError {
+    fn from(e: RealmError) -> Self {
+        Self::Realm(e)
+    }
+}
+
 /// A realm: its shape, state, and the delegated memory it owns.
-pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> {
+pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> {
     rmi: &'r Rmi<C, P>,
     shape: RealmShape,
     state: RealmState,
@@ -226,7 +251,7 @@ pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P
     rtts: S,
 }
 
-impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, S> {
+impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Realm<'r, C, P, S> {
     /// A realm of `shape` with no RD yet; `rtts` will hold its RTTs.
     pub(crate) fn new(rmi: &'r Rmi<C, P>, shape: RealmShape, rtts: S) -> Self {
         Self {
@@ -384,11 +409,122 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
         }
     }
 
+    /// The protected half of the IPA space, `[0, 2^(s2sz - 1))`.
+    pub(crate) fn protected_range(&self) -> Option<(Ipa, Ipa)> {
+        let top = 1u64.checked_shl(u32::from(self.shape.s2sz).checked_sub(1)?)?;
+        Some((Ipa::new(0)?, Ipa::new(top)?))
+    }
+
+    /// The RD of a realm in `want`ed states, else the state as the error.
+    fn rd_in(&self, want: &[RealmState]) -> Result<Granule, RealmError> {
+        match self.rd() {
+            Some(rd) if want.contains(&self.state) => Ok(rd),
+            _ => Err(RealmError::WrongState(self.state)),
+        }
+    }
+
+    /// Sets RIPAS RAM over `[base, top)` (protected half, 4 KiB aligned)
+    /// of a NEW realm (`RMI_RTT_INIT_RIPAS`), creating RTTs where a block
+    /// does not fit the range. Entries that cannot change (DESTROYED, after
+    /// a populated page was unmapped) are left as they are.
+    ///
+    /// Returns the number of pages left unchanged.
+    pub(crate) fn init_ripas(&mut self, base: Ipa, top: Ipa) -> Result<u64, RealmError> {
+        let rd = self.rd_in(&[RealmState::New])?;
+        let (_, protected_top) = self
+            .protected_range()
+            .ok_or(RealmError::WrongState(self.state))?;
+        if top.get() > protected_top.get() || base.get() > top.get() {
+            return Err(RealmError::WrongState(self.state));
+        }
+        let mut at = base;
+        let mut unchanged = 0;
+        let mut last_split = None;
+        while at.get() < top.get() {
+            let err = match rtt_init_ripas(self.rmi.smc(), rd, at, top) {
+                Ok(reached) => {
+                    at = reached;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // CAST: The index of ERROR_RTT is a level.
+            let level = RttLevel::new(err.index() as i8)
+                .filter(|_| err.status() == RmiStatus::ErrorRtt)
+                .ok_or_else(|| self.kill(err))?;
+            match level.below() {
+                // Split again at the same place: the RMM is not moving.
+                Some(_) if last_split == Some((at, level)) => {
+                    return Err(self.kill(RmiError::bad_output()))
+                }
+                // A block crosses `at` or `top`: split it.
+                Some(below) => {
+                    self.ensure_rtt(at, below)?;
+                    last_split = Some((at, level));
+                }
+                // This page cannot become RAM.
+                None => {
+                    unchanged += 1;
+                    at = Ipa::new(at.get() + GRANULE_SIZE)
+                        .ok_or_else(|| self.kill(RmiError::bad_output()))?;
+                }
+            }
+        }
+        Ok(unchanged)
+    }
+
+    /// Maps guest page `page` at `ipa` (protected half) of a NEW realm with
+    /// a copy of the NS granule `src`, measured if `measure`
+    /// (`RMI_RTT_DATA_MAP_INIT`), creating the RTTs it needs. The page is
+    /// delegated for it and stays so, with its reference, while mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`PopulateError::Mapped`] if `ipa` or the page is mapped already
+    /// (the realm is unchanged), or the realm's error.
+    pub(crate) fn populate_page(
+        &mut self,
+        page: Granule,
+        ipa: Ipa,
+        src: Granule,
+        measure: bool,
+    ) -> Result<MappedGuestPage, PopulateError> {
+        let rd = self.rd_in(&[RealmState::New])?;
+        let rmi = self.rmi;
+        let data = match DelegatedGuestPage::delegate(rmi, GuestPageRef::get(rmi.pages(), page)) {
+            Ok(d) => d,
+            // Not NS: the page is mapped (or delegated) already.
+            Err((Some(_), e)) if e.status() == RmiStatus::ErrorInput => {
+                return Err(PopulateError::Mapped)
+            }
+            Err((_, e)) => return Err(self.kill(e).into()),
+        };
+        let Some(leaf) = RttLevel::new(3) else {
+            return Err(RealmError::WrongState(self.state).into());
+        };
+        loop {
+            let err = match rtt_data_map_init(rmi.smc(), rd, data.granule(), ipa, src, measure) {
+                Ok(()) => return Ok(data.into_mapping()),
+                Err(e) => e,
+            };
+            // On every error path `data` drops: undelegated, then put.
+            // CAST: The index of ERROR_RTT is a level.
+            match RttLevel::new(err.index() as i8).filter(|_| err.status() == RmiStatus::ErrorRtt) {
+                Some(l) if l < leaf => self.ensure_rtt(ipa, leaf)?,
+                Some(_) => return Err(PopulateError::Mapped),
+                None => return Err(self.kill(err).into()),
+            }
+        }
+    }
+
     /// The first half of teardown, for when KVM no longer needs the realm's
     /// stage 2: terminate, then destroy the non-root RTTs bottom-up. The RD
     /// and the root RTTs stay until [`Realm::destroy`]. Idempotent: once done
     /// it issues no more calls; before the RD exists it does nothing.
-    pub(crate) fn teardown_stage2(&mut self) -> Result<(), RealmError> {
+    ///
+    /// Guest pages still mapped are unmapped and given back first; `resched`
+    /// is called between RMM calls.
+    pub(crate) fn teardown_stage2(&mut self, resched: &mut dyn FnMut()) -> Result<(), RealmError> {
         let Some(rd) = self.rd() else {
             return Ok(());
         };
@@ -404,6 +540,11 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
             realm_terminate(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
             self.terminated = true;
         }
+        // The guest pages first: an RTT with live entries cannot go.
+        let (base, top) = self
+            .protected_range()
+            .ok_or(RealmError::WrongState(self.state))?;
+        unmap_protected(self.rmi, rd, base, top, resched).map_err(|(_, e)| self.kill(e))?;
         if let Some(level) = self.shape.geometry.start.below() {
             let top = 1u64 << self.shape.s2sz;
             self.destroy_rtts(rd, level, 0, top)
@@ -417,12 +558,12 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
     /// then destroy the RD and undelegate the root RTTs and the RD. Ends
     /// DEAD. On an RMM failure what the RMM may still hold is leaked (and
     /// counted) when the realm drops.
-    pub(crate) fn destroy(&mut self) -> Result<(), RealmError> {
+    pub(crate) fn destroy(&mut self, resched: &mut dyn FnMut()) -> Result<(), RealmError> {
         let Some(rd) = self.rd() else {
             self.state = RealmState::Dead;
             return Ok(());
         };
-        self.teardown_stage2()?;
+        self.teardown_stage2(resched)?;
         realm_destroy(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
         // Back to DELEGATED: these drops undelegate and free.
         self.root = None;
@@ -479,11 +620,13 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Realm<'r, C, P, 
     }
 }
 
-impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Drop for Realm<'r, C, P, S> {
+impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Drop
+    for Realm<'r, C, P, S>
+{
     fn drop(&mut self) {
         if self.rd.is_some() {
             // Errors leave the RMM's granules to be leaked by their owners.
-            let _ = self.destroy();
+            let _ = self.destroy(&mut || {});
         }
     }
 }

@@ -10,10 +10,13 @@ use crate::addr::{
     Granule,
     GranuleRange,
     Ipa,
-    RttLevel, //
+    RttLevel,
+    GRANULE_SIZE, //
 };
 use crate::rmi_smc::{
     rmi_result,
+    RmiAddrRangeDesc,
+    RmiBlockSize,
     RmiError,
     RmiFeatures0,
     RmiFeatures1,
@@ -44,8 +47,10 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
     RMI_RTT_DATA_MAP_INIT,
+    RMI_RTT_DATA_UNMAP,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
+    RMI_RTT_INIT_RIPAS,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -413,4 +418,74 @@ pub(crate) fn rtt_data_map_init(
         0,
     ];
     status_only(smc, RMI_RTT_DATA_MAP_INIT, args)
+}
+
+/// `RMI_RTT_INIT_RIPAS`: sets RIPAS RAM over `[base, top)` of the NEW
+/// realm `rd`, as far as one RTT's entries go. Returns the IPA reached.
+///
+/// `RMI_ERROR_RTT` carries the level the walk reached when no entry could
+/// change: a table is missing below it (level < 3), or the entry at `base`
+/// is neither EMPTY nor RAM (level 3).
+pub(crate) fn rtt_init_ripas(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    base: Ipa,
+    top: Ipa,
+) -> Result<Ipa, RmiError> {
+    let args = [rd.pa(), base.get(), top.get(), 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_INIT_RIPAS, args));
+    rmi_result(out.x(0))?;
+    Ipa::new(out.x(1))
+        .filter(|reached| reached.get() > base.get() && reached.get() <= top.get())
+        .ok_or(RmiError::bad_output())
+}
+
+/// `RmiRttAddrType` SINGLE: the unmapped granules come back as one
+/// descriptor in x2.
+const RMI_ADDR_TYPE_SINGLE: u64 = 1;
+
+/// The first call of `RMI_RTT_DATA_UNMAP` over `[base, top)` of realm `rd`,
+/// asking for the unmapped granules as one descriptor (they are
+/// PA-contiguous). A stateful operation: run it with `sro::run_no_memory`,
+/// then decode its answer with [`data_unmapped`].
+pub(crate) fn rtt_data_unmap_call(rd: Granule, base: Ipa, top: Ipa) -> SmcRegs {
+    SmcRegs::new(
+        RMI_RTT_DATA_UNMAP,
+        [rd.pa(), base.get(), top.get(), RMI_ADDR_TYPE_SINGLE, 0, 0],
+    )
+}
+
+/// What one `RMI_RTT_DATA_UNMAP` call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DataUnmapped {
+    /// Where the next call starts: past everything unmapped or skipped.
+    pub(crate) out_top: Ipa,
+    /// The granules unmapped, back to DELEGATED; `None` if there were none.
+    pub(crate) granules: Option<GranuleRange>,
+}
+
+/// Decodes the final registers of an `RMI_RTT_DATA_UNMAP` over
+/// `[base, top)` that succeeded: `out_top` must make progress and stay
+/// within the range, and the descriptor must describe level-3 granules
+/// (the host never maps blocks).
+pub(crate) fn data_unmapped(out: &SmcRegs, base: Ipa, top: Ipa) -> Result<DataUnmapped, RmiError> {
+    let out_top = Ipa::new(out.x(1))
+        .filter(|t| t.get() > base.get() && t.get() <= top.get())
+        .ok_or(RmiError::bad_output())?;
+    let granules = match RmiAddrRangeDesc(out.x(2)) {
+        RmiAddrRangeDesc(0) => None,
+        desc => {
+            let range = desc
+                .range()
+                .filter(|_| {
+                    desc.size() == RmiBlockSize::Page
+                        && desc.count() > 0
+                        && desc.reserved_clear()
+                        && desc.count() <= (out_top.get() - base.get()) / GRANULE_SIZE
+                })
+                .ok_or(RmiError::bad_output())?;
+            Some(range)
+        }
+    };
+    Ok(DataUnmapped { out_top, granules })
 }

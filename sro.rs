@@ -124,6 +124,34 @@ pub(crate) fn run<'r, C: SmcConduit, P: PageSource>(
     Err(SroError::Rmi(RmiError::bad_output()))
 }
 
+/// Runs the command in `first`, which never asks for memory, to its end:
+/// each `RMI_INCOMPLETE` is answered with `RMI_OP_CONTINUE`. For the RTT
+/// map and unmap commands, which may yield but hold no operation memory,
+/// and run where the host cannot allocate (under KVM's `mmu_lock`).
+///
+/// # Errors
+///
+/// The command's error; a request for memory is a malformed answer.
+pub(crate) fn run_no_memory(smc: &impl SmcConduit, first: &SmcRegs) -> Result<SmcRegs, RmiError> {
+    let mut out = call_retrying(smc, first);
+    let mut handle = None;
+    for _ in 0..SRO_STEP_LIMIT {
+        let err = match rmi_result(out.x(0)) {
+            Ok(()) => return Ok(out),
+            Err(e) => e,
+        };
+        match err.incomplete() {
+            Some(i) if i.mem_req == OpMemReq::None => {
+                let handle = *handle.get_or_insert(OpHandle(out.x(1)));
+                out = op_continue(smc, handle, false);
+            }
+            Some(_) => return Err(RmiError::bad_output()),
+            None => return Err(err),
+        }
+    }
+    Err(RmiError::bad_output())
+}
+
 /// Answers a donation request with single-granule descriptors, and records
 /// the granules the RMM took. Returns the answer to `RMI_OP_MEM_DONATE`.
 ///

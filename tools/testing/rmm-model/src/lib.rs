@@ -49,6 +49,10 @@ pub(crate) mod populate;
 #[path = "../../../../data.rs"]
 pub(crate) mod data;
 
+#[allow(dead_code)]
+#[path = "../../../../memory.rs"]
+pub(crate) mod memory;
+
 pub(crate) mod mem;
 pub(crate) mod model;
 
@@ -58,6 +62,8 @@ mod data_tests;
 mod granule_tests;
 #[cfg(test)]
 mod init_tests;
+#[cfg(test)]
+mod memory_tests;
 #[cfg(test)]
 mod populate_tests;
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::addr::{
     GranuleRange,
     GRANULE_SIZE, //
 };
+use crate::data::GuestPages;
 use crate::granule::PageSource;
 
 /// Words in a granule.
@@ -52,6 +53,17 @@ pub(crate) struct Mem {
     /// `Some(n)`: the allocator fails once `n` more pages were handed out.
     alloc_budget: Option<u64>,
     violations: Vec<Violation>,
+    /// guest_memfd's pages: see [`GuestPage`].
+    guest: BTreeMap<Granule, GuestPage>,
+}
+
+/// A page of the fake guest_memfd, and who holds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GuestPage {
+    /// Whether the file still has it (a hole punch takes it out).
+    pub(crate) in_file: bool,
+    /// References the host took with `GuestPages::get`.
+    pub(crate) refs: u32,
 }
 
 impl Mem {
@@ -65,6 +77,7 @@ impl Mem {
             allocated: BTreeSet::new(),
             alloc_budget: None,
             violations: Vec::new(),
+            guest: BTreeMap::new(),
         }))
     }
 
@@ -203,6 +216,90 @@ impl Drop for FakeBlock {
             mem.contents.remove(&g);
             mem.free.insert(g);
         }
+    }
+}
+
+impl Mem {
+    /// Frees guest page `g` once neither the file nor the host holds it;
+    /// freeing it while not NS is recorded as a violation (and it is kept).
+    fn release_guest(&mut self, g: Granule) {
+        let Some(p) = self.guest.get(&g).copied() else {
+            return;
+        };
+        if p.in_file || p.refs != 0 {
+            return;
+        }
+        self.guest.remove(&g);
+        if self.state(g) != Some(GranuleState::Ns) {
+            self.violations.push(Violation::FreedWhileDelegated(g));
+            return;
+        }
+        self.allocated.remove(&g);
+        self.contents.remove(&g);
+        self.free.insert(g);
+    }
+
+    /// Guest page `g`'s holders, if it is one.
+    pub(crate) fn guest_page(&self, g: Granule) -> Option<GuestPage> {
+        self.guest.get(&g).copied()
+    }
+
+    /// The guest pages not freed yet.
+    pub(crate) fn guest_pages(&self) -> usize {
+        self.guest.len()
+    }
+}
+
+impl FakePages {
+    /// Allocates `n` guest_memfd pages, lowest first (so a fresh memory
+    /// gives one PA-contiguous run).
+    pub(crate) fn guest_alloc(&self, n: usize) -> Option<Vec<Granule>> {
+        let mut mem = self.0.borrow_mut();
+        let pages: Vec<Granule> = mem.free.iter().take(n).copied().collect();
+        if pages.len() < n {
+            return None;
+        }
+        for g in &pages {
+            mem.free.remove(g);
+            mem.allocated.insert(*g);
+            mem.guest.insert(
+                *g,
+                GuestPage {
+                    in_file: true,
+                    refs: 0,
+                },
+            );
+        }
+        Some(pages)
+    }
+
+    /// A hole punch (or the file's release) over guest page `g`: the file
+    /// drops it, and it is freed unless the host holds a reference.
+    pub(crate) fn guest_punch(&self, g: Granule) {
+        let mut mem = self.0.borrow_mut();
+        if let Some(p) = mem.guest.get_mut(&g) {
+            p.in_file = false;
+        }
+        mem.release_guest(g);
+    }
+}
+
+impl GuestPages for FakePages {
+    fn get(&self, g: Granule) {
+        let mut mem = self.0.borrow_mut();
+        match mem.guest.get_mut(&g) {
+            Some(p) => p.refs += 1,
+            None => panic!("reference on {g}, which is not a guest page"),
+        }
+    }
+
+    fn put(&self, g: Granule) {
+        let mut mem = self.0.borrow_mut();
+        match mem.guest.get_mut(&g) {
+            Some(p) if p.refs > 0 => p.refs -= 1,
+            _ => panic!("put of {g} without a reference"),
+        }
+        mem.release_guest(g);
     }
 }
 

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::{
     BTreeMap,
+    BTreeSet,
     VecDeque, //
 };
 use std::rc::Rc;
@@ -57,8 +58,10 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
     RMI_RTT_DATA_MAP_INIT,
+    RMI_RTT_DATA_UNMAP,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
+    RMI_RTT_INIT_RIPAS,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -145,8 +148,15 @@ struct ModelRealm {
     root_live: u64,
     /// Non-root RTTs by (level, base IPA of the region they map).
     rtts: BTreeMap<(RttLevel, u64), ModelRtt>,
-    /// Level-3 entries mapping DATA granules (all with RIPAS RAM), by IPA.
+    /// Level-3 entries mapping DATA granules, by IPA. Their RIPAS is RAM
+    /// (also recorded in `ram`).
     data: BTreeMap<u64, Granule>,
+    /// Where RIPAS is RAM: disjoint `[start, end)` runs, by start. Every
+    /// other protected IPA is EMPTY, or DESTROYED if in `destroyed`.
+    /// Entries (blocks too) are uniform, as RIPAS changes whole entries.
+    ram: BTreeMap<u64, u64>,
+    /// Level-3 IPAs whose RIPAS is DESTROYED (DATA unmapped from RAM).
+    destroyed: BTreeSet<u64>,
 }
 
 impl ModelRealm {
@@ -185,6 +195,73 @@ impl ModelRealm {
             at += size;
         }
         at
+    }
+
+    /// Whether all of `[start, end)` has RIPAS RAM.
+    fn is_ram(&self, start: u64, end: u64) -> bool {
+        self.ram
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(_, e)| *e >= end)
+    }
+
+    /// Whether any of `[start, end)` has RIPAS RAM.
+    fn any_ram(&self, start: u64, end: u64) -> bool {
+        self.ram
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, e)| *e > start)
+    }
+
+    /// Sets RIPAS RAM over `[start, end)`.
+    fn set_ram(&mut self, start: u64, end: u64) {
+        let (mut lo, mut hi) = (start, end);
+        let touching: Vec<(u64, u64)> = self
+            .ram
+            .range(..=end)
+            .filter(|(s, e)| **e >= start && **s <= end)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in touching {
+            self.ram.remove(&s);
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.ram.insert(lo, hi);
+    }
+
+    /// Clears RIPAS RAM over `[start, end)`.
+    fn clear_ram(&mut self, start: u64, end: u64) {
+        let overlapping: Vec<(u64, u64)> = self
+            .ram
+            .range(..end)
+            .filter(|(_, e)| **e > start)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in overlapping {
+            self.ram.remove(&s);
+            if s < start {
+                self.ram.insert(s, start);
+            }
+            if e > end {
+                self.ram.insert(end, e);
+            }
+        }
+    }
+
+    /// The end of the table at `level` holding `ipa` (one 4 KiB table of
+    /// 512 entries, as the RMM walks even a concatenated root).
+    fn table_end(&self, ipa: u64, level: RttLevel) -> u64 {
+        let span = level.entry_size() * 512;
+        ((ipa & !(span - 1)) + span).min(1u64 << self.s2sz)
+    }
+
+    /// Whether the entry at `level` for `ipa` is a table.
+    fn is_table(&self, ipa: u64, level: RttLevel) -> bool {
+        level.below().is_some_and(|child| {
+            self.rtts
+                .contains_key(&(child, ipa & !(level.entry_size() - 1)))
+        })
     }
 
     /// Adjusts the live count of the table at `level` holding `ipa`.
@@ -453,6 +530,26 @@ impl Rmm {
             .realms
             .get(&rd)
             .map(|r| r.data.iter().map(|(ipa, g)| (*ipa, *g)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Where the realm `rd` has RIPAS RAM: `[start, end)` runs.
+    pub(crate) fn realm_ram(&self, rd: Granule) -> Vec<(u64, u64)> {
+        self.state
+            .borrow()
+            .realms
+            .get(&rd)
+            .map(|r| r.ram.iter().map(|(s, e)| (*s, *e)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The level-3 IPAs of realm `rd` whose RIPAS is DESTROYED.
+    pub(crate) fn realm_destroyed(&self, rd: Granule) -> Vec<u64> {
+        self.state
+            .borrow()
+            .realms
+            .get(&rd)
+            .map(|r| r.destroyed.iter().copied().collect())
             .unwrap_or_default()
     }
 
@@ -1072,6 +1169,8 @@ impl Rmm {
                 root_live: 0,
                 rtts: BTreeMap::new(),
                 data: BTreeMap::new(),
+                ram: BTreeMap::new(),
+                destroyed: BTreeSet::new(),
             },
         );
         status(RmiStatus::Success)
@@ -1219,8 +1318,142 @@ impl Rmm {
             }
             mem.borrow_mut().set_state(data, GranuleState::InUse);
             r.data.insert(ipa, data);
+            r.set_ram(ipa, ipa + GRANULE_SIZE);
+            r.destroyed.remove(&ipa);
             r.table_live(ipa, leaf, 1);
             status(RmiStatus::Success)
+        })
+    }
+
+    /// `RMI_RTT_INIT_RIPAS` over `[x2, x3)`: NEW realms only; from the
+    /// entry at x2 (which must start there) to the end of its table, each
+    /// entry wholly below x3 that is EMPTY becomes RAM, RAM stays; any other
+    /// (a table, DESTROYED) stops the walk. x1 = where it stopped; no
+    /// progress is `RMI_ERROR_RTT` with the level.
+    fn rtt_init_ripas(&self, args: &SmcRegs) -> SmcRegs {
+        let (base, top) = (args.x(2), args.x(3));
+        self.with_realm(args, |r, _| {
+            let protected_top = 1u64 << (r.s2sz - 1);
+            if top <= base
+                || base % GRANULE_SIZE != 0
+                || top % GRANULE_SIZE != 0
+                || top > protected_top
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            if r.state != RealmState::New {
+                return status(RmiStatus::ErrorRealm);
+            }
+            let Some(leaf) = RttLevel::new(3) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let level = r.walk(base, leaf);
+            let size = level.entry_size();
+            let rtt_error = || {
+                let mut out = status(RmiStatus::ErrorRtt);
+                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
+                out
+            };
+            if base % size != 0 {
+                return rtt_error();
+            }
+            let end = r.table_end(base, level);
+            let mut addr = base;
+            while addr < end {
+                let next = addr + size;
+                if next > top || r.is_table(addr, level) || r.destroyed.contains(&addr) {
+                    break;
+                }
+                r.set_ram(addr, next);
+                addr = next;
+            }
+            if addr == base {
+                return rtt_error();
+            }
+            let mut out = status(RmiStatus::Success);
+            out.0[1] = addr;
+            out
+        })
+    }
+
+    /// `RMI_RTT_DATA_UNMAP` over `[x2, x3)`, x4 = flags (NONE or SINGLE;
+    /// LIST is not modelled). Within the leaf table the walk lands in:
+    /// non-live entries are skipped, DATA is unmapped (back to DELEGATED,
+    /// RIPAS RAM becomes DESTROYED); a table, or an entry crossing x3, ends
+    /// the run (`RMI_ERROR_RTT` if it is the first entry), as does a PA
+    /// discontinuity in SINGLE mode. x1 = where it stopped, x2 = the SINGLE
+    /// descriptor (0 if nothing was unmapped).
+    fn rtt_data_unmap(&self, args: &SmcRegs) -> SmcRegs {
+        let (base, top, flags, oaddr) = (args.x(2), args.x(3), args.x(4), args.x(5));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            let protected_top = 1u64 << (r.s2sz - 1);
+            let single = match flags {
+                0 => false,
+                1 => true,
+                _ => return status(RmiStatus::ErrorInput),
+            };
+            if oaddr != 0
+                || top <= base
+                || base % GRANULE_SIZE != 0
+                || top % GRANULE_SIZE != 0
+                || top > protected_top
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            let Some(leaf) = RttLevel::new(3) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let level = r.walk(base, leaf);
+            let size = level.entry_size();
+            let rtt_error = || {
+                let mut out = status(RmiStatus::ErrorRtt);
+                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
+                out
+            };
+            if base % size != 0 {
+                return rtt_error();
+            }
+            let end = r.table_end(base, level);
+            let mut addr = base;
+            let mut run: Option<(u64, u64)> = None;
+            while addr < end {
+                let next = addr + size;
+                let data = if level == leaf {
+                    r.data.get(&addr).copied()
+                } else {
+                    None
+                };
+                let table = r.is_table(addr, level);
+                if next > top || table {
+                    if addr == base {
+                        return rtt_error();
+                    }
+                    break;
+                }
+                if let Some(g) = data {
+                    if single {
+                        match run {
+                            Some((first, n)) if first + n * GRANULE_SIZE != g.pa() => break,
+                            Some((first, n)) => run = Some((first, n + 1)),
+                            None => run = Some((g.pa(), 1)),
+                        }
+                    }
+                    r.data.remove(&addr);
+                    r.clear_ram(addr, next);
+                    r.destroyed.insert(addr);
+                    r.table_live(addr, leaf, -1);
+                    mem.borrow_mut().set_state(g, GranuleState::Delegated);
+                }
+                addr = next;
+            }
+            let mut out = status(RmiStatus::Success);
+            out.0[1] = addr;
+            if let Some((first, n)) = run {
+                // Size 0 (4 KiB), count [11:2], PA [51:12].
+                out.0[2] = first | (n << 2);
+            }
+            out
         })
     }
 
@@ -1235,6 +1468,7 @@ impl Rmm {
         ipa: u64,
         level: RttLevel,
         parent: RttLevel,
+        fold: bool,
     ) -> Result<Granule, (u64, Option<RttLevel>)> {
         let reached = r.walk(ipa, parent);
         let Some(rtt) = r
@@ -1248,7 +1482,12 @@ impl Rmm {
                 Some(reached),
             ));
         };
-        if rtt.live != 0 {
+        // A fold needs one RIPAS for all entries (homogeneous).
+        let end = ipa + parent.entry_size();
+        let mixed = fold
+            && ((r.any_ram(ipa, end) && !r.is_ram(ipa, end))
+                || r.destroyed.range(ipa..end).next().is_some());
+        if rtt.live != 0 || mixed {
             return Err((return_code(RmiStatus::ErrorRtt, level.get() as u8), None));
         }
         r.rtts.remove(&(level, ipa));
@@ -1269,7 +1508,7 @@ impl Rmm {
                 return status(RmiStatus::ErrorInput);
             };
             let mut out = SmcRegs::default();
-            let (x0, next) = match Self::take_rtt(r, &mem, ipa, level, parent) {
+            let (x0, next) = match Self::take_rtt(r, &mem, ipa, level, parent, !destroy) {
                 Ok(g) => {
                     out.0[1] = g.pa();
                     (
@@ -1333,6 +1572,8 @@ impl SmcConduit for Rmm {
             RMI_REALM_DESTROY => self.realm_destroy(args),
             RMI_RTT_CREATE => self.rtt_create(args),
             RMI_RTT_DATA_MAP_INIT => self.rtt_data_map_init(args),
+            RMI_RTT_DATA_UNMAP => self.rtt_data_unmap(args),
+            RMI_RTT_INIT_RIPAS => self.rtt_init_ripas(args),
             RMI_RTT_DESTROY => self.rtt_take_out(args, true),
             RMI_RTT_FOLD => self.rtt_take_out(args, false),
             _ => {

@@ -303,10 +303,10 @@ fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
                 let _ = realm.fold_rtt(ipa(slot), RttLevel::new(level).expect("level"));
             }
             RealmStep::TeardownStage2 => {
-                let _ = realm.teardown_stage2();
+                let _ = realm.teardown_stage2(&mut || {});
             }
             RealmStep::Destroy => {
-                let _ = realm.destroy();
+                let _ = realm.destroy(&mut || {});
             }
             RealmStep::Fault { fid, nth } => {
                 h.smc()

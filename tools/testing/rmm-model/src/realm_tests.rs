@@ -27,11 +27,11 @@ fn features(f0: u64, f1: u64) -> RmiFeatureRegs {
     }
 }
 
-fn qemu() -> RmiFeatureRegs {
+pub(crate) fn qemu() -> RmiFeatureRegs {
     features(QEMU_FEATURES[0], QEMU_FEATURES[1])
 }
 
-fn cfg(ipa_bits: u8, host_lpa2: bool) -> RealmConfig {
+pub(crate) fn cfg(ipa_bits: u8, host_lpa2: bool) -> RealmConfig {
     RealmConfig {
         ipa_bits,
         host_ipa_limit: 52,
@@ -243,9 +243,9 @@ mod lifecycle {
         }
         realm.activate()?;
         assert_eq!(realm.state(), RealmState::Active);
-        realm.teardown_stage2()?;
-        realm.teardown_stage2()?;
-        realm.destroy()?;
+        realm.teardown_stage2(&mut || {})?;
+        realm.teardown_stage2(&mut || {})?;
+        realm.destroy(&mut || {})?;
         assert_eq!(realm.state(), RealmState::Dead);
         assert_eq!(
             realm.activate(),
@@ -275,7 +275,7 @@ mod lifecycle {
         let h = host(Rmm::active());
         let shape = realm_shape(&qemu(), cfg(48, false)).expect("shape");
         let mut realm = Realm::new(&h, shape, Ledger::default());
-        realm.teardown_stage2().expect("before create");
+        realm.teardown_stage2(&mut || {}).expect("before create");
         assert_eq!(realm.state(), RealmState::None);
         assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), 0);
         realm.create(&qemu()).expect("create");
@@ -284,7 +284,7 @@ mod lifecycle {
             realm.ensure_rtt(ipa, leaf()).expect("rtt");
         }
         realm.activate().expect("activate");
-        realm.teardown_stage2().expect("teardown");
+        realm.teardown_stage2(&mut || {}).expect("teardown");
         assert_eq!(realm.state(), RealmState::Dying);
         assert_eq!(h.smc().realm_state(rd), Some(ModelState::Terminated));
         assert!(h.smc().realm_rtts(rd).is_empty(), "non-root RTTs gone");
@@ -292,14 +292,14 @@ mod lifecycle {
             h.smc().calls(RMI_REALM_TERMINATE),
             h.smc().calls(RMI_RTT_DESTROY),
         );
-        realm.teardown_stage2().expect("again");
+        realm.teardown_stage2(&mut || {}).expect("again");
         assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), terminates);
         assert_eq!(h.smc().calls(RMI_RTT_DESTROY), destroys);
         assert_eq!(
             realm.activate(),
             Err(RealmError::WrongState(RealmState::Dying))
         );
-        realm.destroy().expect("destroy");
+        realm.destroy(&mut || {}).expect("destroy");
         assert_eq!(h.smc().realm_state(rd), None);
         drop(realm);
         assert_all_back(&h);
@@ -327,7 +327,7 @@ mod lifecycle {
         assert!(tables
             .iter()
             .all(|g| h.smc().mem().state(*g) == Some(GranuleState::InUse)));
-        realm.destroy().expect("destroy");
+        realm.destroy(&mut || {}).expect("destroy");
         assert_eq!(h.smc().realm_state(rd), None);
         drop(realm);
         assert_all_back(&h);
@@ -468,16 +468,30 @@ mod lifecycle {
             Err(RmiStatus::ErrorRealm)
         );
 
-        // The leaf table is live: teardown stops there and the realm dies.
-        let e = realm.destroy().expect_err("live table");
-        assert!(matches!(e, RealmError::Rmi(e) if e.status() == RmiStatus::ErrorRtt));
-        assert_eq!(realm.state(), RealmState::Dead);
+        // RTT_DATA_UNMAP gives the granule back (DELEGATED) and leaves
+        // the entry DESTROYED, so the table is no longer live.
+        let top = Ipa::new(a.get() + 0x1000).expect("top");
+        let out =
+            crate::sro::run_no_memory(h.smc(), &crate::rmi_cmds::rtt_data_unmap_call(rd, a, top))
+                .expect("unmap");
+        let unmapped = crate::rmi_cmds::data_unmapped(&out, a, top).expect("answer");
+        assert_eq!(unmapped.out_top, top);
+        assert_eq!(
+            unmapped.granules.map(|r| (r.base(), r.count())),
+            Some((data.granule(), 1))
+        );
+        assert!(h.smc().realm_data(rd).is_empty());
+        assert_eq!(
+            h.smc().mem().state(data.granule()),
+            Some(GranuleState::Delegated)
+        );
+        realm.destroy(&mut || {}).expect("destroy");
         drop(other);
         drop(data);
         drop(realm);
-        assert_ownership(&h, &BTreeSet::new());
-        assert!(h.smc().mem().violations().is_empty());
-        assert!(h.leaked() >= 1, "the mapped granule is leaked, not freed");
+        drop(src);
+        assert_all_back(&h);
+        assert_eq!(h.leaked(), 0);
     }
 
     #[test]
