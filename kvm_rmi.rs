@@ -32,32 +32,18 @@ use kernel::{
 };
 
 mod addr;
-#[expect(
-    dead_code,
-    reason = "guest page ownership is host-tested ahead of populate and \
-              stage-2 faults, which delegate guest_memfd pages (issue 5)"
-)]
 mod data;
 mod gpf;
 mod granule;
-#[expect(
-    dead_code,
-    reason = "KVM_ARM_RMI_POPULATE is host-tested first and wired to \
-              kvm_gmem_populate() next (issue 5)"
-)]
+mod memory;
 mod populate;
 #[expect(
     dead_code,
-    reason = "RTT creation and folding are host-tested ahead of populate \
-              and stage-2 faults, which use them"
+    reason = "RTT folding is host-tested; the host folds no RTTs yet \
+              (unmapped tables stay until teardown)"
 )]
 mod realm;
 mod realm_vm;
-#[expect(
-    dead_code,
-    reason = "commands are added test-first against the host RMM model, \
-              ahead of their kernel callers (RTT_DATA_MAP_INIT: populate)"
-)]
 mod rmi_cmds;
 #[expect(
     dead_code,
@@ -74,6 +60,7 @@ use addr::{
     Granule,
     GranuleRange, //
 };
+use data::GuestPages;
 use gpf::{
     GpfReporter,
     GpfTestDevice,
@@ -221,6 +208,25 @@ impl PageSource for KernelPages {
             ok
         })
     }
+}
+
+impl GuestPages for KernelPages {
+    fn get(&self, g: Granule) {
+        // SAFETY: `g` is a guest_memfd page KVM handed to the module with a
+        // reference held for the call, so its `struct page` is live.
+        unsafe { bindings::get_page_pfn(pfn_of(g)) };
+    }
+
+    fn put(&self, g: Granule) {
+        // SAFETY: The caller took a reference with `get`, so the page is live.
+        unsafe { bindings::put_page_pfn(pfn_of(g)) };
+    }
+}
+
+/// The page frame number of `g`.
+fn pfn_of(g: Granule) -> usize {
+    // CAST: PAs are below 2^52, so page frame numbers fit a `usize`.
+    (g.pa() >> addr::GRANULE_SHIFT) as usize
 }
 
 /// The host's RMI endpoint; delegated memory borrows it for `'static`.

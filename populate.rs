@@ -59,14 +59,6 @@ pub(crate) struct PopulateRange {
     pub(crate) measure: bool,
 }
 
-impl PopulateRange {
-    /// The IPA just past the range.
-    pub(crate) fn top(&self) -> u64 {
-        // Cannot wrap: checked against the protected half in `check`.
-        self.base.get() + self.granules * GRANULE_SIZE
-    }
-}
-
 /// Checks `args` for a realm whose IPA space is `ipa_bits` wide (the top
 /// bit selects the unprotected alias). `Ok(None)`: nothing to do (`size` 0).
 ///

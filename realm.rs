@@ -224,14 +224,14 @@ impl fmt::Display for RealmError {
 
 /// Why a page could not be populated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PopulateError {
+pub(crate) enum PopulatePageError {
     /// The IPA or the page is mapped already (`EEXIST`).
     Mapped,
     /// The realm's error.
     Realm(RealmError),
 }
 
-impl From<RealmError> for PopulateError {
+impl From<RealmError> for PopulatePageError {
     fn from(e: RealmError) -> Self {
         Self::Realm(e)
     }
@@ -269,11 +269,6 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     /// The realm's state.
     pub(crate) fn state(&self) -> RealmState {
         self.state
-    }
-
-    /// The realm's shape.
-    pub(crate) fn shape(&self) -> &RealmShape {
-        &self.shape
     }
 
     /// The RD, once created.
@@ -480,7 +475,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     ///
     /// # Errors
     ///
-    /// [`PopulateError::Mapped`] if `ipa` or the page is mapped already
+    /// [`PopulatePageError::Mapped`] if `ipa` or the page is mapped already
     /// (the realm is unchanged), or the realm's error.
     pub(crate) fn populate_page(
         &mut self,
@@ -488,14 +483,14 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         ipa: Ipa,
         src: Granule,
         measure: bool,
-    ) -> Result<MappedGuestPage, PopulateError> {
+    ) -> Result<MappedGuestPage, PopulatePageError> {
         let rd = self.rd_in(&[RealmState::New])?;
         let rmi = self.rmi;
         let data = match DelegatedGuestPage::delegate(rmi, GuestPageRef::get(rmi.pages(), page)) {
             Ok(d) => d,
             // Not NS: the page is mapped (or delegated) already.
             Err((Some(_), e)) if e.status() == RmiStatus::ErrorInput => {
-                return Err(PopulateError::Mapped)
+                return Err(PopulatePageError::Mapped)
             }
             Err((_, e)) => return Err(self.kill(e).into()),
         };
@@ -511,7 +506,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             // CAST: The index of ERROR_RTT is a level.
             match RttLevel::new(err.index() as i8).filter(|_| err.status() == RmiStatus::ErrorRtt) {
                 Some(l) if l < leaf => self.ensure_rtt(ipa, leaf)?,
-                Some(_) => return Err(PopulateError::Mapped),
+                Some(_) => return Err(PopulatePageError::Mapped),
                 None => return Err(self.kill(err).into()),
             }
         }

@@ -11,7 +11,9 @@ use kernel::{
     alloc::flags::GFP_KERNEL_ACCOUNT,
     bindings,
     kvm::{
+        GfnRange,
         Kvm,
+        MemSlot,
         RealmOps,
         Vcpu, //
     },
@@ -20,6 +22,10 @@ use kernel::{
     sync::{
         Mutex,
         SetOnce, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
     },
 };
 
@@ -30,7 +36,9 @@ use core::sync::atomic::{
 
 use crate::addr::{
     Granule,
-    GranuleRange, //
+    GranuleRange,
+    Ipa,
+    GRANULE_SHIFT, //
 };
 use crate::gpf::{
     self,
@@ -38,8 +46,15 @@ use crate::gpf::{
     RealmPart, //
 };
 use crate::granule::GranuleSet;
+use crate::memory::unmap_protected;
+use crate::populate::{
+    advance,
+    check,
+    PopulateArgs, //
+};
 use crate::realm::{
     realm_shape,
+    PopulatePageError,
     Realm,
     RealmConfig,
     RealmError,
@@ -119,9 +134,14 @@ pub(crate) struct RealmVm {
     id: u64,
     /// The process that created the VM.
     pid: i32,
-    /// The realm; the lock serialises its RMI operations.
+    /// The realm; the lock serialises its RMI operations. Lock order:
+    /// `slots_lock`, then guest_memfd's invalidate lock, then this, then
+    /// `mmu_lock`.
     #[pin]
     realm: Mutex<KernelRealm>,
+    /// The RD's address once created, else 0: for unmapping under
+    /// `mmu_lock`, where the realm's mutex cannot be taken.
+    rd: AtomicU64,
 }
 
 impl RealmVm {
@@ -133,7 +153,218 @@ impl RealmVm {
             part,
         }
     }
+
+    /// Creates the RD and root RTTs if not done yet, and records them.
+    fn create(&self, realm: &mut KernelRealm) -> Result<(), RealmError> {
+        let features = RMM_FEATURES
+            .as_ref()
+            .ok_or(RealmError::WrongState(realm.state()))?;
+        let created = realm.rd().is_none();
+        realm.create(features)?;
+        if created {
+            record_rd_and_root(self, realm);
+            if let Some(rd) = realm.rd() {
+                self.rd.store(rd.pa(), Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a realm error into an errno; a realm that died marks its VM
+    /// dead (its ioctls fail from now on).
+    fn fail(&self, kvm: &Kvm, realm: &KernelRealm, what: &str, e: RealmError) -> Error {
+        if realm.state() == RealmState::Dead {
+            pr_err!("realm {} died ({what}): {}\n", self.id, Shown(e));
+            kvm.mark_dead();
+        }
+        Error::from(e)
+    }
+
+    /// `KVM_ARM_RMI_POPULATE`: copies in, fills, and always copies the
+    /// structure back with the progress made.
+    fn populate_ioctl(&self, kvm: &Kvm, arg: usize) -> Result {
+        const LEN: usize = core::mem::size_of::<bindings::kvm_arm_rmi_populate>();
+        let (mut reader, mut writer) = UserSlice::new(UserPtr::from_addr(arg), LEN).reader_writer();
+        let mut raw = [0u8; LEN];
+        reader.read_slice(&mut raw)?;
+        let mut args = populate_args_from(&raw);
+        let result = self.populate(kvm, &mut args);
+        writer.write_slice(&populate_args_to(&args))?;
+        result
+    }
+
+    /// Fills `args`' range, advancing `args` by what is done.
+    fn populate(&self, kvm: &Kvm, args: &mut PopulateArgs) -> Result {
+        let ipa_bits = u8::try_from(kvm.ipa_bits()).map_err(|_| EINVAL)?;
+        let Some(request) = check(args, ipa_bits).map_err(|_| EINVAL)? else {
+            return Ok(());
+        };
+        {
+            let mut realm = self.realm.lock();
+            self.create(&mut realm)
+                .map_err(|e| self.fail(kvm, &realm, "creating", e))?;
+            if realm.state() != RealmState::New {
+                return Err(EINVAL);
+            }
+        }
+        let slots = kvm.lock_slots();
+        while args.size > 0 {
+            if kernel::current!().signal_pending() {
+                return Err(EINTR);
+            }
+            let gfn = args.base >> GRANULE_SHIFT;
+            let pages = usize::try_from(args.size >> GRANULE_SHIFT)
+                .unwrap_or(POPULATE_CHUNK)
+                .min(POPULATE_CHUNK);
+            let src = usize::try_from(args.source_uaddr).map_err(|_| EINVAL)?;
+            let done = kvm.gmem_populate(&slots, gfn, src, pages, |gfn, pfn, src| {
+                let (Some(page), Some(ipa), Some(src)) = (
+                    Granule::new(pfn << GRANULE_SHIFT),
+                    gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
+                    Granule::new(src),
+                ) else {
+                    return Err(EINVAL);
+                };
+                let mut realm = self.realm.lock();
+                match realm.populate_page(page, ipa, src, request.measure) {
+                    Ok(_) => Ok(()),
+                    Err(PopulatePageError::Mapped) => Err(EEXIST),
+                    Err(PopulatePageError::Realm(e)) => {
+                        Err(self.fail(kvm, &realm, "populating", e))
+                    }
+                }
+            })?;
+            advance(args, done as u64);
+            kernel::task::might_sleep();
+            cond_resched();
+        }
+        Ok(())
+    }
+
+    /// Unmaps and gives back the guest pages of protected IPAs
+    /// `[start, end)`, under `mmu_lock` held for writing.
+    fn unmap_protected(&self, kvm: &Kvm, start: u64, end: u64, may_block: bool) {
+        let Some(rd) = Granule::new(self.rd.load(Ordering::Acquire)).filter(|g| g.pa() != 0) else {
+            return;
+        };
+        let protected_top = 1u64 << (kvm.ipa_bits() - 1);
+        let (Some(base), Some(top)) = (Ipa::new(start), Ipa::new(end.min(protected_top))) else {
+            return;
+        };
+        if base.get() >= top.get() {
+            return;
+        }
+        let mut resched = || {
+            if may_block {
+                kvm.mmu_cond_resched();
+            }
+        };
+        if let Err((done, e)) = unmap_protected(&RMI, rd, base, top, &mut resched) {
+            pr_err!(
+                "realm {}: unmapping [{:#x}, {:#x}) failed after {} pages: {}\n",
+                self.id,
+                start,
+                end,
+                done.pages,
+                Shown(e)
+            );
+            kvm.mark_dead();
+        }
+    }
+
+    /// Sets RIPAS RAM over every guest_memfd memslot (before activation).
+    fn init_ripas(&self, kvm: &Kvm, realm: &mut KernelRealm) -> Result {
+        let slots = kvm.lock_slots();
+        let mut failed = None;
+        kvm.walk_memslots(&slots, |slot: &MemSlot| {
+            if !slot.has_gmem() {
+                return Ok(());
+            }
+            let range = slot
+                .base_gfn()
+                .checked_shl(GRANULE_SHIFT)
+                .zip(slot.base_gfn().checked_add(slot.npages()))
+                .and_then(|(b, t)| Some((Ipa::new(b)?, Ipa::new(t.checked_shl(GRANULE_SHIFT)?)?)));
+            let Some((base, top)) = range else {
+                return Err(EINVAL);
+            };
+            match realm.init_ripas(base, top) {
+                Ok(0) => Ok(()),
+                Ok(n) => {
+                    pr_info!("realm {}: {} unmapped pages left DESTROYED\n", self.id, n);
+                    Ok(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    Err(EINVAL)
+                }
+            }
+        })
+        .map_err(|errno| match failed {
+            Some(e) => self.fail(kvm, realm, "setting RIPAS", e),
+            None => errno,
+        })
+    }
 }
+
+/// Pages one `kvm_gmem_populate()` call fills before the ioctl checks for
+/// signals and lets others run.
+const POPULATE_CHUNK: usize = 512;
+
+/// Lets the scheduler run something else (`cond_resched()`).
+fn cond_resched() {
+    // SAFETY: Called from process context, with no lock held.
+    unsafe { bindings::cond_resched() };
+}
+
+/// Reads a native-endian `u64` at `at` of `raw`.
+fn ne_u64(raw: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(src) = raw.get(at..at + 8) {
+        b.copy_from_slice(src);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Reads a native-endian `u32` at `at` of `raw`.
+fn ne_u32(raw: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    if let Some(src) = raw.get(at..at + 4) {
+        b.copy_from_slice(src);
+    }
+    u32::from_ne_bytes(b)
+}
+
+/// `struct kvm_arm_rmi_populate`, as userspace passed it.
+fn populate_args_from(raw: &[u8; 32]) -> PopulateArgs {
+    PopulateArgs {
+        base: ne_u64(raw, 0),
+        size: ne_u64(raw, 8),
+        source_uaddr: ne_u64(raw, 16),
+        flags: ne_u32(raw, 24),
+        reserved: ne_u32(raw, 28),
+    }
+}
+
+/// `struct kvm_arm_rmi_populate` to copy back.
+fn populate_args_to(args: &PopulateArgs) -> [u8; 32] {
+    let mut raw = [0u8; 32];
+    raw[0..8].copy_from_slice(&args.base.to_ne_bytes());
+    raw[8..16].copy_from_slice(&args.size.to_ne_bytes());
+    raw[16..24].copy_from_slice(&args.source_uaddr.to_ne_bytes());
+    raw[24..28].copy_from_slice(&args.flags.to_ne_bytes());
+    raw[28..32].copy_from_slice(&args.reserved.to_ne_bytes());
+    raw
+}
+
+// The uAPI layout the conversions above assume.
+const _: () = {
+    assert!(core::mem::size_of::<bindings::kvm_arm_rmi_populate>() == 32);
+    assert!(core::mem::offset_of!(bindings::kvm_arm_rmi_populate, size) == 8);
+    assert!(core::mem::offset_of!(bindings::kvm_arm_rmi_populate, source_uaddr) == 16);
+    assert!(core::mem::offset_of!(bindings::kvm_arm_rmi_populate, flags) == 24);
+    assert!(core::mem::offset_of!(bindings::kvm_arm_rmi_populate, reserved) == 28);
+};
 
 /// Records the RD and root RTTs of `realm` as `vm`'s.
 fn record_rd_and_root(vm: &RealmVm, realm: &KernelRealm) {
@@ -179,6 +410,10 @@ fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
     }
 }
 
+/// `KVM_ARM_RMI_POPULATE`: `_IOWR(KVMIO, 0xd7, struct kvm_arm_rmi_populate)`.
+const KVM_ARM_RMI_POPULATE: u32 =
+    kernel::ioctl::_IOWR::<bindings::kvm_arm_rmi_populate>(bindings::KVMIO, 0xd7);
+
 /// The realm provider registered with KVM.
 pub(crate) struct RealmProvider;
 
@@ -216,6 +451,7 @@ impl RealmOps for RealmProvider {
                 id,
                 pid,
                 realm <- new_mutex!(realm, "RealmVm::realm"),
+                rd: AtomicU64::new(0),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -224,7 +460,9 @@ impl RealmOps for RealmProvider {
     fn vm_destroy(_kvm: &Kvm, vm: Pin<KBox<RealmVm>>) {
         let mut realm = vm.realm.lock();
         let (rd, root) = (realm.rd(), realm.root_range());
-        match realm.destroy() {
+        // Nothing unmaps any more (no MMU notifier, no guest_memfd file).
+        vm.rd.store(0, Ordering::Release);
+        match realm.destroy(&mut cond_resched) {
             Ok(()) => {
                 // Back in the host: no longer the realm's.
                 for range in [rd.and_then(one), root].into_iter().flatten() {
@@ -238,31 +476,45 @@ impl RealmOps for RealmProvider {
     }
 
     fn vcpu_first_run(vcpu: &Vcpu, vm: Pin<&RealmVm>) -> Result {
-        let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
+        let kvm = vcpu.kvm();
         let mut realm = vm.realm.lock();
         // Lazy: the first populate may have created it already.
-        let created = realm.rd().is_none();
-        let built = realm.create(features).and_then(|()| {
-            if created {
-                record_rd_and_root(&vm, &realm);
-            }
-            // RIPAS of guest memory and the RECs are set up here, before
-            // activation, by the memory and vCPU support.
-            realm.activate()
-        });
-        built.map_err(|e| {
-            if realm.state() == RealmState::Dead {
-                pr_err!("realm died at its first run: {}\n", Shown(e));
-                vcpu.kvm().mark_dead();
-            }
-            Error::from(e)
-        })
+        vm.create(&mut realm)
+            .map_err(|e| vm.fail(kvm, &realm, "at its creation", e))?;
+        // The first vCPU to run activates the realm; the RECs are set up
+        // here too, by the vCPU support.
+        if realm.state() == RealmState::New {
+            vm.init_ripas(kvm, &mut realm)?;
+        }
+        realm
+            .activate()
+            .map_err(|e| vm.fail(kvm, &realm, "at activation", e))
     }
 
     fn vm_stage2_teardown(_kvm: &Kvm, vm: Pin<&RealmVm>) {
-        if let Err(e) = vm.realm.lock().teardown_stage2() {
+        if let Err(e) = vm.realm.lock().teardown_stage2(&mut cond_resched) {
             pr_err!("realm stage-2 teardown failed: {}\n", Shown(e));
         }
+    }
+
+    fn vm_unmap_gfn_range(kvm: &Kvm, vm: Pin<&RealmVm>, range: &GfnRange) -> bool {
+        // Only guest_memfd pages are mapped (the shared side comes with
+        // stage-2 faults).
+        if range.private() {
+            let (start, end) = (range.start(), range.end());
+            if let (Some(s), Some(e)) = (
+                start.checked_shl(GRANULE_SHIFT),
+                end.checked_shl(GRANULE_SHIFT),
+            ) {
+                vm.unmap_protected(kvm, s, e, range.may_block());
+            }
+        }
+        // The RMM invalidates the realm's TLB entries itself.
+        false
+    }
+
+    fn vm_stage2_unmap_range(kvm: &Kvm, vm: Pin<&RealmVm>, start: u64, size: u64, may_block: bool) {
+        vm.unmap_protected(kvm, start, start.saturating_add(size), may_block);
     }
 
     fn ext_allowed(_vm: Pin<&RealmVm>, ext: i64) -> bool {
@@ -282,8 +534,11 @@ impl RealmOps for RealmProvider {
         }
     }
 
-    fn vm_ioctl(_kvm: &Kvm, _vm: Pin<&RealmVm>, _cmd: u32, _arg: usize) -> Result<isize> {
-        // No realm-only VM ioctl yet: KVM answers the ones it may.
-        Err(ENOIOCTLCMD)
+    fn vm_ioctl(kvm: &Kvm, vm: Pin<&RealmVm>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            KVM_ARM_RMI_POPULATE => vm.populate_ioctl(kvm, arg).map(|()| 0),
+            // KVM answers the others it may.
+            _ => Err(ENOIOCTLCMD),
+        }
     }
 }

@@ -13,7 +13,8 @@ use crate::ffi::{
     c_int,
     c_long,
     c_uint,
-    c_ulong, //
+    c_ulong,
+    c_void, //
 };
 use crate::{
     alloc::{
@@ -22,8 +23,10 @@ use crate::{
     },
     bindings,
     error::{
+        code::EINVAL,
         from_result,
         to_result,
+        Error,
         Result, //
     },
     macros::vtable,
@@ -88,6 +91,229 @@ impl Kvm {
     pub fn mark_dead(&self) {
         // SAFETY: The VM is live (type invariant).
         unsafe { bindings::kvm_vm_dead(self.as_raw()) };
+    }
+
+    /// Takes the VM's `slots_lock`, which keeps its memslots from changing.
+    pub fn lock_slots(&self) -> SlotsLockGuard<'_> {
+        // SAFETY: The VM is live (type invariant), so is its mutex.
+        unsafe { bindings::mutex_lock(&raw mut (*self.as_raw()).slots_lock) };
+        // INVARIANT: Locked just above.
+        SlotsLockGuard { kvm: self }
+    }
+
+    /// Calls `f` on each memslot of the VM, in no particular order, until
+    /// it fails.
+    pub fn walk_memslots<F: FnMut(&MemSlot) -> Result>(
+        &self,
+        _slots: &SlotsLockGuard<'_>,
+        mut f: F,
+    ) -> Result {
+        // SAFETY: `_slots` proves `slots_lock` is held; `f` outlives the
+        // call, and `memslot_callback::<F>` takes `data` as an `F`.
+        to_result(unsafe {
+            bindings::kvm_arm_realm_walk_memslots(
+                self.as_raw(),
+                Some(memslot_callback::<F>),
+                (&raw mut f).cast(),
+            )
+        })
+    }
+
+    /// Fills guest_memfd pages from `gfn` on with the user pages at `src`
+    /// (`kvm_gmem_populate()`), at most `npages` and never past the end of
+    /// `gfn`'s memslot: for each, `f(gfn, pfn, src_pa)` runs with the
+    /// guest_memfd page `pfn` (referenced and locked against invalidation
+    /// for the call) and the source page at `src_pa` (pinned).
+    ///
+    /// Returns how many pages were done, or the error if none was. `src`
+    /// must be page aligned and `npages` positive.
+    pub fn gmem_populate<F: FnMut(u64, u64, u64) -> Result>(
+        &self,
+        _slots: &SlotsLockGuard<'_>,
+        gfn: u64,
+        src: usize,
+        npages: usize,
+        mut f: F,
+    ) -> Result<usize> {
+        let npages = c_long::try_from(npages).map_err(|_| EINVAL)?;
+        // SAFETY: `_slots` proves `slots_lock` is held; `f` outlives the
+        // call, and `populate_callback::<F>` takes `opaque` as an `F`.
+        let done = unsafe {
+            bindings::kvm_gmem_populate(
+                self.as_raw(),
+                gfn,
+                src as *mut c_void,
+                npages,
+                false,
+                Some(populate_callback::<F>),
+                (&raw mut f).cast(),
+            )
+        };
+        if done < 0 {
+            // CAST: A negative return is an errno.
+            return Err(Error::from_errno(done as i32));
+        }
+        // CAST: Non-negative and at most `npages`.
+        Ok(done as usize)
+    }
+
+    /// Lets the scheduler run something else while the caller holds
+    /// `mmu_lock` for writing (`cond_resched_rwlock_write()`), in a KVM
+    /// callback that may block.
+    pub fn mmu_cond_resched(&self) {
+        // SAFETY: The VM is live; KVM called the caller with `mmu_lock`
+        // held for writing and allows blocking.
+        unsafe { bindings::kvm_mmu_cond_resched(self.as_raw()) };
+    }
+}
+
+/// KVM's `slots_lock` of a VM, held.
+///
+/// # Invariants
+///
+/// `kvm`'s `slots_lock` is held by this thread until this value drops.
+pub struct SlotsLockGuard<'a> {
+    kvm: &'a Kvm,
+}
+
+impl Drop for SlotsLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Held (type invariant), and released once, here.
+        unsafe { bindings::mutex_unlock(&raw mut (*self.kvm.as_raw()).slots_lock) };
+    }
+}
+
+/// Calls the closure [`Kvm::walk_memslots`] passed as `data`.
+///
+/// # Safety
+///
+/// `data` points to a live `F`, and `slot` to a memslot of a VM whose
+/// `slots_lock` is held.
+unsafe extern "C" fn memslot_callback<F: FnMut(&MemSlot) -> Result>(
+    slot: *const bindings::kvm_memory_slot,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: By the function's safety requirements.
+    let f = unsafe { &mut *data.cast::<F>() };
+    // SAFETY: Fixed while `slots_lock` is held, i.e. for this call.
+    match f(unsafe { MemSlot::from_raw(slot) }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Calls the closure [`Kvm::gmem_populate`] passed as `opaque`.
+///
+/// # Safety
+///
+/// `opaque` points to a live `F`; `src` is a pinned page or NULL.
+unsafe extern "C" fn populate_callback<F: FnMut(u64, u64, u64) -> Result>(
+    _kvm: *mut bindings::kvm,
+    gfn: bindings::gfn_t,
+    pfn: bindings::kvm_pfn_t,
+    src: *mut bindings::page,
+    opaque: *mut c_void,
+) -> c_int {
+    if src.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `src` is a pinned page (function's safety requirements).
+    let src = unsafe { bindings::page_to_phys(src) };
+    // SAFETY: By the function's safety requirements.
+    let f = unsafe { &mut *opaque.cast::<F>() };
+    match f(gfn, pfn, src) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// A memslot (`struct kvm_memory_slot`), read while `slots_lock` is held.
+///
+/// # Invariants
+///
+/// `self.0` is a memslot that does not change as long as the reference to
+/// this value exists.
+#[repr(transparent)]
+pub struct MemSlot(Opaque<bindings::kvm_memory_slot>);
+
+impl MemSlot {
+    /// # Safety
+    ///
+    /// `ptr` points to a memslot that does not change for `'a`.
+    unsafe fn from_raw<'a>(ptr: *const bindings::kvm_memory_slot) -> &'a Self {
+        // SAFETY: `MemSlot` is a transparent wrapper; the caller keeps it fixed.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> &bindings::kvm_memory_slot {
+        // SAFETY: Fixed while referenced (type invariant).
+        unsafe { &*self.0.get() }
+    }
+
+    /// The first guest frame it maps.
+    pub fn base_gfn(&self) -> u64 {
+        self.raw().base_gfn
+    }
+
+    /// How many guest frames it maps.
+    pub fn npages(&self) -> u64 {
+        // CAST: `unsigned long` is 64 bits wide on arm64.
+        self.raw().npages as u64
+    }
+
+    /// Whether its private memory comes from a guest_memfd.
+    pub fn has_gmem(&self) -> bool {
+        self.raw().flags & bindings::KVM_MEM_GUEST_MEMFD != 0
+    }
+}
+
+/// A range of guest frames KVM unmaps (`struct kvm_gfn_range`), under
+/// `mmu_lock` held for writing.
+///
+/// # Invariants
+///
+/// `self.0` is a range that does not change as long as the reference to
+/// this value exists.
+#[repr(transparent)]
+pub struct GfnRange(Opaque<bindings::kvm_gfn_range>);
+
+impl GfnRange {
+    /// # Safety
+    ///
+    /// `ptr` points to a range that does not change for `'a`.
+    unsafe fn from_raw<'a>(ptr: *const bindings::kvm_gfn_range) -> &'a Self {
+        // SAFETY: `GfnRange` is a transparent wrapper; the caller keeps it fixed.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> &bindings::kvm_gfn_range {
+        // SAFETY: Fixed while referenced (type invariant).
+        unsafe { &*self.0.get() }
+    }
+
+    /// The first guest frame.
+    pub fn start(&self) -> u64 {
+        self.raw().start
+    }
+
+    /// The guest frame past the last.
+    pub fn end(&self) -> u64 {
+        self.raw().end
+    }
+
+    /// Whether private (guest_memfd) mappings go.
+    pub fn private(&self) -> bool {
+        self.raw().attr_filter & bindings::kvm_gfn_range_filter_KVM_FILTER_PRIVATE != 0
+    }
+
+    /// Whether shared mappings go.
+    pub fn shared(&self) -> bool {
+        self.raw().attr_filter & bindings::kvm_gfn_range_filter_KVM_FILTER_SHARED != 0
+    }
+
+    /// Whether the callback may block (with [`Kvm::mmu_cond_resched`]).
+    pub fn may_block(&self) -> bool {
+        self.raw().may_block
     }
 }
 
@@ -166,6 +392,27 @@ pub trait RealmOps: Sized {
     /// idempotent. Not called for a VM whose `vm_init` failed.
     fn vm_stage2_teardown(kvm: &Kvm, realm: Pin<&Self::Realm>);
 
+    /// KVM unmaps guest frames `range` of the realm (MMU notifier, guest_memfd
+    /// invalidation, memory attribute change), holding `mmu_lock` for
+    /// writing: must not sleep unless [`GfnRange::may_block`]. Returns
+    /// whether KVM must flush TLBs.
+    fn vm_unmap_gfn_range(_kvm: &Kvm, _realm: Pin<&Self::Realm>, _range: &GfnRange) -> bool {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// KVM unmaps IPAs `[start, start + size)` of the realm (memslot deletion
+    /// or move), holding `mmu_lock` for writing: must not sleep unless
+    /// `may_block`.
+    fn vm_stage2_unmap_range(
+        _kvm: &Kvm,
+        _realm: Pin<&Self::Realm>,
+        _start: u64,
+        _size: u64,
+        _may_block: bool,
+    ) {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
     /// `vcpu` is about to run for the first time, after KVM's own first-run
     /// setup. An error fails that `KVM_RUN`.
     fn vcpu_first_run(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> Result {
@@ -216,9 +463,17 @@ impl<T: RealmOps> Registration<T> {
                 check_extension: Some(Self::check_extension_callback),
                 vm_ioctl: Some(Self::vm_ioctl_callback),
                 vm_stage2_teardown: Some(Self::vm_stage2_teardown_callback),
-                // Providers map no realm memory and run no realm vCPUs yet.
-                vm_stage2_unmap_range: None,
-                vm_unmap_gfn_range: None,
+                vm_stage2_unmap_range: if T::HAS_VM_STAGE2_UNMAP_RANGE {
+                    Some(Self::vm_stage2_unmap_range_callback)
+                } else {
+                    None
+                },
+                vm_unmap_gfn_range: if T::HAS_VM_UNMAP_GFN_RANGE {
+                    Some(Self::vm_unmap_gfn_range_callback)
+                } else {
+                    None
+                },
+                // Providers run no realm vCPUs yet.
                 vm_mem_abort: None,
                 prepare_memory_region: None,
                 vcpu_create: None,
@@ -341,6 +596,45 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: `vm_init` succeeded (the state is set); `vm_destroy` has not started.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         T::vm_stage2_teardown(vm, realm);
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM and a range it keeps fixed for the
+    /// call.
+    unsafe extern "C" fn vm_unmap_gfn_range_callback(
+        kvm: *mut bindings::kvm,
+        range: *mut bindings::kvm_gfn_range,
+    ) -> bool {
+        // SAFETY: KVM keeps the VM live during the call.
+        if unsafe { (*kvm).arch.realm }.is_null() {
+            return false;
+        }
+        // SAFETY: `vm_init` succeeded (the state is set); KVM unregisters
+        // its MMU notifier and guest_memfd holds a VM reference, so
+        // `vm_destroy` has not started.
+        let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
+        // SAFETY: KVM keeps the range fixed during the call.
+        T::vm_unmap_gfn_range(vm, realm, unsafe { GfnRange::from_raw(range) })
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM.
+    unsafe extern "C" fn vm_stage2_unmap_range_callback(
+        kvm: *mut bindings::kvm,
+        start: bindings::phys_addr_t,
+        size: u64,
+        may_block: bool,
+    ) {
+        // SAFETY: KVM keeps the VM live during the call.
+        if unsafe { (*kvm).arch.realm }.is_null() {
+            return;
+        }
+        // SAFETY: `vm_init` succeeded (the state is set); memslot changes
+        // end before `vm_destroy`.
+        let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
+        T::vm_stage2_unmap_range(vm, realm, start, size, may_block);
     }
 
     /// # Safety

@@ -23,7 +23,7 @@ use crate::memory::unmap_protected;
 use crate::model::Rmm;
 use crate::realm::{
     realm_shape,
-    PopulateError,
+    PopulatePageError,
     Realm,
     RealmError,
     RealmState, //
@@ -136,11 +136,11 @@ fn populate_maps_each_page_once_with_rtts_on_demand() {
     let more = h.pages().guest_alloc(1).expect("page")[0];
     assert_eq!(
         realm.populate_page(more, ipa(ipas[0]), src, false),
-        Err(PopulateError::Mapped)
+        Err(PopulatePageError::Mapped)
     );
     assert_eq!(
         realm.populate_page(pages[0], ipa(8 * MIB), src, false),
-        Err(PopulateError::Mapped)
+        Err(PopulatePageError::Mapped)
     );
     assert_eq!(h.smc().mem().guest_page(more).map(|p| p.refs), Some(0));
     assert_eq!(h.smc().realm_data(rd), mapped);
@@ -150,7 +150,7 @@ fn populate_maps_each_page_once_with_rtts_on_demand() {
     realm.activate().expect("activate");
     assert_eq!(
         realm.populate_page(more, ipa(8 * MIB), src, false),
-        Err(PopulateError::Realm(RealmError::WrongState(
+        Err(PopulatePageError::Realm(RealmError::WrongState(
             RealmState::Active
         )))
     );
