@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KVM_ARM_RMI_POPULATE: filling a realm's guest_memfd memory with initial
+ * contents before its first run.
+ *
+ * Without an RMM no realm VM exists: the ioctl fails with ENXIO on a normal
+ * VM and the rest is skipped. With one, on a 40-bit realm with a 4 MiB
+ * guest_memfd memslot at IPA 0 (and a normal memslot above it):
+ * - every invalid request fails with EINVAL and is copied back unchanged:
+ *   reserved bits, unknown flags, unaligned fields, a zero source, a range
+ *   that wraps, leaves the protected half, or is not guest_memfd memory;
+ * - size 0 is a no-op;
+ * - a measured and an unmeasured fill succeed, and the struct comes back
+ *   advanced to the end; filling a page again fails with EEXIST;
+ * - a range running off the guest_memfd memslot stops there: the struct
+ *   comes back advanced by the pages done, and the VMM's retry loop sees
+ *   the error for the rest;
+ * - pages set shared with KVM_SET_MEMORY_ATTRIBUTES are refused; set
+ *   private again, they fill;
+ * - a hole punch in guest_memfd unmaps populated pages (and they can be
+ *   populated again), and deleting the memslot unmaps the rest;
+ * - after the first KVM_RUN (which sets RIPAS RAM over the guest_memfd
+ *   memslots and activates the realm) populate fails with EINVAL;
+ * - closing everything logs no failure or leak.
+ */
+#define _GNU_SOURCE
+#include <linux/falloc.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "krmi.h"
+
+#define MAX_LINES 64
+#define PAGE 4096ULL
+#define SLOT_SIZE (4ULL << 20)
+/* The normal memslot, right above the guest_memfd one. */
+#define NORMAL_BASE SLOT_SIZE
+#define PROTECTED_TOP (1ULL << 39)
+
+struct realm {
+	int vm, gmem;
+	char *shared, *normal, *src;
+};
+
+static int populate(int vm, struct kvm_arm_rmi_populate *args)
+{
+	return ioctl(vm, KVM_ARM_RMI_POPULATE, args) ? -errno : 0;
+}
+
+static int set_slot(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size, void *uaddr,
+		    int gmem)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (unsigned long)uaddr,
+		.guest_memfd = gmem,
+	};
+
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
+}
+
+static int set_attributes(int vm, __u64 gpa, __u64 size, __u64 attributes)
+{
+	struct kvm_memory_attributes attrs = {
+		.address = gpa, .size = size, .attributes = attributes,
+	};
+
+	return ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs) ? -errno : 0;
+}
+
+static void *map_anon(__u64 size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		ksft_exit_fail_msg("mmap: %s\n", strerror(errno));
+	return p;
+}
+
+/* A 40-bit realm with the two memslots, and a source buffer of SLOT_SIZE. */
+static struct realm realm_create(int kvm)
+{
+	struct kvm_create_guest_memfd gmem = { .size = SLOT_SIZE };
+	struct realm r = { .vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM) };
+
+	if (r.vm < 0)
+		ksft_exit_fail_msg("realm VM: %s\n", strerror(errno));
+	r.gmem = ioctl(r.vm, KVM_CREATE_GUEST_MEMFD, &gmem);
+	if (r.gmem < 0)
+		ksft_exit_fail_msg("guest_memfd: %s\n", strerror(errno));
+	r.shared = map_anon(SLOT_SIZE);
+	r.normal = map_anon(SLOT_SIZE);
+	r.src = map_anon(SLOT_SIZE);
+	for (__u64 i = 0; i < SLOT_SIZE; i++)
+		r.src[i] = (char)(i * 7 + i / PAGE);
+	if (set_slot(r.vm, 0, KVM_MEM_GUEST_MEMFD, 0, SLOT_SIZE, r.shared, r.gmem) ||
+	    set_slot(r.vm, 1, 0, NORMAL_BASE, SLOT_SIZE, r.normal, 0))
+		ksft_exit_fail_msg("memslots: %s\n", strerror(errno));
+	return r;
+}
+
+static void realm_destroy(struct realm *r)
+{
+	close(r->gmem);
+	close(r->vm);
+	munmap(r->shared, SLOT_SIZE);
+	munmap(r->normal, SLOT_SIZE);
+	munmap(r->src, SLOT_SIZE);
+}
+
+static struct kvm_arm_rmi_populate req(__u64 base, __u64 size, __u64 src, __u32 flags)
+{
+	return (struct kvm_arm_rmi_populate){
+		.base = base, .size = size, .source_uaddr = src, .flags = flags,
+	};
+}
+
+/* Each invalid request: EINVAL, and the struct unchanged. */
+static void test_invalid(struct realm *r)
+{
+	__u64 src = (unsigned long)r->src;
+	struct {
+		const char *what;
+		struct kvm_arm_rmi_populate args;
+	} cases[] = {
+		{ "reserved bits", { .base = 0, .size = PAGE, .source_uaddr = src, .reserved = 1 } },
+		{ "unknown flag", req(0, PAGE, src, 1 << 1) },
+		{ "unaligned base", req(8, PAGE, src, 0) },
+		{ "unaligned size", req(0, PAGE + 8, src, 0) },
+		{ "unaligned source", req(0, PAGE, src + 8, 0) },
+		{ "zero source", req(0, PAGE, 0, 0) },
+		{ "base + size wraps", req(PAGE, -PAGE, src, 0) },
+		{ "source + size wraps", req(0, 2 * PAGE, -PAGE, 0) },
+		{ "beyond the protected half", req(PROTECTED_TOP - PAGE, 2 * PAGE, src, 0) },
+		{ "in the unprotected half", req(PROTECTED_TOP, PAGE, src, 0) },
+		{ "a normal memslot", req(NORMAL_BASE, PAGE, src, 0) },
+		{ "no memslot", req(64ULL << 20, PAGE, src, 0) },
+	};
+	int bad = 0;
+
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kvm_arm_rmi_populate args = cases[i].args;
+		int ret = populate(r->vm, &args);
+
+		if (ret != -EINVAL || memcmp(&args, &cases[i].args, sizeof(args))) {
+			bad++;
+			ksft_print_msg("%s: %d (base %#llx size %#llx)\n", cases[i].what, ret,
+				       args.base, args.size);
+		}
+	}
+	ksft_test_result(!bad, "%zu invalid requests fail with EINVAL, unchanged (%d wrong)\n",
+			 sizeof(cases) / sizeof(cases[0]), bad);
+}
+
+static void test_fill(struct realm *r)
+{
+	__u64 src = (unsigned long)r->src;
+	struct kvm_arm_rmi_populate args = req(PAGE, 0, 0, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE);
+	struct kvm_arm_rmi_populate again;
+	int ret, ret2;
+
+	ret = populate(r->vm, &args);
+	ksft_test_result(ret == 0 && args.base == PAGE && args.size == 0,
+			 "size 0 is a no-op (got %d)\n", ret);
+
+	/* 600 pages: more than one chunk of the kernel's loop. */
+	args = req(0, 600 * PAGE, src, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE);
+	ret = populate(r->vm, &args);
+	ksft_test_result(ret == 0 && args.base == 600 * PAGE && args.size == 0 &&
+			 args.source_uaddr == src + 600 * PAGE,
+			 "measured fill of 600 pages: %d, comes back advanced (base %#llx size %#llx)\n",
+			 ret, args.base, args.size);
+
+	args = req(600 * PAGE, 8 * PAGE, src, 0);
+	ret = populate(r->vm, &args);
+	again = req(PAGE, PAGE, src, 0);
+	ret2 = populate(r->vm, &again);
+	ksft_test_result(ret == 0 && args.size == 0 && ret2 == -EEXIST && again.size == PAGE,
+			 "unmeasured fill: %d; a page again: %d (want 0, EEXIST)\n", ret, ret2);
+}
+
+/* A range running off the guest_memfd memslot: progress, then the error. */
+static void test_partial(struct realm *r)
+{
+	__u64 src = (unsigned long)r->src;
+	__u64 base = SLOT_SIZE - 4 * PAGE, end = base + 6 * PAGE;
+	struct kvm_arm_rmi_populate args = req(base, 6 * PAGE, src, 0);
+	int calls = 0, ret;
+
+	/* The VMM's loop: call again while progress is made. */
+	do {
+		__u64 before = args.size;
+
+		ret = populate(r->vm, &args);
+		calls++;
+		if (args.size == before)
+			break;
+	} while (ret && calls < 8);
+	ksft_test_result(ret == -EINVAL && args.base == SLOT_SIZE && args.size == 2 * PAGE &&
+			 args.base + args.size == end &&
+			 args.source_uaddr + args.size == src + 6 * PAGE,
+			 "a range off the memslot stops at its end: %d after %d calls, base %#llx "
+			 "size %#llx\n", ret, calls, args.base, args.size);
+}
+
+static void test_attributes(struct realm *r)
+{
+	__u64 src = (unsigned long)r->src, base = 800 * PAGE;
+	struct kvm_arm_rmi_populate args = req(base, 4 * PAGE, src, 0);
+	int shared, refused, private, ret;
+
+	shared = set_attributes(r->vm, base, 4 * PAGE, 0);
+	refused = populate(r->vm, &args);
+	private = set_attributes(r->vm, base, 4 * PAGE, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ret = populate(r->vm, &args);
+	ksft_test_result(!shared && refused == -EINVAL && !private && ret == 0 && !args.size,
+			 "attributes: shared pages refused (%d), private again they fill (%d)\n",
+			 refused, ret);
+}
+
+/* Hole punch: the pages go back to guest_memfd; they can be filled again. */
+static void test_punch(struct realm *r)
+{
+	__u64 src = (unsigned long)r->src;
+	struct kvm_arm_rmi_populate args = req(0, 16 * PAGE, src, 0);
+	int punch, ret;
+
+	punch = fallocate(r->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 16 * PAGE) ?
+		-errno : 0;
+	ret = populate(r->vm, &args);
+	ksft_test_result(!punch && ret == 0 && !args.size,
+			 "hole punch over populated pages (%d), filled again (%d)\n", punch, ret);
+}
+
+static int run_once(int vm)
+{
+	struct kvm_vcpu_init init;
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0), ret = 0;
+
+	if (vcpu < 0 || ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
+		return -errno;
+	init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+	if (ioctl(vcpu, KVM_ARM_VCPU_INIT, &init))
+		ret = -errno;
+	if (!ret)
+		ret = ioctl(vcpu, KVM_RUN, 0) ? -errno : 0;
+	close(vcpu);
+	return ret;
+}
+
+static void test_after_run(int kvm)
+{
+	struct realm r = realm_create(kvm);
+	struct kvm_arm_rmi_populate args = req(0, 4 * PAGE, (unsigned long)r.src, 0);
+	int before = populate(r.vm, &args), run, after;
+
+	/* Realm vCPUs cannot run yet: the first KVM_RUN activates, then fails. */
+	run = run_once(r.vm);
+	args = req(8 * PAGE, PAGE, (unsigned long)r.src, 0);
+	after = populate(r.vm, &args);
+	ksft_test_result(before == 0 && run == -EOPNOTSUPP && after == -EINVAL && args.size == PAGE,
+			 "after the first run populate fails with EINVAL (before %d, run %d, "
+			 "after %d)\n", before, run, after);
+	realm_destroy(&r);
+}
+
+/* Deleting the memslot unmaps what is populated; the file can go after. */
+static void test_delete_slot(int kvm)
+{
+	struct realm r = realm_create(kvm);
+	struct kvm_arm_rmi_populate args = req(0, 64 * PAGE, (unsigned long)r.src, 0);
+	int ret = populate(r.vm, &args), del, again;
+
+	del = set_slot(r.vm, 0, KVM_MEM_GUEST_MEMFD, 0, 0, r.shared, r.gmem);
+	args = req(0, PAGE, (unsigned long)r.src, 0);
+	again = populate(r.vm, &args);
+	ksft_test_result(ret == 0 && del == 0 && again == -EINVAL,
+			 "memslot deleted after populate (%d, %d); no longer populated (%d)\n",
+			 ret, del, again);
+	realm_destroy(&r);
+}
+
+static bool bad_lines(char lines[][256], int n)
+{
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		if (strstr(lines[i], "failed") || strstr(lines[i], "leaked") ||
+		    strstr(lines[i], "died") || strstr(lines[i], "granule protection"))
+			return true;
+	return false;
+}
+
+int main(void)
+{
+	char lines[MAX_LINES][256];
+	struct kvm_arm_rmi_populate args = req(0, PAGE, 0, 0);
+	int kvm, kmsg, ret, n;
+	struct realm r;
+
+	ksft_print_header();
+	if (access(module_path(), R_OK))
+		ksft_exit_skip("%s not found\n", module_path());
+	if (module_listed())
+		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
+	ksft_set_plan(rmm_present() ? 13 : 2);
+
+	n = ioctl(kvm, KVM_CREATE_VM, 0);
+	ret = n < 0 ? -errno : populate(n, &args);
+	ksft_test_result(ret == -ENXIO, "normal VM: ENXIO (got %d)\n", ret);
+	if (n >= 0)
+		close(n);
+	if (!rmm_present()) {
+		ksft_test_result_skip("populating realms: no RMM (boot with RME_FIRMWARE)\n");
+		ksft_finished();
+	}
+
+	kmsg = kmsg_open();
+	ret = module_load();
+	ksft_test_result(ret == 0, "load (got %d)\n", ret);
+	if (ret)
+		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
+
+	r = realm_create(kvm);
+	test_invalid(&r);
+	test_fill(&r);
+	test_partial(&r);
+	test_attributes(&r);
+	test_punch(&r);
+	realm_destroy(&r);
+	test_after_run(kvm);
+	test_delete_slot(kvm);
+
+	close(kvm);
+	ret = module_unload();
+	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	ksft_test_result(!bad_lines(lines, n), "no failure, leak or GPF logged\n");
+	close(kmsg);
+	ksft_finished();
+}
