@@ -212,8 +212,8 @@ impl PageSource for KernelPages {
 
 impl GuestPages for KernelPages {
     fn get(&self, g: Granule) {
-        // SAFETY: `g` is a guest_memfd page KVM handed to the module with a
-        // reference held for the call, so its `struct page` is live.
+        // `g` is a guest_memfd page KVM handed over with a reference held.
+        // SAFETY: Referenced, so its `struct page` is live.
         unsafe { bindings::get_page_pfn(pfn_of(g)) };
     }
 

@@ -74,10 +74,10 @@ pub(crate) fn unmap_protected<C: SmcConduit, P: PageSource + GuestPages>(
             Ok(step) => {
                 if let Some(range) = step.granules {
                     for g in range.iter() {
-                        // SAFETY: The RMM just unmapped `g` from realm `rd`;
-                        // by this function's contract it was mapped with
-                        // `into_mapping` over `rmi.pages()`, and an unmapped
-                        // granule is reported once.
+                        // The RMM just unmapped `g` from realm `rd`; by this
+                        // function's contract it was mapped with `into_mapping`
+                        // over `rmi.pages()`; an unmapped granule is reported once.
+                        // SAFETY: As above.
                         let page = unsafe {
                             DelegatedGuestPage::from_unmapped(rmi, rmi.pages(), MappedGuestPage(g))
                         };

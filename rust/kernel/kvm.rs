@@ -108,8 +108,8 @@ impl Kvm {
         _slots: &SlotsLockGuard<'_>,
         mut f: F,
     ) -> Result {
-        // SAFETY: `_slots` proves `slots_lock` is held; `f` outlives the
-        // call, and `memslot_callback::<F>` takes `data` as an `F`.
+        // `memslot_callback::<F>` takes `data` as an `F`, which outlives the call.
+        // SAFETY: `_slots` proves `slots_lock` is held; `data` is as above.
         to_result(unsafe {
             bindings::kvm_arm_realm_walk_memslots(
                 self.as_raw(),
@@ -136,8 +136,8 @@ impl Kvm {
         mut f: F,
     ) -> Result<usize> {
         let npages = c_long::try_from(npages).map_err(|_| EINVAL)?;
-        // SAFETY: `_slots` proves `slots_lock` is held; `f` outlives the
-        // call, and `populate_callback::<F>` takes `opaque` as an `F`.
+        // `populate_callback::<F>` takes `opaque` as an `F`, which outlives the call.
+        // SAFETY: `_slots` proves `slots_lock` is held; `opaque` is as above.
         let done = unsafe {
             bindings::kvm_gmem_populate(
                 self.as_raw(),
@@ -161,8 +161,8 @@ impl Kvm {
     /// `mmu_lock` for writing (`cond_resched_rwlock_write()`), in a KVM
     /// callback that may block.
     pub fn mmu_cond_resched(&self) {
-        // SAFETY: The VM is live; KVM called the caller with `mmu_lock`
-        // held for writing and allows blocking.
+        // KVM called the caller with `mmu_lock` held for writing, allowing blocking.
+        // SAFETY: The VM is live, and the lock is held as above.
         unsafe { bindings::kvm_mmu_cond_resched(self.as_raw()) };
     }
 }
@@ -610,9 +610,9 @@ impl<T: RealmOps> Registration<T> {
         if unsafe { (*kvm).arch.realm }.is_null() {
             return false;
         }
-        // SAFETY: `vm_init` succeeded (the state is set); KVM unregisters
-        // its MMU notifier and guest_memfd holds a VM reference, so
-        // `vm_destroy` has not started.
+        // KVM unregisters its MMU notifier before `vm_destroy`, and each
+        // guest_memfd file holds a VM reference, so that has not started.
+        // SAFETY: `vm_init` succeeded (the state is set); see above.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         // SAFETY: KVM keeps the range fixed during the call.
         T::vm_unmap_gfn_range(vm, realm, unsafe { GfnRange::from_raw(range) })
@@ -631,8 +631,8 @@ impl<T: RealmOps> Registration<T> {
         if unsafe { (*kvm).arch.realm }.is_null() {
             return;
         }
-        // SAFETY: `vm_init` succeeded (the state is set); memslot changes
-        // end before `vm_destroy`.
+        // Memslot changes end before `vm_destroy`.
+        // SAFETY: `vm_init` succeeded (the state is set); see above.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         T::vm_stage2_unmap_range(vm, realm, start, size, may_block);
     }

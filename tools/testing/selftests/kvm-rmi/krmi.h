@@ -79,6 +79,24 @@ static inline bool module_listed(void)
 	return found;
 }
 
+/*
+ * For tests that load the module themselves: skips without the module file
+ * or /dev/kvm, fails if the module is loaded already; returns /dev/kvm's fd.
+ */
+static inline int open_kvm_unloaded(void)
+{
+	int kvm;
+
+	if (access(module_path(), R_OK))
+		ksft_exit_skip("%s not found\n", module_path());
+	if (module_listed())
+		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
+	return kvm;
+}
+
 /* Opens /dev/kmsg positioned after the last record logged so far. */
 static inline int kmsg_open(void)
 {

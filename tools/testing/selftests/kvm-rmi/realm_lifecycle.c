@@ -398,13 +398,7 @@ int main(void)
 	int kvm, kmsg, ret, n, host_limit, rmm_limit;
 
 	ksft_print_header();
-	if (access(module_path(), R_OK))
-		ksft_exit_skip("%s not found\n", module_path());
-	if (module_listed())
-		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
+	kvm = open_kvm_unloaded();
 
 	if (!rmm_present()) {
 		ksft_set_plan(9);

@@ -301,13 +301,7 @@ int main(void)
 	struct realm r;
 
 	ksft_print_header();
-	if (access(module_path(), R_OK))
-		ksft_exit_skip("%s not found\n", module_path());
-	if (module_listed())
-		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		ksft_exit_skip("/dev/kvm: %s\n", strerror(errno));
+	kvm = open_kvm_unloaded();
 	ksft_set_plan(rmm_present() ? 13 : 2);
 
 	n = ioctl(kvm, KVM_CREATE_VM, 0);
