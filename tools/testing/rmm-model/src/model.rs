@@ -256,6 +256,18 @@ impl ModelRealm {
         ((ipa & !(span - 1)) + span).min(1u64 << self.s2sz)
     }
 
+    /// The walk of a range command from `base` down to level 3: the level
+    /// it lands at and the end of that table; `RMI_ERROR_RTT` if `base` is
+    /// not at the start of an entry there.
+    fn range_walk(&self, base: u64) -> Result<(RttLevel, u64), SmcRegs> {
+        let leaf = RttLevel::new(3).ok_or_else(|| status(RmiStatus::ErrorInput))?;
+        let level = self.walk(base, leaf);
+        if base % level.entry_size() != 0 {
+            return Err(rtt_error(level));
+        }
+        Ok((level, self.table_end(base, level)))
+    }
+
     /// Whether the entry at `level` for `ipa` is a table.
     fn is_table(&self, ipa: u64, level: RttLevel) -> bool {
         level.below().is_some_and(|child| {
@@ -638,6 +650,14 @@ impl Rmm {
 fn status(status: RmiStatus) -> SmcRegs {
     let mut out = SmcRegs::default();
     out.0[0] = return_code(status, 0);
+    out
+}
+
+/// `RMI_ERROR_RTT` with the level a walk reached.
+fn rtt_error(level: RttLevel) -> SmcRegs {
+    let mut out = status(RmiStatus::ErrorRtt);
+    // CAST: Levels are -1..=3; the index byte holds them two's complement.
+    out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
     out
 }
 
@@ -1344,20 +1364,12 @@ impl Rmm {
             if r.state != RealmState::New {
                 return status(RmiStatus::ErrorRealm);
             }
-            let Some(leaf) = RttLevel::new(3) else {
-                return status(RmiStatus::ErrorInput);
+            let (level, end) = match r.range_walk(base) {
+                Ok(walked) => walked,
+                Err(out) => return out,
             };
-            let level = r.walk(base, leaf);
             let size = level.entry_size();
-            let rtt_error = || {
-                let mut out = status(RmiStatus::ErrorRtt);
-                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
-                out
-            };
-            if base % size != 0 {
-                return rtt_error();
-            }
-            let end = r.table_end(base, level);
+            let rtt_error = || rtt_error(level);
             let mut addr = base;
             while addr < end {
                 let next = addr + size;
@@ -1401,25 +1413,17 @@ impl Rmm {
             {
                 return status(RmiStatus::ErrorInput);
             }
-            let Some(leaf) = RttLevel::new(3) else {
-                return status(RmiStatus::ErrorInput);
+            let (level, end) = match r.range_walk(base) {
+                Ok(walked) => walked,
+                Err(out) => return out,
             };
-            let level = r.walk(base, leaf);
             let size = level.entry_size();
-            let rtt_error = || {
-                let mut out = status(RmiStatus::ErrorRtt);
-                out.0[0] = return_code(RmiStatus::ErrorRtt, level.get() as u8);
-                out
-            };
-            if base % size != 0 {
-                return rtt_error();
-            }
-            let end = r.table_end(base, level);
+            let rtt_error = || rtt_error(level);
             let mut addr = base;
             let mut run: Option<(u64, u64)> = None;
             while addr < end {
                 let next = addr + size;
-                let data = if level == leaf {
+                let data = if level.get() == 3 {
                     r.data.get(&addr).copied()
                 } else {
                     None
@@ -1442,7 +1446,7 @@ impl Rmm {
                     r.data.remove(&addr);
                     r.clear_ram(addr, next);
                     r.destroyed.insert(addr);
-                    r.table_live(addr, leaf, -1);
+                    r.table_live(addr, level, -1);
                     mem.borrow_mut().set_state(g, GranuleState::Delegated);
                 }
                 addr = next;
