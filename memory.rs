@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A realm's memory mappings: unmapping guest pages from the protected half
-//! of its IPA space, and handing them back to guest_memfd.
+//! A realm's memory mappings: which memslots a realm accepts, and
+//! unmapping guest pages from the protected half of its IPA space, handing
+//! them back to guest_memfd.
 //!
 //! Part of the sans-IO core. Unmapping runs where KVM holds `mmu_lock` for
 //! writing (MMU notifiers, guest_memfd invalidation, memslot changes), so
@@ -12,7 +13,8 @@
 use crate::addr::{
     Granule,
     Ipa,
-    RttLevel, //
+    RttLevel,
+    GRANULE_SHIFT, //
 };
 use crate::data::{
     DelegatedGuestPage,
@@ -33,6 +35,65 @@ use crate::rmi_smc::{
     RmiStatus, //
 };
 use crate::sro::run_no_memory;
+
+/// A memslot change KVM asks the realm about (`enum kvm_mr_change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotChange {
+    /// A new memslot.
+    Create,
+    /// The memslot goes.
+    Delete,
+    /// The memslot moves to another base.
+    Move,
+    /// Only its flags change.
+    FlagsOnly,
+}
+
+/// The memslot a change leaves, as far as the policy cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotLayout {
+    /// The first guest frame.
+    pub(crate) base_gfn: u64,
+    /// How many frames.
+    pub(crate) npages: u64,
+    /// Whether KVM is asked to log dirty pages.
+    pub(crate) dirty_log: bool,
+}
+
+/// Why a realm refuses a memslot (all `EINVAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotRefusal {
+    /// The memslot reaches into the unprotected half: memslots describe
+    /// protected IPAs, and their shared alias is the same memslot with the
+    /// top IPA bit set.
+    NotProtected,
+    /// Dirty logging: the RMM cannot write-protect a realm's memory for the
+    /// host, so a log would be incomplete.
+    DirtyLog,
+}
+
+/// Checks a memslot change of a realm whose IPA space is `ipa_bits` wide;
+/// `new` is the memslot after the change (none for a deletion).
+pub(crate) fn check_memslot(
+    change: SlotChange,
+    new: Option<SlotLayout>,
+    ipa_bits: u8,
+) -> Result<(), SlotRefusal> {
+    let Some(new) = new.filter(|_| change != SlotChange::Delete) else {
+        return Ok(());
+    };
+    if new.dirty_log {
+        return Err(SlotRefusal::DirtyLog);
+    }
+    let protected_frames = 1u64
+        .checked_shl(u32::from(ipa_bits).saturating_sub(1 + GRANULE_SHIFT))
+        .filter(|_| u32::from(ipa_bits) > GRANULE_SHIFT)
+        .ok_or(SlotRefusal::NotProtected)?;
+    match new.base_gfn.checked_add(new.npages) {
+        Some(end) if end <= protected_frames => Ok(()),
+        _ => Err(SlotRefusal::NotProtected),
+    }
+}
 
 /// What an unmap did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

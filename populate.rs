@@ -115,3 +115,81 @@ pub(crate) fn advance(args: &mut PopulateArgs, granules: u64) {
     args.source_uaddr = args.source_uaddr.saturating_add(bytes);
     args.size -= bytes;
 }
+
+/// Granules one [`PopulateHost::fill`] covers at most, between which the
+/// caller checks for signals and lets others run.
+pub(crate) const POPULATE_CHUNK: u64 = 512;
+
+/// What [`populate`] needs from its surroundings: in the kernel the realm
+/// VM and `kvm_gmem_populate()`, in the model a fake guest_memfd.
+pub(crate) trait PopulateHost {
+    /// Why the host stopped (an errno in the kernel).
+    type Error;
+
+    /// Gets the realm ready for a non-empty request: creates it if needed,
+    /// and refuses once it has run.
+    fn begin(&mut self) -> Result<(), Self::Error>;
+
+    /// Whether the calling task has a signal pending.
+    fn interrupted(&mut self) -> bool;
+
+    /// Fills at most `granules` (at least 1) granules from `ipa` with the
+    /// contents at `source_uaddr`, as `kvm_gmem_populate()` does: how many
+    /// were done in order from the first, or why none was.
+    fn fill(
+        &mut self,
+        ipa: Ipa,
+        source_uaddr: u64,
+        granules: u64,
+        measure: bool,
+    ) -> Result<u64, Self::Error>;
+
+    /// Lets others run between chunks (it may sleep).
+    fn resched(&mut self);
+}
+
+/// Why [`populate`] stopped before the end of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PopulateFailure<E> {
+    /// The request is malformed (`EINVAL`); nothing was done.
+    Invalid(PopulateError),
+    /// A signal is pending (`EINTR`); the request can be repeated as
+    /// copied back.
+    Interrupted,
+    /// The host claimed no progress, or more than it was asked for, without
+    /// an error (`EIO`): a bug below us, so stop rather than loop.
+    Stalled,
+    /// The host's error.
+    Host(E),
+}
+
+/// `KVM_ARM_RMI_POPULATE` on a realm whose IPA space is `ipa_bits` wide:
+/// checks `args`, then fills its range chunk by chunk, advancing `args` by
+/// every granule done, also when it fails.
+pub(crate) fn populate<H: PopulateHost>(
+    args: &mut PopulateArgs,
+    ipa_bits: u8,
+    host: &mut H,
+) -> Result<(), PopulateFailure<H::Error>> {
+    let Some(request) = check(args, ipa_bits).map_err(PopulateFailure::Invalid)? else {
+        return Ok(());
+    };
+    host.begin().map_err(PopulateFailure::Host)?;
+    while args.size > 0 {
+        if host.interrupted() {
+            return Err(PopulateFailure::Interrupted);
+        }
+        let granules = (args.size / GRANULE_SIZE).min(POPULATE_CHUNK);
+        // `check` bounded the range to the protected half.
+        let ipa = Ipa::new(args.base).ok_or(PopulateFailure::Invalid(PopulateError::NotProtected))?;
+        let done = host
+            .fill(ipa, args.source_uaddr, granules, request.measure)
+            .map_err(PopulateFailure::Host)?;
+        if done == 0 || done > granules {
+            return Err(PopulateFailure::Stalled);
+        }
+        advance(args, done);
+        host.resched();
+    }
+    Ok(())
+}

@@ -14,7 +14,9 @@ use kernel::{
         GfnRange,
         Kvm,
         MemSlot,
+        MemslotChange,
         RealmOps,
+        SlotsLockGuard,
         Vcpu, //
     },
     new_mutex,
@@ -46,11 +48,17 @@ use crate::gpf::{
     RealmPart, //
 };
 use crate::granule::GranuleSet;
-use crate::memory::unmap_protected;
+use crate::memory::{
+    check_memslot,
+    unmap_protected,
+    SlotChange,
+    SlotLayout, //
+};
 use crate::populate::{
-    advance,
-    check,
-    PopulateArgs, //
+    populate,
+    PopulateArgs,
+    PopulateFailure,
+    PopulateHost, //
 };
 use crate::realm::{
     realm_shape,
@@ -196,49 +204,17 @@ impl RealmVm {
     /// Fills `args`' range, advancing `args` by what is done.
     fn populate(&self, kvm: &Kvm, args: &mut PopulateArgs) -> Result {
         let ipa_bits = u8::try_from(kvm.ipa_bits()).map_err(|_| EINVAL)?;
-        let Some(request) = check(args, ipa_bits).map_err(|_| EINVAL)? else {
-            return Ok(());
+        let mut host = GmemPopulate {
+            vm: self,
+            kvm,
+            slots: None,
         };
-        {
-            let mut realm = self.realm.lock();
-            self.create(&mut realm)
-                .map_err(|e| self.fail(kvm, &realm, "creating", e))?;
-            if realm.state() != RealmState::New {
-                return Err(EINVAL);
-            }
-        }
-        let slots = kvm.lock_slots();
-        while args.size > 0 {
-            if kernel::current!().signal_pending() {
-                return Err(EINTR);
-            }
-            let gfn = args.base >> GRANULE_SHIFT;
-            let pages = usize::try_from(args.size >> GRANULE_SHIFT)
-                .unwrap_or(POPULATE_CHUNK)
-                .min(POPULATE_CHUNK);
-            let src = usize::try_from(args.source_uaddr).map_err(|_| EINVAL)?;
-            let done = kvm.gmem_populate(&slots, gfn, src, pages, |gfn, pfn, src| {
-                let (Some(page), Some(ipa), Some(src)) = (
-                    Granule::new(pfn << GRANULE_SHIFT),
-                    gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
-                    Granule::new(src),
-                ) else {
-                    return Err(EINVAL);
-                };
-                let mut realm = self.realm.lock();
-                match realm.populate_page(page, ipa, src, request.measure) {
-                    Ok(_) => Ok(()),
-                    Err(PopulatePageError::Mapped) => Err(EEXIST),
-                    Err(PopulatePageError::Realm(e)) => {
-                        Err(self.fail(kvm, &realm, "populating", e))
-                    }
-                }
-            })?;
-            advance(args, done as u64);
-            kernel::task::might_sleep();
-            cond_resched();
-        }
-        Ok(())
+        populate(args, ipa_bits, &mut host).map_err(|e| match e {
+            PopulateFailure::Invalid(_) => EINVAL,
+            PopulateFailure::Interrupted => EINTR,
+            PopulateFailure::Stalled => EIO,
+            PopulateFailure::Host(e) => e,
+        })
     }
 
     /// Unmaps and gives back the guest pages of protected IPAs
@@ -307,9 +283,65 @@ impl RealmVm {
     }
 }
 
-/// Pages one `kvm_gmem_populate()` call fills before the ioctl checks for
-/// signals and lets others run.
-const POPULATE_CHUNK: usize = 512;
+/// [`populate`] in the kernel: the realm VM's pages come from guest_memfd
+/// through `kvm_gmem_populate()`, under `slots_lock`.
+struct GmemPopulate<'a> {
+    vm: &'a RealmVm,
+    kvm: &'a Kvm,
+    /// Taken by `begin`, after the realm's mutex is released (lock order).
+    slots: Option<SlotsLockGuard<'a>>,
+}
+
+impl PopulateHost for GmemPopulate<'_> {
+    type Error = Error;
+
+    fn begin(&mut self) -> Result {
+        {
+            let mut realm = self.vm.realm.lock();
+            self.vm
+                .create(&mut realm)
+                .map_err(|e| self.vm.fail(self.kvm, &realm, "creating", e))?;
+            if realm.state() != RealmState::New {
+                return Err(EINVAL);
+            }
+        }
+        self.slots = Some(self.kvm.lock_slots());
+        Ok(())
+    }
+
+    fn interrupted(&mut self) -> bool {
+        kernel::current!().signal_pending()
+    }
+
+    fn fill(&mut self, ipa: Ipa, source_uaddr: u64, granules: u64, measure: bool) -> Result<u64> {
+        let (vm, kvm) = (self.vm, self.kvm);
+        let slots = self.slots.as_ref().ok_or(EINVAL)?;
+        let src = usize::try_from(source_uaddr).map_err(|_| EINVAL)?;
+        let pages = usize::try_from(granules).map_err(|_| EINVAL)?;
+        let done = kvm.gmem_populate(slots, ipa.get() >> GRANULE_SHIFT, src, pages, |gfn, pfn, src| {
+            let (Some(page), Some(ipa), Some(src)) = (
+                Granule::new(pfn << GRANULE_SHIFT),
+                gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
+                Granule::new(src),
+            ) else {
+                return Err(EINVAL);
+            };
+            let mut realm = vm.realm.lock();
+            match realm.populate_page(page, ipa, src, measure) {
+                Ok(_) => Ok(()),
+                Err(PopulatePageError::Mapped) => Err(EEXIST),
+                Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
+            }
+        })?;
+        // CAST: At most `pages`, which came from a `u64`.
+        Ok(done as u64)
+    }
+
+    fn resched(&mut self) {
+        kernel::task::might_sleep();
+        cond_resched();
+    }
+}
 
 /// Lets the scheduler run something else (`cond_resched()`).
 fn cond_resched() {
@@ -515,6 +547,27 @@ impl RealmOps for RealmProvider {
 
     fn vm_stage2_unmap_range(kvm: &Kvm, vm: Pin<&RealmVm>, start: u64, size: u64, may_block: bool) {
         vm.unmap_protected(kvm, start, start.saturating_add(size), may_block);
+    }
+
+    fn prepare_memory_region(
+        kvm: &Kvm,
+        _vm: Pin<&RealmVm>,
+        change: MemslotChange,
+        new: Option<&MemSlot>,
+    ) -> Result {
+        let ipa_bits = u8::try_from(kvm.ipa_bits()).map_err(|_| EINVAL)?;
+        let change = match change {
+            MemslotChange::Create => SlotChange::Create,
+            MemslotChange::Delete => SlotChange::Delete,
+            MemslotChange::Move => SlotChange::Move,
+            MemslotChange::FlagsOnly => SlotChange::FlagsOnly,
+        };
+        let new = new.map(|slot| SlotLayout {
+            base_gfn: slot.base_gfn(),
+            npages: slot.npages(),
+            dirty_log: slot.logs_dirty_pages(),
+        });
+        check_memslot(change, new, ipa_bits).map_err(|_| EINVAL)
     }
 
     fn ext_allowed(_vm: Pin<&RealmVm>, ext: i64) -> bool {

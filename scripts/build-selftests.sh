@@ -18,7 +18,11 @@ ours=$KRMI_BUILD/selftests/kvm-rmi
 mkdir -p "$ours"
 for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
 	bin=$ours/$(basename "$c" .c)
-	[ "$bin" -nt "$c" ] && [ "$bin" -nt "$KRMI_TOP/tools/testing/selftests/kvm-rmi/krmi.h" ] && continue
+	fresh=1
+	for dep in "$c" "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.h; do
+		[ "$bin" -nt "$dep" ] || fresh=0
+	done
+	[ "$fresh" = 1 ] && continue
 	aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
 		-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
 		-o "$bin" "$c" || die "build failed: $c"

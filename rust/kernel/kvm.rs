@@ -265,6 +265,36 @@ impl MemSlot {
     pub fn has_gmem(&self) -> bool {
         self.raw().flags & bindings::KVM_MEM_GUEST_MEMFD != 0
     }
+
+    /// Whether KVM logs the pages written through it.
+    pub fn logs_dirty_pages(&self) -> bool {
+        self.raw().flags & bindings::KVM_MEM_LOG_DIRTY_PAGES != 0
+    }
+}
+
+/// A memslot change (`enum kvm_mr_change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemslotChange {
+    /// A new memslot.
+    Create,
+    /// The memslot goes.
+    Delete,
+    /// The memslot moves to another base.
+    Move,
+    /// Only its flags change.
+    FlagsOnly,
+}
+
+impl MemslotChange {
+    fn from_raw(change: bindings::kvm_mr_change) -> Option<Self> {
+        match change {
+            bindings::kvm_mr_change_KVM_MR_CREATE => Some(Self::Create),
+            bindings::kvm_mr_change_KVM_MR_DELETE => Some(Self::Delete),
+            bindings::kvm_mr_change_KVM_MR_MOVE => Some(Self::Move),
+            bindings::kvm_mr_change_KVM_MR_FLAGS_ONLY => Some(Self::FlagsOnly),
+            _ => None,
+        }
+    }
 }
 
 /// A range of guest frames KVM unmaps (`struct kvm_gfn_range`), under
@@ -413,6 +443,18 @@ pub trait RealmOps: Sized {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
+    /// KVM is about to make memslot change `change` of the realm, leaving
+    /// `new` (none for a deletion), under `slots_lock`. An error refuses
+    /// the change.
+    fn prepare_memory_region(
+        _kvm: &Kvm,
+        _realm: Pin<&Self::Realm>,
+        _change: MemslotChange,
+        _new: Option<&MemSlot>,
+    ) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
     /// `vcpu` is about to run for the first time, after KVM's own first-run
     /// setup. An error fails that `KVM_RUN`.
     fn vcpu_first_run(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> Result {
@@ -475,7 +517,11 @@ impl<T: RealmOps> Registration<T> {
                 },
                 // Providers run no realm vCPUs yet.
                 vm_mem_abort: None,
-                prepare_memory_region: None,
+                prepare_memory_region: if T::HAS_PREPARE_MEMORY_REGION {
+                    Some(Self::prepare_memory_region_callback)
+                } else {
+                    None
+                },
                 vcpu_create: None,
                 vcpu_destroy: None,
                 vcpu_first_run: if T::HAS_VCPU_FIRST_RUN {
@@ -635,6 +681,31 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: `vm_init` succeeded (the state is set); see above.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         T::vm_stage2_unmap_range(vm, realm, start, size, may_block);
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM, under its `slots_lock`, with the
+    /// memslot after the change (null for a deletion), fixed for the call.
+    unsafe extern "C" fn prepare_memory_region_callback(
+        kvm: *mut bindings::kvm,
+        _old: *const bindings::kvm_memory_slot,
+        new: *mut bindings::kvm_memory_slot,
+        change: bindings::kvm_mr_change,
+    ) -> c_int {
+        from_result(|| {
+            let change = MemslotChange::from_raw(change).ok_or(EINVAL)?;
+            // SAFETY: KVM keeps the VM live during the call.
+            if unsafe { (*kvm).arch.realm }.is_null() {
+                return Err(EINVAL);
+            }
+            // Memslots change only on a VM KVM finished creating.
+            // SAFETY: `vm_init` succeeded (the state is set); see above.
+            let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
+            // SAFETY: KVM keeps `new` fixed during the call, when not null.
+            let new = (!new.is_null()).then(|| unsafe { MemSlot::from_raw(new) });
+            T::prepare_memory_region(vm, realm, change, new).map(|()| 0)
+        })
     }
 
     /// # Safety

@@ -19,7 +19,13 @@ use crate::mem::{
     FakePages,
     GranuleState, //
 };
-use crate::memory::unmap_protected;
+use crate::memory::{
+    check_memslot,
+    unmap_protected,
+    SlotChange,
+    SlotLayout,
+    SlotRefusal, //
+};
 use crate::model::Rmm;
 use crate::realm::{
     realm_shape,
@@ -349,4 +355,61 @@ fn faults_at_every_call_site_never_free_a_delegated_page() {
         }
     }
     assert!(injected > 50, "{injected} runs");
+}
+
+#[test]
+fn memslots_must_be_protected_and_not_log_dirty_pages() {
+    let slot = |base_gfn: u64, npages: u64, dirty_log: bool| SlotLayout {
+        base_gfn,
+        npages,
+        dirty_log,
+    };
+    // 40 bits: the protected half ends at gfn 2^27.
+    let top = 1u64 << 27;
+    let cases = [
+        (SlotChange::Create, Some(slot(0, 1024, false)), Ok(())),
+        (SlotChange::Create, Some(slot(top - 16, 16, false)), Ok(())),
+        (
+            SlotChange::Create,
+            Some(slot(top - 16, 17, false)),
+            Err(SlotRefusal::NotProtected),
+        ),
+        (
+            SlotChange::Create,
+            Some(slot(top, 1, false)),
+            Err(SlotRefusal::NotProtected),
+        ),
+        (
+            SlotChange::Move,
+            Some(slot(u64::MAX, 2, false)),
+            Err(SlotRefusal::NotProtected),
+        ),
+        (SlotChange::Move, Some(slot(top / 2, 512, false)), Ok(())),
+        (
+            SlotChange::Create,
+            Some(slot(0, 16, true)),
+            Err(SlotRefusal::DirtyLog),
+        ),
+        (
+            SlotChange::FlagsOnly,
+            Some(slot(0, 16, true)),
+            Err(SlotRefusal::DirtyLog),
+        ),
+        (SlotChange::FlagsOnly, Some(slot(0, 16, false)), Ok(())),
+        // Deleting is always allowed, whatever the old slot was.
+        (SlotChange::Delete, Some(slot(top, 16, true)), Ok(())),
+        (SlotChange::Delete, None, Ok(())),
+    ];
+    for (change, new, want) in cases {
+        assert_eq!(check_memslot(change, new, 40), want, "{change:?} {new:?}");
+    }
+    // The limit follows the IPA size.
+    assert_eq!(
+        check_memslot(SlotChange::Create, Some(slot(top, 16, false)), 41),
+        Ok(())
+    );
+    assert_eq!(
+        check_memslot(SlotChange::Create, Some(slot(0, 1, false)), 12),
+        Err(SlotRefusal::NotProtected)
+    );
 }

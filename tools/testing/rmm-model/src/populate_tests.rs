@@ -1,14 +1,49 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `KVM_ARM_RMI_POPULATE` request checks and progress accounting.
+//! `KVM_ARM_RMI_POPULATE`: request checks, progress accounting, and whole
+//! calls against the model through a fake guest_memfd.
 
-use crate::addr::GRANULE_SIZE;
+use std::collections::{
+    BTreeMap,
+    BTreeSet, //
+};
+
+use crate::addr::{
+    Granule,
+    Ipa,
+    GRANULE_SIZE, //
+};
+use crate::granule::PageSource;
+use crate::mem::FakePages;
+use crate::memory::unmap_protected;
+use crate::model::Rmm;
 use crate::populate::{
     advance,
     check,
+    populate,
     PopulateArgs,
     PopulateError,
+    PopulateFailure,
+    PopulateHost,
+    POPULATE_CHUNK,
     POPULATE_FLAGS_MEASURE, //
+};
+use crate::realm::{
+    realm_shape,
+    PopulatePageError,
+    Realm,
+    RealmError,
+    RealmState, //
+};
+use crate::realm_tests::{
+    cfg,
+    qemu, //
+};
+use crate::support::{
+    assert_ownership,
+    host,
+    Ledger,
+    TestRmi, //
 };
 
 const G: u64 = GRANULE_SIZE;
@@ -221,4 +256,332 @@ fn random_requests_agree_with_the_reference_and_progress_keeps_the_ends() {
         accepted > 5_000,
         "the generator must reach accepted requests: {accepted}"
     );
+}
+
+/// What the fake `kvm_gmem_populate()` fails with, as the kernel's errnos.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Errno {
+    /// `EINVAL`: no guest_memfd memslot, or the realm refuses.
+    Inval,
+    /// `EEXIST`: the IPA or the page is mapped already.
+    Exist,
+    /// `EFAULT`: the source cannot be pinned.
+    Fault,
+    /// `EINTR`: a signal came before any page was done.
+    Intr,
+    /// The realm failed otherwise (never expected here).
+    Realm(RealmError),
+}
+
+/// The first user address the fake `get_user_pages_fast()` cannot pin.
+const USER_TOP: u64 = 1 << 47;
+
+/// A fake memslot: `npages` pages from `base_gfn`, with guest_memfd if `gmem`.
+#[derive(Clone, Copy)]
+struct Slot {
+    base_gfn: u64,
+    npages: u64,
+    gmem: bool,
+}
+
+/// The memslots of the fuzzed realm (40-bit IPA, so the protected half ends
+/// at gfn 2^27): guest_memfd at the bottom and at the very top of the
+/// protected half, a normal slot between two guest_memfd ones, and holes.
+const SLOTS: [Slot; 4] = [
+    Slot {
+        base_gfn: 0,
+        npages: 128,
+        gmem: true,
+    },
+    Slot {
+        base_gfn: 128,
+        npages: 64,
+        gmem: false,
+    },
+    Slot {
+        base_gfn: 192,
+        npages: 96,
+        gmem: true,
+    },
+    Slot {
+        base_gfn: (1 << 27) - 64,
+        npages: 64,
+        gmem: true,
+    },
+];
+
+/// [`PopulateHost`] over the model: `kvm_gmem_populate()` as 7.3 has it
+/// (one memslot per call, clipped at its end; per page a signal check, the
+/// source pinned, the guest_memfd page found or allocated, the callback),
+/// the callback being [`Realm::populate_page`].
+struct FakeGmem<'h> {
+    h: &'h TestRmi,
+    realm: Realm<'h, Rmm, FakePages, Ledger<'h>>,
+    /// The one NS page every user source address reads from.
+    src: Granule,
+    /// guest_memfd's pages by gfn (one file per slot, at offset 0).
+    file: BTreeMap<u64, Granule>,
+    /// Pages done in the current ioctl after which a signal is pending.
+    signal_after: Option<u64>,
+    /// Pages done in the current ioctl.
+    done: u64,
+    /// Calls of `fill`, and the most granules one was asked for.
+    fills: u64,
+    widest_fill: u64,
+}
+
+impl FakeGmem<'_> {
+    fn signal_pending(&self) -> bool {
+        self.signal_after.is_some_and(|n| self.done >= n)
+    }
+
+    fn gmem_slot(gfn: u64) -> Option<Slot> {
+        SLOTS
+            .iter()
+            .copied()
+            .find(|s| s.gmem && gfn >= s.base_gfn && gfn < s.base_gfn + s.npages)
+    }
+}
+
+impl PopulateHost for FakeGmem<'_> {
+    type Error = Errno;
+
+    fn begin(&mut self) -> Result<(), Errno> {
+        self.realm.create(&qemu()).map_err(Errno::Realm)?;
+        if self.realm.state() != RealmState::New {
+            return Err(Errno::Inval);
+        }
+        Ok(())
+    }
+
+    fn interrupted(&mut self) -> bool {
+        self.signal_pending()
+    }
+
+    fn fill(&mut self, ipa: Ipa, source_uaddr: u64, granules: u64, measure: bool) -> Result<u64, Errno> {
+        self.fills += 1;
+        self.widest_fill = self.widest_fill.max(granules);
+        let gfn = ipa.get() / G;
+        let slot = Self::gmem_slot(gfn).ok_or(Errno::Inval)?;
+        let n = granules.min(slot.base_gfn + slot.npages - gfn);
+        let mut failed = None;
+        let mut i = 0;
+        while i < n {
+            if self.signal_pending() {
+                failed = Some(Errno::Intr);
+                break;
+            }
+            if source_uaddr + i * G >= USER_TOP {
+                failed = Some(Errno::Fault);
+                break;
+            }
+            let h = self.h;
+            let page = *self
+                .file
+                .entry(gfn + i)
+                .or_insert_with(|| h.pages().guest_alloc(1).expect("guest memory")[0]);
+            let at = Ipa::new((gfn + i) * G).expect("ipa");
+            match self.realm.populate_page(page, at, self.src, measure) {
+                Ok(_) => {}
+                Err(PopulatePageError::Mapped) => {
+                    failed = Some(Errno::Exist);
+                    break;
+                }
+                Err(PopulatePageError::Realm(RealmError::WrongState(_))) => {
+                    failed = Some(Errno::Inval);
+                    break;
+                }
+                Err(PopulatePageError::Realm(e)) => {
+                    failed = Some(Errno::Realm(e));
+                    break;
+                }
+            }
+            i += 1;
+            self.done += 1;
+        }
+        match failed {
+            Some(e) if i == 0 => Err(e),
+            _ => Ok(i),
+        }
+    }
+
+    fn resched(&mut self) {}
+}
+
+/// What the fuzzed ioctl must do with `a`, from the uAPI rules and the test's
+/// own record of what is mapped: how many granules it fills, and how it ends.
+fn expected(a: &PopulateArgs, mapped: &BTreeSet<u64>) -> (u64, Result<(), Errno>) {
+    match reference(a, 40) {
+        Err(_) => return (0, Err(Errno::Inval)),
+        Ok(false) => return (0, Ok(())),
+        Ok(true) => {}
+    }
+    for i in 0..a.size / G {
+        let gfn = a.base / G + i;
+        if FakeGmem::gmem_slot(gfn).is_none() {
+            return (i, Err(Errno::Inval));
+        }
+        if a.source_uaddr + i * G >= USER_TOP {
+            return (i, Err(Errno::Fault));
+        }
+        if mapped.contains(&gfn) {
+            return (i, Err(Errno::Exist));
+        }
+    }
+    (a.size / G, Ok(()))
+}
+
+/// A request the fuzzer makes: mostly well formed and near the memslots
+/// (so that pages get filled), sometimes with one field from
+/// [`Rng::field`], which is mostly malformed.
+fn fuzzed_request(rng: &mut Rng) -> PopulateArgs {
+    let slot = SLOTS[(rng.next() % SLOTS.len() as u64) as usize];
+    let mut a = PopulateArgs {
+        base: (slot.base_gfn + rng.next() % (slot.npages + 8)).saturating_sub(4) * G,
+        size: (rng.next() % 40) * G,
+        source_uaddr: (1 + rng.next() % (1 << 30)) * G,
+        flags: (rng.next() % 2) as u32,
+        reserved: 0,
+    };
+    match rng.next() % 8 {
+        0 => a.base = rng.field(40),
+        1 => a.size = rng.field(40),
+        2 => a.source_uaddr = rng.field(40),
+        3 => a.flags = rng.next() as u32,
+        4 if rng.next() % 4 == 0 => a.reserved = rng.next() as u32,
+        _ => {}
+    }
+    a
+}
+
+/// 10^5 random requests through the whole populate call, against the model
+/// with a fake guest_memfd, signals at random points, and hole punches in
+/// between: each ends with the errno the uAPI rules give, fills exactly the
+/// pages they give, and keeps `base + size` and `source_uaddr + size` fixed
+/// across the calls of an interrupted request; the model maps exactly what
+/// the test expects, and in the end nothing delegated or allocated is left.
+#[test]
+fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
+    let h = host(Rmm::active());
+    let src_page = h.pages().alloc().expect("source");
+    let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+    let mut gmem = FakeGmem {
+        h: &h,
+        realm: Realm::new(&h, shape, Ledger::default()),
+        src: FakePages::granule(&src_page),
+        file: BTreeMap::new(),
+        signal_after: None,
+        done: 0,
+        fills: 0,
+        widest_fill: 0,
+    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut mapped = BTreeSet::new();
+    let (mut filled, mut interrupted, mut punched) = (0u64, 0u64, 0u64);
+    let mut outcomes = BTreeMap::new();
+    for i in 0..100_000u32 {
+        let mut a = fuzzed_request(&mut rng);
+        let (want_done, want) = expected(&a, &mapped);
+        let (end, source_end) = (a.base.wrapping_add(a.size), a.source_uaddr.wrapping_add(a.size));
+        let first = a;
+        // The VMM's loop: repeat the copied-back request while interrupted.
+        let mut calls = 0;
+        let got = loop {
+            calls += 1;
+            gmem.done = 0;
+            gmem.signal_after = (rng.next() % 3 == 0).then(|| rng.next() % 24);
+            let before = a;
+            let r = populate(&mut a, 40, &mut gmem);
+            assert_eq!(
+                (a.base.wrapping_add(a.size), a.source_uaddr.wrapping_add(a.size)),
+                (end, source_end),
+                "#{i} {first:x?}: the ends moved"
+            );
+            assert_eq!(a.base - before.base, gmem.done * G, "#{i}: progress is what was done");
+            assert_eq!((a.flags, a.reserved), (before.flags, before.reserved));
+            match r {
+                Err(PopulateFailure::Interrupted) | Err(PopulateFailure::Host(Errno::Intr)) => {
+                    interrupted += 1;
+                    assert!(calls < 1000, "#{i}: no progress");
+                }
+                Ok(()) => break Ok(()),
+                Err(PopulateFailure::Invalid(_)) => break Err(Errno::Inval),
+                Err(PopulateFailure::Host(e)) => break Err(e),
+                Err(PopulateFailure::Stalled) => panic!("#{i} {first:x?}: stalled"),
+            }
+        };
+        let done = (a.base - first.base) / G;
+        assert_eq!((done, got), (want_done, want), "#{i} {first:x?}");
+        *outcomes.entry(format!("{got:?}")).or_insert(0u32) += 1;
+        if matches!(got, Ok(()) | Err(Errno::Exist | Errno::Fault | Errno::Inval)) {
+            for k in 0..done {
+                assert!(mapped.insert(first.base / G + k));
+            }
+            filled += done;
+        }
+        // Now and then a hole punch: unmap, then the file drops its pages.
+        if i % 97 == 0 {
+            let slot = SLOTS[(rng.next() % SLOTS.len() as u64) as usize];
+            let lo = slot.base_gfn + rng.next() % slot.npages;
+            let hi = (lo + 1 + rng.next() % 48).min(slot.base_gfn + slot.npages);
+            if let Some(rd) = gmem.realm.rd() {
+                let at = |gfn: u64| Ipa::new(gfn * G).expect("ipa");
+                let undone = unmap_protected(&h, rd, at(lo), at(hi), &mut || {}).expect("unmap");
+                let gone: Vec<u64> = mapped.range(lo..hi).copied().collect();
+                assert_eq!((undone.pages, undone.leaked), (gone.len() as u64, 0));
+                for gfn in gone {
+                    mapped.remove(&gfn);
+                }
+            }
+            for gfn in lo..hi {
+                if let Some(g) = gmem.file.remove(&gfn) {
+                    h.pages().guest_punch(g);
+                    punched += 1;
+                }
+            }
+        }
+        if i % 5000 == 0 {
+            if let Some(rd) = gmem.realm.rd() {
+                let model: BTreeMap<u64, Granule> = h
+                    .smc()
+                    .realm_data(rd)
+                    .into_iter()
+                    .map(|(ipa, g)| (ipa / G, g))
+                    .collect();
+                let want: BTreeMap<u64, Granule> =
+                    mapped.iter().map(|gfn| (*gfn, gmem.file[gfn])).collect();
+                assert_eq!(model, want, "#{i}: the model maps what the test expects");
+            }
+        }
+    }
+    assert!(filled > 10_000 && interrupted > 1_000 && punched > 5_000,
+        "the fuzzer must fill, interrupt and punch: {filled} {interrupted} {punched} {outcomes:?}");
+    assert_eq!(
+        outcomes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["Err(Exist)", "Err(Fault)", "Err(Inval)", "Ok(())"],
+        "every final outcome is reached"
+    );
+    assert_eq!(gmem.widest_fill, POPULATE_CHUNK, "large requests are chunked");
+    assert!(h.smc().mem().violations().is_empty());
+
+    // After the first run: refused, nothing done.
+    gmem.realm.activate().expect("activate");
+    let mut late = args(192 * G, G, G);
+    gmem.done = 0;
+    gmem.signal_after = None;
+    assert_eq!(populate(&mut late, 40, &mut gmem), Err(PopulateFailure::Host(Errno::Inval)));
+    assert_eq!((late.size, gmem.done), (G, 0));
+
+    // Teardown gives every page back; the files go.
+    gmem.realm.teardown_stage2(&mut || {}).expect("teardown");
+    gmem.realm.destroy(&mut || {}).expect("destroy");
+    for g in std::mem::take(&mut gmem.file).into_values() {
+        h.pages().guest_punch(g);
+    }
+    drop(gmem);
+    drop(src_page);
+    assert_ownership(&h, &BTreeSet::new());
+    assert_eq!(h.leaked(), 0);
+    assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
+    assert!(h.smc().mem().allocated().is_empty(), "all freed");
 }

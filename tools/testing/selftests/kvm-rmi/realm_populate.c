@@ -25,14 +25,9 @@
  */
 #define _GNU_SOURCE
 #include <linux/falloc.h>
-#include <linux/kvm.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 
-#include "krmi.h"
+#include "krmi_mem.h"
 
-#define MAX_LINES 64
-#define PAGE 4096ULL
 #define SLOT_SIZE (4ULL << 20)
 /* The normal memslot, right above the guest_memfd one. */
 #define NORMAL_BASE SLOT_SIZE
@@ -42,44 +37,6 @@ struct realm {
 	int vm, gmem;
 	char *shared, *normal, *src;
 };
-
-static int populate(int vm, struct kvm_arm_rmi_populate *args)
-{
-	return ioctl(vm, KVM_ARM_RMI_POPULATE, args) ? -errno : 0;
-}
-
-static int set_slot(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size, void *uaddr,
-		    int gmem)
-{
-	struct kvm_userspace_memory_region2 region = {
-		.slot = slot,
-		.flags = flags,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (unsigned long)uaddr,
-		.guest_memfd = gmem,
-	};
-
-	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
-}
-
-static int set_attributes(int vm, __u64 gpa, __u64 size, __u64 attributes)
-{
-	struct kvm_memory_attributes attrs = {
-		.address = gpa, .size = size, .attributes = attributes,
-	};
-
-	return ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs) ? -errno : 0;
-}
-
-static void *map_anon(__u64 size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		ksft_exit_fail_msg("mmap: %s\n", strerror(errno));
-	return p;
-}
 
 /* A 40-bit realm with the two memslots, and a source buffer of SLOT_SIZE. */
 static struct realm realm_create(int kvm)
@@ -112,13 +69,6 @@ static void realm_destroy(struct realm *r)
 	munmap(r->src, SLOT_SIZE);
 }
 
-static struct kvm_arm_rmi_populate req(__u64 base, __u64 size, __u64 src, __u32 flags)
-{
-	return (struct kvm_arm_rmi_populate){
-		.base = base, .size = size, .source_uaddr = src, .flags = flags,
-	};
-}
-
 /* Each invalid request: EINVAL, and the struct unchanged. */
 static void test_invalid(struct realm *r)
 {
@@ -142,7 +92,7 @@ static void test_invalid(struct realm *r)
 	};
 	int bad = 0;
 
-	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct kvm_arm_rmi_populate args = cases[i].args;
 		int ret = populate(r->vm, &args);
 
@@ -153,7 +103,7 @@ static void test_invalid(struct realm *r)
 		}
 	}
 	ksft_test_result(!bad, "%zu invalid requests fail with EINVAL, unchanged (%d wrong)\n",
-			 sizeof(cases) / sizeof(cases[0]), bad);
+			 ARRAY_SIZE(cases), bad);
 }
 
 static void test_fill(struct realm *r)
@@ -282,15 +232,6 @@ static void test_delete_slot(int kvm)
 			 "memslot deleted after populate (%d, %d); no longer populated (%d)\n",
 			 ret, del, again);
 	realm_destroy(&r);
-}
-
-static bool bad_lines(char lines[][256], int n)
-{
-	for (int i = 0; i < n && i < MAX_LINES; i++)
-		if (strstr(lines[i], "failed") || strstr(lines[i], "leaked") ||
-		    strstr(lines[i], "died") || strstr(lines[i], "granule protection"))
-			return true;
-	return false;
 }
 
 int main(void)

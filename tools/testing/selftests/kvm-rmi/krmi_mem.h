@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the kvm-rmi selftests of realm memory: memslots,
+ * memory attributes, KVM_ARM_RMI_POPULATE requests, and the module's log.
+ */
+#ifndef KRMI_MEM_SELFTEST_H
+#define KRMI_MEM_SELFTEST_H
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "krmi.h"
+
+#define MAX_LINES 64
+#define PAGE 4096ULL
+
+/* KVM_ARM_RMI_POPULATE: 0 or -errno; `args` is copied back either way. */
+static inline int populate(int vm, struct kvm_arm_rmi_populate *args)
+{
+	return ioctl(vm, KVM_ARM_RMI_POPULATE, args) ? -errno : 0;
+}
+
+/* KVM_SET_USER_MEMORY_REGION2 (size 0 deletes): 0 or -errno. */
+static inline int set_slot(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size,
+			   void *uaddr, int gmem)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (unsigned long)uaddr,
+		.guest_memfd = gmem,
+	};
+
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
+}
+
+/* KVM_SET_MEMORY_ATTRIBUTES: 0 or -errno. */
+static inline int set_attributes(int vm, __u64 gpa, __u64 size, __u64 attributes)
+{
+	struct kvm_memory_attributes attrs = {
+		.address = gpa, .size = size, .attributes = attributes,
+	};
+
+	return ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs) ? -errno : 0;
+}
+
+/* Anonymous private memory, or the test fails. */
+static inline void *map_anon(__u64 size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		ksft_exit_fail_msg("mmap: %s\n", strerror(errno));
+	return p;
+}
+
+/* A populate request. */
+static inline struct kvm_arm_rmi_populate req(__u64 base, __u64 size, __u64 src, __u32 flags)
+{
+	return (struct kvm_arm_rmi_populate){
+		.base = base, .size = size, .source_uaddr = src, .flags = flags,
+	};
+}
+
+/* Whether the module logged a failure, a leak, a death or a GPF. */
+static inline bool bad_lines(char lines[][256], int n)
+{
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		if (strstr(lines[i], "failed") || strstr(lines[i], "leaked") ||
+		    strstr(lines[i], "died") || strstr(lines[i], "granule protection"))
+			return true;
+	return false;
+}
+
+#endif /* KRMI_MEM_SELFTEST_H */
