@@ -19,6 +19,7 @@ use kernel::{
     },
     bindings,
     c_str,
+    debugfs,
     kvm,
     miscdevice::{
         MiscDeviceOptions,
@@ -83,6 +84,7 @@ use rmi_cmds::{
     VersionError, //
 };
 use rmi_smc::{
+    RmiCallCounts,
     RmiError,
     RmiErrorKind,
     RmiVersion,
@@ -119,8 +121,12 @@ module! {
 /// passed to them, and the command layer passes only granules its caller owns.
 struct RmiSmc;
 
+/// Every RMI call the module made, by command (debugfs `kvm_rmi/rmi_calls`).
+static RMI_CALLS: RmiCallCounts = RmiCallCounts::new();
+
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
+        RMI_CALLS.record(args.x(0));
         if smccc::conduit() != smccc::Conduit::Smc {
             // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware older
             // than SMCCC v1.1, or a guest's HVC) means no EL3 to ask, and RMI
@@ -341,6 +347,10 @@ struct KvmRmi {
     _gpf_reports: Pin<KBox<gpf_notifier::Registration<GpfReporter>>>,
     /// The GPF test device, with `gpf_selftest`.
     _gpf_test: Option<Pin<KBox<MiscDeviceRegistration<GpfTestDevice>>>>,
+    /// `kvm_rmi/rmi_calls` in debugfs: the calls by command, then the total.
+    _rmi_calls: Pin<KBox<debugfs::File<()>>>,
+    /// The module's debugfs directory, removed after its files.
+    _debugfs: debugfs::Dir,
     /// Owners of delegated granules; dropped last, once nothing reports.
     _owners: OwnerRecords,
 }
@@ -372,6 +382,11 @@ impl kernel::Module for KvmRmi {
             None
         };
         RMM_FEATURES.populate(info.features);
+        let dir = debugfs::Dir::new(c_str!("kvm_rmi"));
+        let rmi_calls = KBox::pin_init(
+            dir.read_callback_file(c_str!("rmi_calls"), (), &|_: &(), f| RMI_CALLS.write_to(f)),
+            GFP_KERNEL,
+        )?;
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
         })?;
@@ -380,6 +395,8 @@ impl kernel::Module for KvmRmi {
             gpt_tables,
             _gpf_reports: gpf_reports,
             _gpf_test: gpf_test,
+            _rmi_calls: rmi_calls,
+            _debugfs: dir,
             _owners: owners,
         })
     }

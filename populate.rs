@@ -181,7 +181,8 @@ pub(crate) fn populate<H: PopulateHost>(
         }
         let granules = (args.size / GRANULE_SIZE).min(POPULATE_CHUNK);
         // `check` bounded the range to the protected half.
-        let ipa = Ipa::new(args.base).ok_or(PopulateFailure::Invalid(PopulateError::NotProtected))?;
+        let ipa =
+            Ipa::new(args.base).ok_or(PopulateFailure::Invalid(PopulateError::NotProtected))?;
         let done = host
             .fill(ipa, args.source_uaddr, granules, request.measure)
             .map_err(PopulateFailure::Host)?;

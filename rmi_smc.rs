@@ -7,6 +7,10 @@
 //! both into the module and into the host crate `tools/testing/rmm-model`.
 
 use core::fmt;
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 
 use crate::addr::{
     Granule,
@@ -223,6 +227,53 @@ pub(crate) fn rmi_fid_name(fid: RmiFid) -> Option<&'static str> {
         .iter()
         .find(|(f, _)| *f == fid)
         .map(|(_, name)| *name)
+}
+
+/// Offsets from the first RMI function ID that [`RmiCallCounts`] counts:
+/// every command of the table (the last is at 0xba).
+const RMI_FID_SPAN: usize = 0xc0;
+
+/// How many times each RMI command was called since the module loaded, for
+/// statistics: lock-free, callable from any context.
+pub(crate) struct RmiCallCounts([AtomicU64; RMI_FID_SPAN]);
+
+impl RmiCallCounts {
+    /// All zero.
+    pub(crate) const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; RMI_FID_SPAN])
+    }
+
+    fn slot(&self, fid: u64) -> Option<&AtomicU64> {
+        let offset = fid.checked_sub(u64::from(rmi_fid(0).0))?;
+        self.0.get(usize::try_from(offset).ok()?)
+    }
+
+    /// Counts a call with `x0` = `fid` (other function IDs are ignored).
+    pub(crate) fn record(&self, fid: u64) {
+        if let Some(count) = self.slot(fid) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls of `fid` so far.
+    pub(crate) fn get(&self, fid: RmiFid) -> u64 {
+        self.slot(u64::from(fid.0))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Writes `NAME count` for every command called at least once, in FID
+    /// order, then `total count`.
+    pub(crate) fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        let mut total = 0u64;
+        for (fid, name) in RMI_FID_TABLE {
+            let n = self.get(*fid);
+            if n > 0 {
+                writeln!(f, "{name} {n}")?;
+                total = total.saturating_add(n);
+            }
+        }
+        writeln!(f, "total {total}")
+    }
 }
 
 /// The status field of an `RmiCommandReturnCode` (bits [7:0] of x0).

@@ -16,7 +16,10 @@ use crate::addr::{
 use crate::granule::PageSource;
 use crate::mem::FakePages;
 use crate::memory::unmap_protected;
-use crate::model::Rmm;
+use crate::model::{
+    RangeMode,
+    Rmm, //
+};
 use crate::populate::{
     advance,
     check,
@@ -39,6 +42,7 @@ use crate::realm_tests::{
     cfg,
     qemu, //
 };
+use crate::rmi_smc::RMI_FID_TABLE;
 use crate::support::{
     assert_ownership,
     host,
@@ -317,6 +321,7 @@ const SLOTS: [Slot; 4] = [
 struct FakeGmem<'h> {
     h: &'h TestRmi,
     realm: Realm<'h, Rmm, FakePages, Ledger<'h>>,
+    slots: &'static [Slot],
     /// The one NS page every user source address reads from.
     src: Granule,
     /// guest_memfd's pages by gfn (one file per slot, at offset 0).
@@ -330,17 +335,38 @@ struct FakeGmem<'h> {
     widest_fill: u64,
 }
 
-impl FakeGmem<'_> {
+impl<'h> FakeGmem<'h> {
     fn signal_pending(&self) -> bool {
         self.signal_after.is_some_and(|n| self.done >= n)
     }
 
-    fn gmem_slot(gfn: u64) -> Option<Slot> {
-        SLOTS
-            .iter()
-            .copied()
-            .find(|s| s.gmem && gfn >= s.base_gfn && gfn < s.base_gfn + s.npages)
+    fn gmem_slot(&self, gfn: u64) -> Option<Slot> {
+        gmem_slot(self.slots, gfn)
     }
+
+    /// A fresh realm (not created yet) over `slots`, reading from `src`.
+    fn new(h: &'h TestRmi, slots: &'static [Slot], src: Granule) -> Self {
+        let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+        Self {
+            h,
+            realm: Realm::new(h, shape, Ledger::default()),
+            slots,
+            src,
+            file: BTreeMap::new(),
+            signal_after: None,
+            done: 0,
+            fills: 0,
+            widest_fill: 0,
+        }
+    }
+}
+
+/// The guest_memfd slot of `slots` that holds `gfn`.
+fn gmem_slot(slots: &[Slot], gfn: u64) -> Option<Slot> {
+    slots
+        .iter()
+        .copied()
+        .find(|s| s.gmem && gfn >= s.base_gfn && gfn < s.base_gfn + s.npages)
 }
 
 impl PopulateHost for FakeGmem<'_> {
@@ -358,11 +384,17 @@ impl PopulateHost for FakeGmem<'_> {
         self.signal_pending()
     }
 
-    fn fill(&mut self, ipa: Ipa, source_uaddr: u64, granules: u64, measure: bool) -> Result<u64, Errno> {
+    fn fill(
+        &mut self,
+        ipa: Ipa,
+        source_uaddr: u64,
+        granules: u64,
+        measure: bool,
+    ) -> Result<u64, Errno> {
         self.fills += 1;
         self.widest_fill = self.widest_fill.max(granules);
         let gfn = ipa.get() / G;
-        let slot = Self::gmem_slot(gfn).ok_or(Errno::Inval)?;
+        let slot = self.gmem_slot(gfn).ok_or(Errno::Inval)?;
         let n = granules.min(slot.base_gfn + slot.npages - gfn);
         let mut failed = None;
         let mut i = 0;
@@ -418,7 +450,7 @@ fn expected(a: &PopulateArgs, mapped: &BTreeSet<u64>) -> (u64, Result<(), Errno>
     }
     for i in 0..a.size / G {
         let gfn = a.base / G + i;
-        if FakeGmem::gmem_slot(gfn).is_none() {
+        if gmem_slot(&SLOTS, gfn).is_none() {
             return (i, Err(Errno::Inval));
         }
         if a.source_uaddr + i * G >= USER_TOP {
@@ -464,17 +496,7 @@ fn fuzzed_request(rng: &mut Rng) -> PopulateArgs {
 fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
     let h = host(Rmm::active());
     let src_page = h.pages().alloc().expect("source");
-    let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
-    let mut gmem = FakeGmem {
-        h: &h,
-        realm: Realm::new(&h, shape, Ledger::default()),
-        src: FakePages::granule(&src_page),
-        file: BTreeMap::new(),
-        signal_after: None,
-        done: 0,
-        fills: 0,
-        widest_fill: 0,
-    };
+    let mut gmem = FakeGmem::new(&h, &SLOTS, FakePages::granule(&src_page));
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut mapped = BTreeSet::new();
     let (mut filled, mut interrupted, mut punched) = (0u64, 0u64, 0u64);
@@ -482,7 +504,10 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
     for i in 0..100_000u32 {
         let mut a = fuzzed_request(&mut rng);
         let (want_done, want) = expected(&a, &mapped);
-        let (end, source_end) = (a.base.wrapping_add(a.size), a.source_uaddr.wrapping_add(a.size));
+        let (end, source_end) = (
+            a.base.wrapping_add(a.size),
+            a.source_uaddr.wrapping_add(a.size),
+        );
         let first = a;
         // The VMM's loop: repeat the copied-back request while interrupted.
         let mut calls = 0;
@@ -493,11 +518,18 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
             let before = a;
             let r = populate(&mut a, 40, &mut gmem);
             assert_eq!(
-                (a.base.wrapping_add(a.size), a.source_uaddr.wrapping_add(a.size)),
+                (
+                    a.base.wrapping_add(a.size),
+                    a.source_uaddr.wrapping_add(a.size)
+                ),
                 (end, source_end),
                 "#{i} {first:x?}: the ends moved"
             );
-            assert_eq!(a.base - before.base, gmem.done * G, "#{i}: progress is what was done");
+            assert_eq!(
+                a.base - before.base,
+                gmem.done * G,
+                "#{i}: progress is what was done"
+            );
             assert_eq!((a.flags, a.reserved), (before.flags, before.reserved));
             match r {
                 Err(PopulateFailure::Interrupted) | Err(PopulateFailure::Host(Errno::Intr)) => {
@@ -513,7 +545,10 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
         let done = (a.base - first.base) / G;
         assert_eq!((done, got), (want_done, want), "#{i} {first:x?}");
         *outcomes.entry(format!("{got:?}")).or_insert(0u32) += 1;
-        if matches!(got, Ok(()) | Err(Errno::Exist | Errno::Fault | Errno::Inval)) {
+        if matches!(
+            got,
+            Ok(()) | Err(Errno::Exist | Errno::Fault | Errno::Inval)
+        ) {
             for k in 0..done {
                 assert!(mapped.insert(first.base / G + k));
             }
@@ -554,14 +589,19 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
             }
         }
     }
-    assert!(filled > 10_000 && interrupted > 1_000 && punched > 5_000,
-        "the fuzzer must fill, interrupt and punch: {filled} {interrupted} {punched} {outcomes:?}");
+    assert!(
+        filled > 10_000 && interrupted > 1_000 && punched > 5_000,
+        "the fuzzer must fill, interrupt and punch: {filled} {interrupted} {punched} {outcomes:?}"
+    );
     assert_eq!(
         outcomes.keys().map(String::as_str).collect::<Vec<_>>(),
         ["Err(Exist)", "Err(Fault)", "Err(Inval)", "Ok(())"],
         "every final outcome is reached"
     );
-    assert_eq!(gmem.widest_fill, POPULATE_CHUNK, "large requests are chunked");
+    assert_eq!(
+        gmem.widest_fill, POPULATE_CHUNK,
+        "large requests are chunked"
+    );
     assert!(h.smc().mem().violations().is_empty());
 
     // After the first run: refused, nothing done.
@@ -569,7 +609,10 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
     let mut late = args(192 * G, G, G);
     gmem.done = 0;
     gmem.signal_after = None;
-    assert_eq!(populate(&mut late, 40, &mut gmem), Err(PopulateFailure::Host(Errno::Inval)));
+    assert_eq!(
+        populate(&mut late, 40, &mut gmem),
+        Err(PopulateFailure::Host(Errno::Inval))
+    );
     assert_eq!((late.size, gmem.done), (G, 0));
 
     // Teardown gives every page back; the files go.
@@ -584,4 +627,69 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
     assert_eq!(h.leaked(), 0);
     assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
     assert!(h.smc().mem().allocated().is_empty(), "all freed");
+}
+
+/// One guest_memfd memslot of 3 MiB (most of the model's memory).
+const BENCH_SLOTS: [Slot; 1] = [Slot {
+    base_gfn: 0,
+    npages: 768,
+    gmem: true,
+}];
+
+/// RMI calls per populated page when the whole slot is populated in one
+/// request on an RMM that delegates `mode` granules per range call, RTT
+/// creation included (the realm's creation is not).
+fn smcs_per_page(mode: RangeMode) -> (u64, u64) {
+    let h = host(Rmm::active());
+    h.smc().set_range_mode(mode);
+    let src_page = h.pages().alloc().expect("source");
+    let mut gmem = FakeGmem::new(&h, &BENCH_SLOTS, FakePages::granule(&src_page));
+    gmem.realm.create(&qemu()).expect("create");
+    let total = |h: &TestRmi| -> u64 {
+        RMI_FID_TABLE
+            .iter()
+            .map(|(fid, _)| u64::from(h.smc().calls(*fid)))
+            .sum()
+    };
+    let before = total(&h);
+    let pages = BENCH_SLOTS[0].npages;
+    let mut a = args(0, pages * G, G);
+    populate(&mut a, 40, &mut gmem).expect("populate");
+    assert_eq!(a.size, 0);
+    let calls = total(&h) - before;
+    gmem.realm.destroy(&mut || {}).expect("destroy");
+    for g in std::mem::take(&mut gmem.file).into_values() {
+        h.pages().guest_punch(g);
+    }
+    (calls, pages)
+}
+
+/// On TF-RMM (one granule per range call) populate stays within 2.05 RMI
+/// calls per page: one delegation and one DATA_MAP_INIT per page, plus the
+/// RTTs.
+#[test]
+fn populate_costs_at_most_2_05_calls_per_page_on_tf_rmm() {
+    let (calls, pages) = smcs_per_page(RangeMode::OnePerCall);
+    assert!(
+        calls * 100 <= pages * 205,
+        "{calls} calls for {pages} pages"
+    );
+}
+
+/// `make bench`: RMI calls per populated page, as a table.
+#[test]
+#[ignore = "a benchmark: run by scripts/bench.sh"]
+fn bench_populate_calls_per_page() {
+    println!("| RMM range calls | pages | RMI calls | calls/page | goal |");
+    println!("|---|---|---|---|---|");
+    for (mode, name, goal) in [
+        (RangeMode::OnePerCall, "one granule (TF-RMM)", "<= 2.05"),
+        (RangeMode::WholeRange, "whole range", "<= 1.05"),
+    ] {
+        let (calls, pages) = smcs_per_page(mode);
+        println!(
+            "| {name} | {pages} | {calls} | {:.3} | {goal} |",
+            calls as f64 / pages as f64
+        );
+    }
 }

@@ -20,6 +20,7 @@ use crate::rmi_smc::{
     rmi_result,
     Incomplete,
     OpMemReq,
+    RmiCallCounts,
     RmiErrorKind,
     RmiFeatures0,
     RmiFeatures1,
@@ -34,6 +35,7 @@ use crate::rmi_smc::{
     SmcRegs,
     RMI_FEATURES,
     RMI_FID_TABLE,
+    RMI_REC_ENTER,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -512,4 +514,37 @@ fn error_kinds_follow_the_status() {
         rmi_features(&rmm).unwrap_err().kind(),
         RmiErrorKind::RmmUnavailable
     );
+}
+
+#[test]
+fn call_counts_count_every_command_and_nothing_else() {
+    let counts = RmiCallCounts::new();
+    // Every command of the table has a counter.
+    for (fid, _) in RMI_FID_TABLE {
+        counts.record(u64::from(fid.0));
+    }
+    for (fid, name) in RMI_FID_TABLE {
+        assert_eq!(counts.get(*fid), 1, "{name}");
+    }
+    // Other function IDs (PSCI, SMCCC, below and above the range) are not.
+    for other in [0x8400_0000u64, 0xc400_014f, 0xc400_0210, u64::MAX, 0] {
+        counts.record(other);
+    }
+    counts.record(u64::from(RMI_REC_ENTER.0));
+    counts.record(u64::from(RMI_REC_ENTER.0));
+    let mut text = String::new();
+    counts.write_to(&mut text).expect("format");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), RMI_FID_TABLE.len() + 1);
+    assert!(lines.contains(&"RMI_REC_ENTER 3"));
+    assert_eq!(
+        lines.last(),
+        Some(&format!("total {}", RMI_FID_TABLE.len() + 2).as_str())
+    );
+    // Only commands called at least once are listed.
+    let fresh = RmiCallCounts::new();
+    fresh.record(u64::from(RMI_VERSION.0));
+    let mut text = String::new();
+    fresh.write_to(&mut text).expect("format");
+    assert_eq!(text, "RMI_VERSION 1\ntotal 1\n");
 }
