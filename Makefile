@@ -4,13 +4,14 @@
 # Everything is built under build/; DEBUG=1 adds the lockdep/kmemleak config,
 # RME_FIRMWARE=DIR boots TF-A + an RMM from DIR (bl1.bin, fip.bin).
 
-.PHONY: all run test deps kernel selftests model-test qemu-test fmt clean help
+.PHONY: all run test bench deps kernel selftests model-test qemu-test fmt clean help
 
 all: kernel
 
 help:
 	@echo "make run        build what is missing, boot QEMU, load kvm_rmi, report"
 	@echo "make test       host model tests, kernel+module build, selftests, QEMU tests"
+	@echo "make bench      benchmark tables (model; in-kernel with RME_FIRMWARE)"
 	@echo "make deps       install Debian and crates.io dependencies (idempotent)"
 	@echo "make kernel     patched Linux 7.3 + kvm_rmi.ko (LLVM=1, CLIPPY=1, rustfmt)"
 	@echo "make model-test cargo test of the sans-IO core against the RMM model"
@@ -22,6 +23,9 @@ run: deps kernel
 
 test:
 	scripts/test.sh
+
+bench: deps
+	scripts/bench.sh
 
 deps:
 	scripts/deps.sh

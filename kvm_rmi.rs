@@ -384,7 +384,7 @@ impl kernel::Module for KvmRmi {
         RMM_FEATURES.populate(info.features);
         let dir = debugfs::Dir::new(c_str!("kvm_rmi"));
         let rmi_calls = KBox::pin_init(
-            dir.read_callback_file(c_str!("rmi_calls"), (), &|_: &(), f| RMI_CALLS.write_to(f)),
+            dir.read_callback_file(c_str!("rmi_calls"), (), &|(): &(), f| RMI_CALLS.write_to(f)),
             GFP_KERNEL,
         )?;
         let realms = kvm::Registration::new(module).inspect_err(|e| {

@@ -318,21 +318,27 @@ impl PopulateHost for GmemPopulate<'_> {
         let slots = self.slots.as_ref().ok_or(EINVAL)?;
         let src = usize::try_from(source_uaddr).map_err(|_| EINVAL)?;
         let pages = usize::try_from(granules).map_err(|_| EINVAL)?;
-        let done = kvm.gmem_populate(slots, ipa.get() >> GRANULE_SHIFT, src, pages, |gfn, pfn, src| {
-            let (Some(page), Some(ipa), Some(src)) = (
-                Granule::new(pfn << GRANULE_SHIFT),
-                gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
-                Granule::new(src),
-            ) else {
-                return Err(EINVAL);
-            };
-            let mut realm = vm.realm.lock();
-            match realm.populate_page(page, ipa, src, measure) {
-                Ok(_) => Ok(()),
-                Err(PopulatePageError::Mapped) => Err(EEXIST),
-                Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
-            }
-        })?;
+        let done = kvm.gmem_populate(
+            slots,
+            ipa.get() >> GRANULE_SHIFT,
+            src,
+            pages,
+            |gfn, pfn, src| {
+                let (Some(page), Some(ipa), Some(src)) = (
+                    Granule::new(pfn << GRANULE_SHIFT),
+                    gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
+                    Granule::new(src),
+                ) else {
+                    return Err(EINVAL);
+                };
+                let mut realm = vm.realm.lock();
+                match realm.populate_page(page, ipa, src, measure) {
+                    Ok(_) => Ok(()),
+                    Err(PopulatePageError::Mapped) => Err(EEXIST),
+                    Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
+                }
+            },
+        )?;
         // CAST: At most `pages`, which came from a `u64`.
         Ok(done as u64)
     }

@@ -3,7 +3,7 @@
 #
 # Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, and (mode
 # "test") the KVM selftests of the regression list and /tests/plan.
-#   scripts/initramfs.sh run|test      prints the cpio path
+#   scripts/initramfs.sh run|test|bench      prints the cpio path
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -27,6 +27,12 @@ if [ "$KRMI_STOCK" != 1 ]; then
 	[ -f "$ko" ] || die "module missing: $ko (run scripts/build-kernel.sh)"
 	cp "$ko" "$root/modules/"
 fi
+
+[ "$mode" = bench ] && {
+	bench=$KRMI_BUILD/bench/realm_bench
+	[ -x "$bench" ] || die "benchmark missing: $bench (run scripts/bench.sh)"
+	cp "$bench" "$root/tests/"
+}
 
 plan=$root/tests/plan
 [ "$mode" = test ] && {

@@ -4,6 +4,7 @@
 # Boot the built kernel + initramfs under QEMU and run the guest side.
 #   scripts/qemu.sh run    load kvm_rmi and report what it found
 #   scripts/qemu.sh test   run /tests/plan and print KTAP + a summary
+#   scripts/qemu.sh bench  run the populate benchmark (needs RME_FIRMWARE)
 #
 # Without RME_FIRMWARE: -M virt,virtualization=on (EL2, no EL3, no RMM).
 # With RME_FIRMWARE=DIR (bl1.bin + fip.bin of the user's own RME-enabled TF-A
@@ -18,8 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 mode=${1:-test}
-case "$mode" in run | test) ;; *) die "usage: $0 run|test" ;; esac
-timeout_s=${QEMU_TIMEOUT:-$([ "$mode" = run ] && echo 300 || echo 1500)}
+case "$mode" in run | test | bench) ;; *) die "usage: $0 run|test|bench" ;; esac
+timeout_s=${QEMU_TIMEOUT:-$([ "$mode" = test ] && echo 1500 || echo 300)}
 logs=$KRMI_BUILD/logs
 mkdir -p "$logs"
 log_file=$logs/qemu-$mode.log
@@ -59,6 +60,8 @@ qpid=$!
 # Follow the log: the test results as they come (run mode: the report).
 if [ "$mode" = test ]; then
 	filter='^(ok|not ok) |^krmi: '
+elif [ "$mode" = bench ]; then
+	filter='^krmi: |^\||^bench'
 else
 	filter='^krmi: '
 fi

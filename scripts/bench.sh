@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench: benchmarks, printed as tables (not tests: nothing here fails on
+# a number).
+#   1. The model: RMI calls per populated page, with an RMM that delegates one
+#      granule per range call (TF-RMM) and one that takes whole ranges.
+#   2. With RME_FIRMWARE: under QEMU, KVM_ARM_RMI_POPULATE of 64 MiB (RMI
+#      calls per page from debugfs, MiB/s) against filling a normal VM's
+#      guest_memfd with the same bytes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+log "model: RMI calls per populated page"
+"$here/model-test.sh" --release bench_ -- --ignored --nocapture --test-threads=1 |
+	grep '^|'
+
+if [ -z "${RME_FIRMWARE:-}" ]; then
+	log "no RME_FIRMWARE: the in-kernel benchmark needs an RMM, skipped"
+	exit 0
+fi
+"$here/build-kernel.sh"
+out=$KRMI_BUILD/bench
+mkdir -p "$out"
+aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
+	-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
+	-o "$out/realm_bench" "$KRMI_TOP/tools/bench/realm_bench.c"
+"$here/qemu.sh" bench
