@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 log "model: RMI calls per populated page"
 "$here/model-test.sh" --release bench_ -- --ignored --nocapture --test-threads=1 |
-	grep '^|'
+	grep -o '|.*|$'
 
 if [ -z "${RME_FIRMWARE:-}" ]; then
 	log "no RME_FIRMWARE: the in-kernel benchmark needs an RMM, skipped"

@@ -46,8 +46,11 @@ static int create_gmem(int vm, __u64 size, __u64 flags)
 	return ioctl(vm, KVM_CREATE_GUEST_MEMFD, &gmem);
 }
 
-/* Seconds to populate all but the first page of a realm's gmem slot. */
-static double realm_populate(int kvm, const char *src, long long *calls)
+/*
+ * Seconds to populate all but the first page of a realm's gmem slot, with
+ * `flags`; the RMI calls that took go to `calls`.
+ */
+static double realm_populate(int kvm, const char *src, __u32 flags, long long *calls)
 {
 	int vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM), gmem;
 	char *shared = map_anon(BENCH_SIZE);
@@ -61,11 +64,10 @@ static double realm_populate(int kvm, const char *src, long long *calls)
 	gmem = create_gmem(vm, BENCH_SIZE, 0);
 	if (gmem < 0 || set_slot(vm, 0, KVM_MEM_GUEST_MEMFD, 0, BENCH_SIZE, shared, gmem))
 		ksft_exit_fail_msg("realm memslot: %s\n", strerror(errno));
-	args = req(0, PAGE, (unsigned long)src, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE);
+	args = req(0, PAGE, (unsigned long)src, flags);
 	if (populate(vm, &args))
 		ksft_exit_fail_msg("first page: %s\n", strerror(errno));
-	args = req(PAGE, BENCH_SIZE - PAGE, (unsigned long)src + PAGE,
-		   KVM_ARM_RMI_POPULATE_FLAGS_MEASURE);
+	args = req(PAGE, BENCH_SIZE - PAGE, (unsigned long)src + PAGE, flags);
 	before = rmi_calls_total();
 	t = now();
 	do {
@@ -107,9 +109,9 @@ static double normal_fill(int kvm, const char *src)
 
 int main(void)
 {
-	double mib = BENCH_SIZE / (double)(1 << 20), realm_s, normal_s;
+	double mib = BENCH_SIZE / (double)(1 << 20), measured_s, unmeasured_s, normal_s;
 	__u64 pages = BENCH_SIZE / PAGE - 1;
-	long long calls;
+	long long measured, unmeasured;
 	char *src;
 	int kvm;
 
@@ -124,15 +126,19 @@ int main(void)
 	for (__u64 i = 0; i < BENCH_SIZE; i += 8)
 		*(__u64 *)(src + i) = i * 0x9e3779b97f4a7c15ULL;
 
-	realm_s = realm_populate(kvm, src, &calls);
+	measured_s = realm_populate(kvm, src, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE, &measured);
+	unmeasured_s = realm_populate(kvm, src, 0, &unmeasured);
 	normal_s = normal_fill(kvm, src);
-	printf("| what | MiB | s | MiB/s | RMI calls/page | goal |\n");
-	printf("|---|---|---|---|---|---|\n");
-	printf("| realm populate (measured) | %.0f | %.3f | %.1f | %.3f | <= 2.05 |\n", mib,
-	       realm_s, mib / realm_s, calls >= 0 ? (double)calls / pages : -1.0);
-	printf("| normal VM guest_memfd fill | %.0f | %.3f | %.1f | - | - |\n", mib, normal_s,
+	printf("| what | MiB | s | MiB/s | RMI calls/page | vs fill | goal |\n");
+	printf("|---|---|---|---|---|---|---|\n");
+	printf("| realm populate, measured | %.0f | %.3f | %.1f | %.3f | %.2fx | <= 2.05, >= 0.8x |\n",
+	       mib, measured_s, mib / measured_s, (double)measured / pages,
+	       normal_s / measured_s);
+	printf("| realm populate, unmeasured | %.0f | %.3f | %.1f | %.3f | %.2fx | <= 2.05, >= 0.8x |\n",
+	       mib, unmeasured_s, mib / unmeasured_s, (double)unmeasured / pages,
+	       normal_s / unmeasured_s);
+	printf("| normal VM guest_memfd fill | %.0f | %.3f | %.1f | - | 1x | - |\n", mib, normal_s,
 	       mib / normal_s);
-	printf("| populate / fill throughput | | | %.2fx | | >= 0.8x |\n", normal_s / realm_s);
 	munmap(src, BENCH_SIZE);
 	close(kvm);
 	return module_unload() ? 1 : 0;
