@@ -53,11 +53,17 @@ pub(crate) mod data;
 #[path = "../../../../memory.rs"]
 pub(crate) mod memory;
 
+#[allow(dead_code)]
+#[path = "../../../../exit.rs"]
+pub(crate) mod exit;
+
 pub(crate) mod mem;
 pub(crate) mod model;
 
 #[cfg(test)]
 mod data_tests;
+#[cfg(test)]
+mod exit_tests;
 #[cfg(test)]
 mod granule_tests;
 #[cfg(test)]
