@@ -1090,6 +1090,64 @@ impl RmiRealmParams {
     }
 }
 
+/// `RmiRecCreateFlags.RUNNABLE`: the REC may run from its creation (only
+/// the boot vCPU; the others wait for PSCI CPU_ON).
+pub(crate) const REC_PARAMS_FLAG_RUNNABLE: u64 = 1 << 0;
+
+/// `RmiRecEnterFlags`: complete an MMIO access (a read takes `gprs[0]`).
+pub(crate) const REC_ENTRY_FLAG_EMUL_MMIO: u64 = 1 << 0;
+/// `RmiRecEnterFlags`: inject a synchronous external abort.
+pub(crate) const REC_ENTRY_FLAG_INJECT_SEA: u64 = 1 << 1;
+/// `RmiRecEnterFlags`: trap WFI for this entry.
+pub(crate) const REC_ENTRY_FLAG_TRAP_WFI: u64 = 1 << 2;
+/// `RmiRecEnterFlags`: trap WFE for this entry.
+pub(crate) const REC_ENTRY_FLAG_TRAP_WFE: u64 = 1 << 3;
+/// `RmiRecEnterFlags`: the host rejects the RIPAS change request.
+pub(crate) const REC_ENTRY_FLAG_RIPAS_RESPONSE: u64 = 1 << 4;
+
+/// `RmiRecMpidr`: a REC's MPIDR as `RMI_REC_CREATE` takes it, Aff0 in
+/// [3:0] (16 RECs per cluster, as GICv3 wants), Aff1..3 in [15:8], [23:16],
+/// [31:24]. The RMM requires RECs to be created in index order from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmiRecMpidr(u64);
+
+impl RmiRecMpidr {
+    /// The MPIDR of REC `index` (KVM's MPIDR of vCPU `index`), if the
+    /// format can hold it (index below 2^28).
+    pub(crate) const fn from_index(index: u64) -> Option<Self> {
+        if index >= 1 << 28 {
+            return None;
+        }
+        Some(Self(
+            (index & 0xf)
+                | ((index >> 4) & 0xff) << 8
+                | ((index >> 12) & 0xff) << 16
+                | ((index >> 20) & 0xff) << 24,
+        ))
+    }
+
+    /// The value `raw` if it is in the format, as the RMM checks it.
+    pub(crate) const fn new(raw: u64) -> Option<Self> {
+        if raw & !0xffff_ff0f != 0 {
+            return None;
+        }
+        Some(Self(raw))
+    }
+
+    /// The REC index it stands for.
+    pub(crate) const fn index(self) -> u64 {
+        (self.0 & 0xf)
+            | ((self.0 >> 8) & 0xff) << 4
+            | ((self.0 >> 16) & 0xff) << 12
+            | ((self.0 >> 24) & 0xff) << 20
+    }
+
+    /// The raw value for `RmiRecParams.mpidr`.
+    pub(crate) const fn raw(self) -> u64 {
+        self.0
+    }
+}
+
 /// `RmiRecParams`: what `RMI_REC_CREATE` reads from an NS granule.
 #[repr(C)]
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use crate::rmi_smc::{
     RmiFeatures3,
     RmiFid,
     RmiRealmParams,
+    RmiRecMpidr,
     RmiRecParams,
     RmiRecRun,
     RmiStatus,
@@ -547,4 +548,27 @@ fn call_counts_count_every_command_and_nothing_else() {
     let mut text = String::new();
     fresh.write_to(&mut text).expect("format");
     assert_eq!(text, "RMI_VERSION 1\ntotal 1\n");
+}
+
+#[test]
+fn rec_mpidr_round_trips_the_index_in_the_rmm_format() {
+    for index in [0u64, 1, 15, 16, 17, 255, 4095, 4096, (1 << 28) - 1] {
+        let m = RmiRecMpidr::from_index(index).expect("fits");
+        assert_eq!(m.index(), index);
+        assert_eq!(RmiRecMpidr::new(m.raw()), Some(m));
+        // Aff0[7:4] and bits above 31 stay clear.
+        assert_eq!(m.raw() & !0xffff_ff0f, 0);
+    }
+    // vCPU 0x123: Aff0 3, Aff1 0x12.
+    assert_eq!(
+        RmiRecMpidr::from_index(0x123).map(|m| m.raw()),
+        Some(0x1203)
+    );
+    assert_eq!(RmiRecMpidr::from_index(1 << 28), None);
+    assert_eq!(RmiRecMpidr::new(0x10), None, "Aff0[7:4]");
+    assert_eq!(RmiRecMpidr::new(1 << 32), None, "Aff3 of MPIDR_EL1");
+    assert_eq!(
+        RmiRecMpidr::new(1 << 31),
+        Some(RmiRecMpidr::from_index(1 << 27).expect("fits"))
+    );
 }
