@@ -75,4 +75,53 @@ static inline bool bad_lines(char lines[][256], int n)
 	return false;
 }
 
+/*
+ * The realm of the memory tests: 40 bits (protected half below 2^39), a
+ * 4 MiB guest_memfd at IPA 0 with its shared mapping, a normal memslot's
+ * memory right above it, and a source buffer of the same size.
+ */
+#define SLOT_SIZE (4ULL << 20)
+#define NORMAL_BASE SLOT_SIZE
+#define PROTECTED_TOP (1ULL << 39)
+
+struct realm {
+	int vm, gmem;
+	char *shared, *normal, *src;
+};
+
+/* The realm VM, its guest_memfd and buffers, no memslot yet. */
+static inline struct realm realm_alloc(int kvm)
+{
+	struct kvm_create_guest_memfd gmem = { .size = SLOT_SIZE };
+	struct realm r = { .vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM) };
+
+	if (r.vm < 0)
+		ksft_exit_fail_msg("realm VM: %s\n", strerror(errno));
+	r.gmem = ioctl(r.vm, KVM_CREATE_GUEST_MEMFD, &gmem);
+	if (r.gmem < 0)
+		ksft_exit_fail_msg("guest_memfd: %s\n", strerror(errno));
+	r.shared = map_anon(SLOT_SIZE);
+	r.normal = map_anon(SLOT_SIZE);
+	r.src = map_anon(SLOT_SIZE);
+	for (__u64 i = 0; i < SLOT_SIZE; i++)
+		r.src[i] = (char)(i * 7 + i / PAGE);
+	return r;
+}
+
+/* Memslot 0 (guest_memfd at 0) and memslot 1 (normal, above): 0 or -errno. */
+static inline int realm_add_slots(struct realm *r)
+{
+	return set_slot(r->vm, 0, KVM_MEM_GUEST_MEMFD, 0, SLOT_SIZE, r->shared, r->gmem) ?:
+	       set_slot(r->vm, 1, 0, NORMAL_BASE, SLOT_SIZE, r->normal, 0);
+}
+
+static inline void realm_destroy(struct realm *r)
+{
+	close(r->gmem);
+	close(r->vm);
+	munmap(r->shared, SLOT_SIZE);
+	munmap(r->normal, SLOT_SIZE);
+	munmap(r->src, SLOT_SIZE);
+}
+
 #endif /* KRMI_MEM_SELFTEST_H */

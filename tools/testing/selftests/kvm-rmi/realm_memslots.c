@@ -22,46 +22,15 @@
 #define _GNU_SOURCE
 #include "krmi_mem.h"
 
-#define SLOT_SIZE (4ULL << 20)
-#define NORMAL_BASE SLOT_SIZE
-#define PROTECTED_TOP (1ULL << 39)
-
-struct realm {
-	int vm, gmem;
-	char *shared, *normal, *src;
-};
-
-/* A 40-bit realm with a guest_memfd slot at 0 and a normal one above it. */
+/* A 40-bit realm; adding its two memslots is the first check. */
 static struct realm realm_create(int kvm)
 {
-	struct kvm_create_guest_memfd gmem = { .size = SLOT_SIZE };
-	struct realm r = { .vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM) };
-	int gmem_slot, normal_slot;
+	struct realm r = realm_alloc(kvm);
+	int ret = realm_add_slots(&r);
 
-	if (r.vm < 0)
-		ksft_exit_fail_msg("realm VM: %s\n", strerror(errno));
-	r.gmem = ioctl(r.vm, KVM_CREATE_GUEST_MEMFD, &gmem);
-	if (r.gmem < 0)
-		ksft_exit_fail_msg("guest_memfd: %s\n", strerror(errno));
-	r.shared = map_anon(SLOT_SIZE);
-	r.normal = map_anon(SLOT_SIZE);
-	r.src = map_anon(SLOT_SIZE);
-	memset(r.src, 0x5a, SLOT_SIZE);
-	gmem_slot = set_slot(r.vm, 0, KVM_MEM_GUEST_MEMFD, 0, SLOT_SIZE, r.shared, r.gmem);
-	normal_slot = set_slot(r.vm, 1, 0, NORMAL_BASE, SLOT_SIZE, r.normal, 0);
-	ksft_test_result(!gmem_slot && !normal_slot,
-			 "guest_memfd and normal memslots in the protected half (%d, %d)\n",
-			 gmem_slot, normal_slot);
+	ksft_test_result(!ret, "guest_memfd and normal memslots in the protected half (%d)\n",
+			 ret);
 	return r;
-}
-
-static void realm_destroy(struct realm *r)
-{
-	close(r->gmem);
-	close(r->vm);
-	munmap(r->shared, SLOT_SIZE);
-	munmap(r->normal, SLOT_SIZE);
-	munmap(r->src, SLOT_SIZE);
 }
 
 /* Slots reaching into the unprotected half: refused, created or moved. */

@@ -28,45 +28,14 @@
 
 #include "krmi_mem.h"
 
-#define SLOT_SIZE (4ULL << 20)
-/* The normal memslot, right above the guest_memfd one. */
-#define NORMAL_BASE SLOT_SIZE
-#define PROTECTED_TOP (1ULL << 39)
-
-struct realm {
-	int vm, gmem;
-	char *shared, *normal, *src;
-};
-
-/* A 40-bit realm with the two memslots, and a source buffer of SLOT_SIZE. */
+/* A 40-bit realm with the two memslots; it fails the test if it cannot. */
 static struct realm realm_create(int kvm)
 {
-	struct kvm_create_guest_memfd gmem = { .size = SLOT_SIZE };
-	struct realm r = { .vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM) };
+	struct realm r = realm_alloc(kvm);
 
-	if (r.vm < 0)
-		ksft_exit_fail_msg("realm VM: %s\n", strerror(errno));
-	r.gmem = ioctl(r.vm, KVM_CREATE_GUEST_MEMFD, &gmem);
-	if (r.gmem < 0)
-		ksft_exit_fail_msg("guest_memfd: %s\n", strerror(errno));
-	r.shared = map_anon(SLOT_SIZE);
-	r.normal = map_anon(SLOT_SIZE);
-	r.src = map_anon(SLOT_SIZE);
-	for (__u64 i = 0; i < SLOT_SIZE; i++)
-		r.src[i] = (char)(i * 7 + i / PAGE);
-	if (set_slot(r.vm, 0, KVM_MEM_GUEST_MEMFD, 0, SLOT_SIZE, r.shared, r.gmem) ||
-	    set_slot(r.vm, 1, 0, NORMAL_BASE, SLOT_SIZE, r.normal, 0))
+	if (realm_add_slots(&r))
 		ksft_exit_fail_msg("memslots: %s\n", strerror(errno));
 	return r;
-}
-
-static void realm_destroy(struct realm *r)
-{
-	close(r->gmem);
-	close(r->vm);
-	munmap(r->shared, SLOT_SIZE);
-	munmap(r->normal, SLOT_SIZE);
-	munmap(r->src, SLOT_SIZE);
 }
 
 /* Each invalid request: EINVAL, and the struct unchanged. */
