@@ -76,6 +76,32 @@ static inline bool bad_lines(char lines[][256], int n)
 }
 
 /*
+ * Loads the module (a test result; the test ends if it fails) and returns
+ * the log opened before, for load_end().
+ */
+static inline int load_begin(void)
+{
+	int kmsg = kmsg_open(), ret = module_load();
+
+	ksft_test_result(ret == 0, "load (got %d)\n", ret);
+	if (ret)
+		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
+	return kmsg;
+}
+
+/* Unloads the module and checks its log since load_begin(): two results. */
+static inline void load_end(int kmsg)
+{
+	char lines[MAX_LINES][256];
+	int ret = module_unload(), n;
+
+	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	ksft_test_result(!bad_lines(lines, n), "no failure, leak or GPF logged\n");
+	close(kmsg);
+}
+
+/*
  * The realm of the memory tests: 40 bits (protected half below 2^39), a
  * 4 MiB guest_memfd at IPA 0 with its shared mapping, a normal memslot's
  * memory right above it, and a source buffer of the same size.

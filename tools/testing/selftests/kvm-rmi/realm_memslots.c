@@ -130,8 +130,7 @@ static void test_normal_vm(int kvm)
 
 int main(void)
 {
-	char lines[MAX_LINES][256];
-	int kvm, kmsg, ret, n;
+	int kvm, kmsg;
 	struct realm r;
 
 	ksft_print_header();
@@ -142,11 +141,7 @@ int main(void)
 		ksft_finished();
 	}
 	ksft_set_plan(10);
-	kmsg = kmsg_open();
-	ret = module_load();
-	ksft_test_result(ret == 0, "load (got %d)\n", ret);
-	if (ret)
-		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
+	kmsg = load_begin();
 
 	r = realm_create(kvm);
 	test_unprotected(&r);
@@ -158,10 +153,6 @@ int main(void)
 	test_normal_vm(kvm);
 
 	close(kvm);
-	ret = module_unload();
-	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
-	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
-	ksft_test_result(!bad_lines(lines, n), "no failure, leak or GPF logged\n");
-	close(kmsg);
+	load_end(kmsg);
 	ksft_finished();
 }

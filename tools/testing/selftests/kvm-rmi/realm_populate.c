@@ -205,7 +205,6 @@ static void test_delete_slot(int kvm)
 
 int main(void)
 {
-	char lines[MAX_LINES][256];
 	struct kvm_arm_rmi_populate args = req(0, PAGE, 0, 0);
 	int kvm, kmsg, ret, n;
 	struct realm r;
@@ -224,11 +223,7 @@ int main(void)
 		ksft_finished();
 	}
 
-	kmsg = kmsg_open();
-	ret = module_load();
-	ksft_test_result(ret == 0, "load (got %d)\n", ret);
-	if (ret)
-		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
+	kmsg = load_begin();
 
 	r = realm_create(kvm);
 	test_invalid(&r);
@@ -241,10 +236,6 @@ int main(void)
 	test_delete_slot(kvm);
 
 	close(kvm);
-	ret = module_unload();
-	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
-	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
-	ksft_test_result(!bad_lines(lines, n), "no failure, leak or GPF logged\n");
-	close(kmsg);
+	load_end(kmsg);
 	ksft_finished();
 }
