@@ -38,10 +38,14 @@ use crate::rmi_smc::{
     RMI_OP_CONTINUE,
     RMI_OP_MEM_DONATE,
     RMI_OP_MEM_RECLAIM,
+    RMI_PSCI_COMPLETE,
     RMI_REALM_ACTIVATE,
     RMI_REALM_CREATE,
     RMI_REALM_DESTROY,
     RMI_REALM_TERMINATE,
+    RMI_REC_CREATE,
+    RMI_REC_DESTROY,
+    RMI_REC_ENTER,
     RMI_RMM_ACTIVATE,
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
@@ -337,6 +341,73 @@ pub(crate) fn realm_terminate(smc: &impl SmcConduit, rd: Granule) -> Result<(), 
 /// RTTs; its RD and root RTTs return to DELEGATED.
 pub(crate) fn realm_destroy(smc: &impl SmcConduit, rd: Granule) -> Result<(), RmiError> {
     status_only(smc, RMI_REALM_DESTROY, [rd.pa(), 0, 0, 0, 0, 0])
+}
+
+/// The first call of `RMI_REC_CREATE`: makes the delegated granule `rec` a
+/// REC of the NEW realm `rd`, from the `RmiRecParams` in the NS granule
+/// `params`. A stateful operation that asks for the REC's auxiliary
+/// granules and cannot be cancelled: run it with `sro::run`.
+pub(crate) fn rec_create_call(rd: Granule, rec: Granule, params: Granule) -> SmcRegs {
+    SmcRegs::new(RMI_REC_CREATE, [rd.pa(), rec.pa(), params.pa(), 0, 0, 0])
+}
+
+/// The first call of `RMI_REC_DESTROY`: destroys the REC `rec` (not
+/// running), which gives its auxiliary granules back through a reclaim.
+/// Run it with `sro::run`; on success `rec` is DELEGATED again.
+pub(crate) fn rec_destroy_call(rec: Granule) -> SmcRegs {
+    SmcRegs::new(RMI_REC_DESTROY, [rec.pa(), 0, 0, 0, 0, 0])
+}
+
+/// `RMI_REC_ENTER`: runs the REC `rec` until it exits, with the
+/// `RmiRecRun` in the NS granule `run` (the host's `enter` half read, the
+/// RMM's `exit` half written on success). One call, never retried: it is
+/// issued with interrupts masked, and `BUSY` is not an answer it gives.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the kernel run loop is not wired yet (issue 6)")
+)]
+pub(crate) fn rec_enter(smc: &impl SmcConduit, rec: Granule, run: Granule) -> Result<(), RmiError> {
+    rmi_result(
+        smc.call(&SmcRegs::new(
+            RMI_REC_ENTER,
+            [rec.pa(), run.pa(), 0, 0, 0, 0],
+        ))
+        .x(0),
+    )
+}
+
+/// A PSCI status as `RMI_PSCI_COMPLETE` takes it (PSCI's return codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PsciStatus {
+    /// `PSCI_RET_SUCCESS`: the target was turned on (or the affinity query
+    /// answered; the RMM works out the answer itself).
+    Success,
+    /// `PSCI_RET_DENIED`: the host refuses to turn the target on.
+    Denied,
+}
+
+impl PsciStatus {
+    /// The register value: PSCI's negative codes as 64-bit two's complement.
+    pub(crate) const fn raw(self) -> u64 {
+        match self {
+            Self::Success => 0,
+            // CAST: PSCI_RET_DENIED is -3.
+            Self::Denied => -3i64 as u64,
+        }
+    }
+}
+
+/// `RMI_PSCI_COMPLETE`: completes the `PSCI_CPU_ON` or
+/// `PSCI_AFFINITY_INFO` the REC `calling` made, whose target is the REC
+/// `target`. Must come before `calling` is entered again.
+pub(crate) fn psci_complete(
+    smc: &impl SmcConduit,
+    calling: Granule,
+    target: Granule,
+    status: PsciStatus,
+) -> Result<(), RmiError> {
+    let args = [calling.pa(), target.pa(), status.raw(), 0, 0, 0];
+    status_only(smc, RMI_PSCI_COMPLETE, args)
 }
 
 /// `RMI_RTT_CREATE`: makes the delegated granule `rtt` the RTT at `level`

@@ -89,6 +89,22 @@ pub(crate) fn run<'r, C: SmcConduit, P: PageSource>(
     first: &SmcRegs,
     donations: &mut impl GranuleSet<'r, C, P>,
 ) -> Result<SmcRegs, SroError> {
+    run_from(rmi, first, donations, &mut || rmi.pages().alloc())
+}
+
+/// [`run`], with the pages to donate taken from `supply` (which may fall
+/// back to the allocator): for operations that cannot be cancelled, whose
+/// pages the caller allocated before starting them.
+///
+/// # Errors
+///
+/// As [`run`].
+pub(crate) fn run_from<'r, C: SmcConduit, P: PageSource>(
+    rmi: &'r Rmi<C, P>,
+    first: &SmcRegs,
+    donations: &mut impl GranuleSet<'r, C, P>,
+    supply: &mut dyn FnMut() -> Option<P::Page>,
+) -> Result<SmcRegs, SroError> {
     // The list page is taken first: nothing can be left half done if the
     // host is out of memory.
     let list = rmi.pages().alloc().ok_or(SroError::NoMemory)?;
@@ -110,8 +126,14 @@ pub(crate) fn run<'r, C: SmcConduit, P: PageSource>(
         out = match incomplete.mem_req {
             OpMemReq::None => op_continue(smc, handle, false),
             OpMemReq::Reclaim => reclaim(rmi, handle, &list, donations)?,
-            OpMemReq::Donate => match donate(rmi, handle, RmiDonateReq(out.x(2)), &list, donations)
-            {
+            OpMemReq::Donate => match donate(
+                rmi,
+                handle,
+                RmiDonateReq(out.x(2)),
+                &list,
+                donations,
+                supply,
+            ) {
                 Ok(regs) => regs,
                 Err(e) if incomplete.can_cancel && cancelled_for.is_none() => {
                     cancelled_for = Some(e);
@@ -163,6 +185,7 @@ fn donate<'r, C: SmcConduit, P: PageSource>(
     req: RmiDonateReq,
     list: &P::Page,
     donations: &mut impl GranuleSet<'r, C, P>,
+    supply: &mut dyn FnMut() -> Option<P::Page>,
 ) -> Result<SmcRegs, SroError> {
     if req.block_size() != RmiBlockSize::Page || (req.contiguous() && req.block_count() > 1) {
         return Err(SroError::UnsupportedDonation);
@@ -184,7 +207,7 @@ fn donate<'r, C: SmcConduit, P: PageSource>(
     let mut offered = 0;
     let mut failure = None;
     while offered < wanted {
-        match offer(rmi, state, list, offered) {
+        match offer(rmi, state, list, offered, supply) {
             Ok(g) => donations.push(g),
             Err(e) => {
                 failure = Some(e);
@@ -238,8 +261,9 @@ fn offer<'r, C: SmcConduit, P: PageSource>(
     state: RmiMemState,
     list: &P::Page,
     i: usize,
+    supply: &mut dyn FnMut() -> Option<P::Page>,
 ) -> Result<DelegatedGranule<'r, C, P>, SroError> {
-    let page = rmi.pages().alloc().ok_or(SroError::NoMemory)?;
+    let page = supply().ok_or(SroError::NoMemory)?;
     let desc = RmiAddrRangeDesc::new(P::granule(&page), RmiBlockSize::Page, 1, state)
         .ok_or(SroError::Rmi(RmiError::bad_output()))?;
     if !P::write_words(list, i, &[desc.0]) {

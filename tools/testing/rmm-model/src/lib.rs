@@ -57,6 +57,14 @@ pub(crate) mod memory;
 #[path = "../../../../exit.rs"]
 pub(crate) mod exit;
 
+#[allow(dead_code)]
+#[path = "../../../../rec.rs"]
+pub(crate) mod rec;
+
+#[allow(dead_code)]
+#[path = "../../../../run.rs"]
+pub(crate) mod run;
+
 pub(crate) mod mem;
 pub(crate) mod model;
 
@@ -77,7 +85,11 @@ mod prop_tests;
 #[cfg(test)]
 mod realm_tests;
 #[cfg(test)]
+mod rec_tests;
+#[cfg(test)]
 mod rtt_tests;
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod sro_tests;
 #[cfg(test)]

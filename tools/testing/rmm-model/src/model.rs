@@ -16,6 +16,15 @@ use std::collections::{
 };
 use std::rc::Rc;
 
+mod rec;
+
+pub(crate) use rec::{
+    ScriptedExit,
+    MODEL_REC_AUX,
+    PSCI_ALREADY_ON,
+    PSCI_DENIED, //
+};
+
 use crate::addr::{
     Granule,
     GranuleRange,
@@ -49,10 +58,14 @@ use crate::rmi_smc::{
     RMI_OP_CONTINUE,
     RMI_OP_MEM_DONATE,
     RMI_OP_MEM_RECLAIM,
+    RMI_PSCI_COMPLETE,
     RMI_REALM_ACTIVATE,
     RMI_REALM_CREATE,
     RMI_REALM_DESTROY,
     RMI_REALM_TERMINATE,
+    RMI_REC_CREATE,
+    RMI_REC_DESTROY,
+    RMI_REC_ENTER,
     RMI_RMM_ACTIVATE,
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
@@ -116,6 +129,8 @@ struct State {
     gpt_tables: Vec<Granule>,
     /// Realms by RD.
     realms: BTreeMap<Granule, ModelRealm>,
+    /// RECs by REC granule.
+    recs: BTreeMap<Granule, rec::ModelRec>,
 }
 
 /// A realm's lifecycle state.
@@ -125,6 +140,8 @@ pub(crate) enum RealmState {
     New,
     /// Activated: RECs may run.
     Active,
+    /// A REC called PSCI `SYSTEM_OFF` or `SYSTEM_RESET`: no REC runs again.
+    SystemOff,
     /// Terminated (ZOMBIE): can only be destroyed.
     Terminated,
 }
@@ -157,6 +174,10 @@ struct ModelRealm {
     ram: BTreeMap<u64, u64>,
     /// Level-3 IPAs whose RIPAS is DESTROYED (DATA unmapped from RAM).
     destroyed: BTreeSet<u64>,
+    /// RECs created so far (the next REC's index; never goes down).
+    rec_count: u64,
+    /// RECs alive: `REALM_DESTROY` waits for none.
+    rec_refs: u64,
 }
 
 impl ModelRealm {
@@ -354,6 +375,10 @@ enum Effect {
     Script,
     /// An L1 GPT for region `0`: tracking becomes FINE.
     GptL1(u64),
+    /// `REC_CREATE`: checked, then the REC is built from the granules.
+    RecCreate(rec::RecCreate),
+    /// `REC_DESTROY` of this REC granule: DELEGATED again at the end.
+    RecDestroy(Granule),
 }
 
 /// A stateful operation in progress.
@@ -867,12 +892,40 @@ impl Rmm {
                 out.0[0] = return_code(e, 0);
             }
             Some(Phase::Finish) | None => {
+                if let Effect::RecCreate(c) = op.effect {
+                    let checked = Self::rec_create_check(&st, &self.mem.borrow(), &c);
+                    if let Err(e) = checked {
+                        // As TF-RMM: the granules go back through a
+                        // reclaim, and the final continue fails.
+                        self.mem_mut().set_state(c.rec(), GranuleState::Delegated);
+                        let op = st.ops.get_mut(&handle).expect("op present");
+                        op.effect = Effect::Script;
+                        op.phases = vec![
+                            Phase::Reclaim {
+                                objects: false,
+                                undelegated: false,
+                            },
+                            Phase::Continue { can_cancel: false },
+                            Phase::Fail(e),
+                        ]
+                        .into();
+                        op.enter_phase();
+                        out.0[0] = incomplete(2, false);
+                        return out;
+                    }
+                }
                 let op = st.ops.remove(&handle).expect("op present");
                 match op.effect {
                     Effect::Script => st.held.extend(op.holding),
                     Effect::GptL1(region) => {
                         st.gpt_tables.extend(op.holding);
                         st.tracking.insert(region, RmiTrackingState::Fine);
+                    }
+                    Effect::RecCreate(c) => {
+                        Self::rec_create_finish(&mut st, &self.mem.borrow(), &c, op.holding);
+                    }
+                    Effect::RecDestroy(g) => {
+                        self.mem_mut().set_state(g, GranuleState::Delegated);
                     }
                 }
                 out.0[0] = return_code(RmiStatus::Success, 0);
@@ -1191,6 +1244,8 @@ impl Rmm {
                 data: BTreeMap::new(),
                 ram: BTreeMap::new(),
                 destroyed: BTreeSet::new(),
+                rec_count: 0,
+                rec_refs: 0,
             },
         );
         status(RmiStatus::Success)
@@ -1243,7 +1298,7 @@ impl Rmm {
         let Some(realm) = st.realms.get(&rd) else {
             return status(RmiStatus::ErrorInput);
         };
-        if realm.state != RealmState::Terminated || realm.root_live != 0 {
+        if realm.state != RealmState::Terminated || realm.root_live != 0 || realm.rec_refs != 0 {
             return status(RmiStatus::ErrorRealm);
         }
         let root = realm.root;
@@ -1580,6 +1635,10 @@ impl SmcConduit for Rmm {
             RMI_RTT_INIT_RIPAS => self.rtt_init_ripas(args),
             RMI_RTT_DESTROY => self.rtt_take_out(args, true),
             RMI_RTT_FOLD => self.rtt_take_out(args, false),
+            RMI_REC_CREATE => self.rec_create(args),
+            RMI_REC_DESTROY => self.rec_destroy(args),
+            RMI_REC_ENTER => self.rec_enter(args),
+            RMI_PSCI_COMPLETE => self.psci_complete(args),
             _ => {
                 let mut out = SmcRegs::default();
                 out.0[0] = SMCCC_RET_NOT_SUPPORTED;

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! RECs (Realm Execution Contexts): the RMM's half of a realm vCPU.
+//!
+//! Part of the sans-IO core. A realm gets one REC per vCPU when it is
+//! activated, created in vCPU-id order because the RMM numbers RECs by
+//! creation and requires each REC's MPIDR to name that number. `REC_CREATE`
+//! asks for the REC's auxiliary granules through a stateful operation that
+//! cannot be cancelled, so they are allocated before it starts; the REC
+//! owns them (and its own granule) until `REC_DESTROY` gives them back.
+
+use core::fmt;
+
+use crate::addr::Granule;
+use crate::granule::{
+    DelegatedGranule,
+    GranuleSet,
+    PageSource,
+    Rmi, //
+};
+use crate::rmi_cmds::{
+    rec_create_call,
+    rec_destroy_call,
+    RmiFeatureRegs,
+    SmcConduit, //
+};
+use crate::rmi_smc::{
+    RmiRecMpidr,
+    RmiRecParams, //
+};
+use crate::sro::{
+    run_from,
+    SroError, //
+};
+
+/// Auxiliary granules the RMM asks for per REC (TF-RMM's
+/// `MAX_REC_AUX_GRANULES`). More are allocated on demand if a future RMM
+/// asks for more, at the risk that `ENOMEM` then leaves the REC stuck.
+pub(crate) const REC_AUX_GRANULES: usize = 16;
+
+/// What the host knows of a vCPU when its realm is activated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VcpuSetup {
+    /// KVM's `vcpu_id` (what userspace chose; KVM derives MPIDR from it).
+    pub(crate) id: u32,
+    /// `KVM_ARM_VCPU_INIT` was done.
+    pub(crate) initialized: bool,
+    /// The vCPU has `KVM_ARM_VCPU_PSCI_0_2`: the RMM implements PSCI 1.1
+    /// itself, so the host must speak PSCI 0.2 or later back.
+    pub(crate) psci_0_2: bool,
+    /// The vCPU asked for AArch32 EL1 (`KVM_ARM_VCPU_EL1_32BIT`).
+    pub(crate) el1_32bit: bool,
+    /// The vCPU asked for EL2 (`KVM_ARM_VCPU_HAS_EL2`).
+    pub(crate) has_el2: bool,
+    /// Starts powered off (`KVM_ARM_VCPU_POWER_OFF`, or stopped by
+    /// `KVM_SET_MP_STATE`).
+    pub(crate) powered_off: bool,
+    /// Initial PC.
+    pub(crate) pc: u64,
+    /// Initial x0..x7 (the rest of the registers start zero in a REC).
+    pub(crate) gprs: [u64; 8],
+}
+
+/// Why a vCPU cannot become a REC (`EINVAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VcpuRefusal {
+    /// `KVM_ARM_VCPU_INIT` was not done.
+    NotInitialized,
+    /// No `KVM_ARM_VCPU_PSCI_0_2`.
+    NoPsci02,
+    /// AArch32 EL1: realms are AArch64 only.
+    AArch32,
+    /// Nested virtualization: realms have no EL2.
+    Nested,
+    /// The vCPU ids are not `0..n` in creation order: the RMM ties a REC's
+    /// number, its MPIDR and its creation order together.
+    IdOutOfOrder {
+        /// The REC number this vCPU would get.
+        position: u64,
+        /// Its `vcpu_id`.
+        id: u32,
+    },
+    /// More vCPUs than the RMM allows RECs in one realm.
+    TooMany {
+        /// The RMM's limit.
+        max: u64,
+    },
+    /// The boot vCPU (id 0) is powered off: nothing could ever turn the
+    /// realm on, since only a REC can send PSCI `CPU_ON`.
+    BootVcpuOff,
+}
+
+impl fmt::Display for VcpuRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInitialized => f.write_str("vCPU not initialized"),
+            Self::NoPsci02 => f.write_str("vCPU without PSCI 0.2"),
+            Self::AArch32 => f.write_str("AArch32 vCPU"),
+            Self::Nested => f.write_str("vCPU with EL2"),
+            Self::IdOutOfOrder { position, id } => {
+                write!(
+                    f,
+                    "vCPU {position} has id {id}: ids must be 0..n in creation order"
+                )
+            }
+            Self::TooMany { max } => write!(f, "more than {max} vCPUs"),
+            Self::BootVcpuOff => f.write_str("vCPU 0 is powered off"),
+        }
+    }
+}
+
+/// The most RECs one realm can have: `2^MAX_RECS_ORDER - 1`.
+pub(crate) fn max_recs(features: &RmiFeatureRegs) -> u64 {
+    (1u64 << features.f1.max_recs_order()) - 1
+}
+
+/// The `RmiRecParams` of the vCPU that becomes REC number `position`, or
+/// why it cannot. Only vCPU 0 is runnable at creation: the others wait for
+/// PSCI `CPU_ON` from the realm, as the RMM only lets a REC turn another
+/// on (a REC made runnable at creation would also be measured).
+pub(crate) fn rec_params(
+    position: u64,
+    vcpu: &VcpuSetup,
+    max: u64,
+) -> Result<RmiRecParams, VcpuRefusal> {
+    if !vcpu.initialized {
+        return Err(VcpuRefusal::NotInitialized);
+    }
+    if vcpu.el1_32bit {
+        return Err(VcpuRefusal::AArch32);
+    }
+    if vcpu.has_el2 {
+        return Err(VcpuRefusal::Nested);
+    }
+    if !vcpu.psci_0_2 {
+        return Err(VcpuRefusal::NoPsci02);
+    }
+    if position >= max {
+        return Err(VcpuRefusal::TooMany { max });
+    }
+    if u64::from(vcpu.id) != position {
+        return Err(VcpuRefusal::IdOutOfOrder {
+            position,
+            id: vcpu.id,
+        });
+    }
+    let boot = position == 0;
+    if boot && vcpu.powered_off {
+        return Err(VcpuRefusal::BootVcpuOff);
+    }
+    let mpidr = RmiRecMpidr::from_index(position).ok_or(VcpuRefusal::TooMany { max })?;
+    Ok(RmiRecParams::new(boot, mpidr, vcpu.pc, vcpu.gprs))
+}
+
+/// A REC: its granule and the auxiliary granules the RMM took for it.
+///
+/// # Invariants
+///
+/// While `rec` is `Some` the RMM may hold it and every granule in `aux` as
+/// part of a REC; they leave only through `REC_DESTROY`, or are leaked.
+pub(crate) struct Rec<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> {
+    rmi: &'r Rmi<C, P>,
+    rec: Option<DelegatedGranule<'r, C, P>>,
+    aux: S,
+    index: u64,
+}
+
+impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Rec<'r, C, P, S> {
+    /// Creates REC number `index` of the NEW realm `rd` from `params`
+    /// (`RMI_REC_CREATE`); `aux` will hold its auxiliary granules.
+    ///
+    /// Every page it needs is allocated before the first call, so running
+    /// out of memory leaves nothing behind.
+    ///
+    /// # Errors
+    ///
+    /// [`SroError::NoMemory`], or the RMM's error. After an RMM error the
+    /// granules it may still hold are leaked (and counted), never freed.
+    pub(crate) fn create(
+        rmi: &'r Rmi<C, P>,
+        rd: Granule,
+        index: u64,
+        params: &RmiRecParams,
+        mut aux: S,
+    ) -> Result<Self, SroError> {
+        if !aux.reserve(REC_AUX_GRANULES) {
+            return Err(SroError::NoMemory);
+        }
+        let mut pool: [Option<P::Page>; REC_AUX_GRANULES] =
+            core::array::from_fn(|_| rmi.pages().alloc());
+        if pool.iter().any(Option::is_none) {
+            return Err(SroError::NoMemory);
+        }
+        let page = rmi.pages().alloc().ok_or(SroError::NoMemory)?;
+        if !params
+            .words()
+            .iter()
+            .all(|(i, w)| P::write_words(&page, *i, &[*w]))
+        {
+            return Err(SroError::NoMemory);
+        }
+        let rec = DelegatedGranule::alloc(rmi)?;
+        let first = rec_create_call(rd, rec.granule(), P::granule(&page));
+        let mut supply = || {
+            pool.iter_mut()
+                .find_map(Option::take)
+                .or_else(|| rmi.pages().alloc())
+        };
+        // On failure `rec` and `aux` drop: undelegated, or leaked if the
+        // RMM still holds them.
+        run_from(rmi, &first, &mut aux, &mut supply)?;
+        Ok(Self {
+            rmi,
+            rec: Some(rec),
+            aux,
+            index,
+        })
+    }
+
+    /// The REC granule (what `REC_ENTER` and `PSCI_COMPLETE` name).
+    pub(crate) fn granule(&self) -> Option<Granule> {
+        self.rec.as_ref().map(DelegatedGranule::granule)
+    }
+
+    /// Its number in the realm (its MPIDR's index, its vCPU's id).
+    pub(crate) fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// `RMI_REC_DESTROY`: the RMM gives back the auxiliary granules, which
+    /// are undelegated and freed, and then the REC granule. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// The RMM's error; the REC's granules are then leaked when it drops.
+    pub(crate) fn destroy(&mut self) -> Result<(), SroError> {
+        let Some(rec) = self.rec.as_ref() else {
+            return Ok(());
+        };
+        let first = rec_destroy_call(rec.granule());
+        match run_from(self.rmi, &first, &mut self.aux, &mut || None) {
+            Ok(_) => {
+                // DELEGATED again: dropping it undelegates and frees.
+                self.rec = None;
+                Ok(())
+            }
+            Err(e) => {
+                // Still a REC for the RMM: the undelegate as it drops is
+                // refused, and the page is leaked and counted.
+                self.rec = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Drop for Rec<'r, C, P, S> {
+    fn drop(&mut self) {
+        // On failure the REC granule is leaked and counted by `destroy`,
+        // and the auxiliary granules the RMM kept as `aux` drops.
+        let _ = self.destroy();
+    }
+}

@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The REC run state against the model's `REC_ENTER`: every answer the
+//! host hands over is one the RMM takes, the RMM gets exactly what the
+//! host meant, PSCI completions, and what failed entries mean.
+
+use proptest::prelude::*;
+
+use crate::addr::Granule;
+use crate::exit::{
+    decode,
+    RecExit, //
+};
+use crate::granule::PageSource;
+use crate::mem::{
+    FakePage,
+    FakePages, //
+};
+use crate::model::{
+    Rmm,
+    ScriptedExit,
+    PSCI_ALREADY_ON,
+    PSCI_DENIED, //
+};
+use crate::realm::{
+    realm_shape,
+    Realm, //
+};
+use crate::realm_tests::{
+    cfg,
+    qemu, //
+};
+use crate::rec::{
+    max_recs,
+    rec_params,
+    Rec,
+    VcpuSetup, //
+};
+use crate::rmi_cmds::{
+    rec_enter,
+    PsciStatus, //
+};
+use crate::rmi_smc::{
+    RmiRecEnter,
+    RmiRecExit,
+    RmiRecMpidr,
+    RmiStatus,
+    REC_ENTRY_FLAG_EMUL_MMIO,
+    REC_ENTRY_FLAG_INJECT_SEA,
+    REC_ENTRY_FLAG_RIPAS_RESPONSE,
+    REC_ENTRY_FLAG_TRAP_WFI, //
+};
+use crate::run::{
+    rec_index_of_mpidr,
+    CompletionError,
+    EnterFailure,
+    PsciCall,
+    RecRun, //
+};
+use crate::support::{
+    host,
+    Ledger,
+    TestRmi, //
+};
+
+/// IPA bits of the test realms; the shared half starts at 2^39.
+const IPA_BITS: u8 = 40;
+/// The unprotected alias bit.
+const SHARED: u64 = 1 << (IPA_BITS - 1);
+
+type TestRec<'r> = Rec<'r, Rmm, FakePages, Ledger<'r>>;
+type TestRealm<'r> = Realm<'r, Rmm, FakePages, Ledger<'r>>;
+
+/// An active realm with `n` RECs, and one run granule per REC.
+struct Running<'r> {
+    h: &'r TestRmi,
+    realm: TestRealm<'r>,
+    recs: Vec<TestRec<'r>>,
+    runs: Vec<FakePage>,
+    state: Vec<RecRun>,
+}
+
+impl<'r> Running<'r> {
+    fn new(h: &'r TestRmi, n: u32) -> Self {
+        let shape = realm_shape(&qemu(), cfg(IPA_BITS, false)).expect("shape");
+        let mut realm = Realm::new(h, shape, Ledger::default());
+        realm.create(&qemu()).expect("create");
+        let rd = realm.rd().expect("rd");
+        let recs = (0..n)
+            .map(|i| {
+                let v = VcpuSetup {
+                    id: i,
+                    initialized: true,
+                    psci_0_2: true,
+                    el1_32bit: false,
+                    has_el2: false,
+                    powered_off: i != 0,
+                    pc: 0,
+                    gprs: [0; 8],
+                };
+                let p = rec_params(u64::from(i), &v, max_recs(&qemu())).expect("params");
+                Rec::create(h, rd, u64::from(i), &p, Ledger::default()).expect("rec")
+            })
+            .collect();
+        realm.activate().expect("activate");
+        let runs = (0..n)
+            .map(|_| h.pages().alloc().expect("run page"))
+            .collect();
+        Self {
+            h,
+            realm,
+            recs,
+            runs,
+            state: (0..n).map(|_| RecRun::new()).collect(),
+        }
+    }
+
+    fn rec(&self, i: usize) -> Granule {
+        self.recs[i].granule().expect("rec")
+    }
+
+    fn script(&self, i: usize, exits: &[ScriptedExit]) {
+        self.h.smc().rec_script(self.rec(i), exits);
+    }
+
+    /// Writes `enter` to REC `i`'s run granule.
+    fn write_entry(&self, i: usize, enter: &RmiRecEnter) {
+        let page = &self.runs[i];
+        assert!(FakePages::write_words(page, 0, &[enter.flags]));
+        assert!(FakePages::write_words(page, 0x200 / 8, &enter.gprs));
+    }
+
+    /// Reads the exit half of REC `i`'s run granule.
+    fn read_exit(&self, i: usize) -> RmiRecExit {
+        let page = &self.runs[i];
+        let mut w = [0u64; 0x100];
+        assert!(FakePages::read_words(page, 0x800 / 8, &mut w));
+        let mut e = RmiRecExit::zeroed();
+        e.exit_reason = w[0];
+        e.esr = w[0x100 / 8];
+        e.far = w[0x108 / 8];
+        e.hpfar = w[0x110 / 8];
+        e.gprs.copy_from_slice(&w[0x200 / 8..0x200 / 8 + 31]);
+        e.ripas_base = w[0x500 / 8];
+        e.ripas_top = w[0x508 / 8];
+        // CAST: The low byte of the word holds the u8 field.
+        e.ripas_value = w[0x510 / 8] as u8;
+        // CAST: The low half of the word holds the u32 field.
+        e.imm = w[0x600 / 8] as u32;
+        e
+    }
+
+    /// Enters REC `i` with what its run state hands over, as the kernel
+    /// does, and records the outcome.
+    fn enter(&mut self, i: usize) -> Result<RecExit, EnterFailure> {
+        let entry = self.state[i].entry(false);
+        self.write_entry(i, &entry);
+        let run = FakePages::granule(&self.runs[i]);
+        let result = rec_enter(self.h.smc(), self.rec(i), run);
+        let exit = result.map(|()| decode(&self.read_exit(i), IPA_BITS));
+        self.state[i].entered(exit.as_ref().map_err(|e| *e))?;
+        Ok(exit.expect("checked"))
+    }
+
+    /// Completes REC `i`'s pending PSCI call as KVM answered it.
+    fn complete_psci(&mut self, i: usize, kvm_x0: u64) {
+        let recs: Vec<_> = self.recs.iter().map(|r| r.granule()).collect();
+        let me = self.rec(i);
+        self.state[i]
+            .complete_psci(
+                self.h.smc(),
+                me,
+                |t| recs.get(usize::try_from(t).ok()?).copied().flatten(),
+                kvm_x0,
+            )
+            .expect("complete");
+    }
+
+    fn finish(mut self) {
+        self.realm.teardown_stage2(&mut || {}).expect("teardown");
+        for r in &mut self.recs {
+            r.destroy().expect("rec destroy");
+        }
+        self.recs.clear();
+        self.realm.destroy(&mut || {}).expect("destroy");
+    }
+}
+
+fn gprs(seed: u64) -> [u64; 31] {
+    core::array::from_fn(|i| seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64))
+}
+
+#[test]
+fn psci_fids_and_mpidrs_decode_as_the_rmm_reports_them() {
+    assert_eq!(rec_index_of_mpidr(0), 0);
+    assert_eq!(rec_index_of_mpidr(0x101), 17);
+    assert_eq!(rec_index_of_mpidr(0x01_0000_0000), 1 << 20);
+    for i in [0, 1, 15, 16, 255, 4096, (1 << 20) + 3] {
+        // Aff3 moves from [31:24] (RmiRecMpidr) to [39:32] (MPIDR_EL1).
+        let rec = RmiRecMpidr::from_index(i).expect("mpidr").raw();
+        let el1 = (rec & 0x00ff_ffff) | ((rec >> 24) << 32);
+        assert_eq!(rec_index_of_mpidr(el1), i);
+    }
+    assert_eq!(
+        PsciCall::of(0xc400_0003, 0x1),
+        PsciCall::CpuOn { target: 1 }
+    );
+    assert_eq!(
+        PsciCall::of(0x8400_0003, 0x2),
+        PsciCall::CpuOn { target: 2 }
+    );
+    assert_eq!(
+        PsciCall::of(0xc400_0004, 0x100),
+        PsciCall::AffinityInfo { target: 16 }
+    );
+    assert_eq!(PsciCall::of(0x8400_0002, 0), PsciCall::CpuOff);
+    assert_eq!(PsciCall::of(0xc400_0001, 0), PsciCall::CpuSuspend);
+    assert_eq!(PsciCall::of(0x8400_0008, 0), PsciCall::SystemOff);
+    assert_eq!(PsciCall::of(0x8400_0009, 0), PsciCall::SystemReset);
+    assert_eq!(PsciCall::of(0x8600_0003, 0), PsciCall::Other, "not PSCI");
+    assert_eq!(PsciCall::of(0xc400_0013, 0), PsciCall::Other);
+    let on = PsciCall::CpuOn { target: 1 };
+    assert_eq!(on.status(0), PsciStatus::Success);
+    assert_eq!(on.status(-4i64 as u64), PsciStatus::Success, "ALREADY_ON");
+    assert_eq!(on.status(-2i64 as u64), PsciStatus::Denied);
+    assert_eq!(on.status(-3i64 as u64), PsciStatus::Denied);
+    let aff = PsciCall::AffinityInfo { target: 1 };
+    assert_eq!(aff.status(-2i64 as u64), PsciStatus::Success);
+}
+
+/// MMIO reads and writes, an MMIO access without a syndrome, a host call
+/// whose results are handed over again after the RMM reported their page
+/// missing, and both RIPAS answers: every entry is accepted, and the RMM
+/// gets exactly the host's answers.
+#[test]
+fn each_answer_reaches_the_rmm_as_meant() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let call = gprs(7);
+    r.script(
+        0,
+        &[
+            ScriptedExit::Mmio {
+                ipa: SHARED | 0x0900_0008,
+                write: false,
+                size_log2: 2,
+                value: 0,
+            },
+            ScriptedExit::Mmio {
+                ipa: SHARED | 0x0900_0010,
+                write: true,
+                size_log2: 3,
+                value: 0xdead_beef_0bad_f00d,
+            },
+            ScriptedExit::MmioNoSyndrome {
+                ipa: SHARED | 0x0900_0000,
+            },
+            ScriptedExit::HostCall { imm: 3, gprs: call },
+            ScriptedExit::HostCallUnmapped { ipa: 0x2000 },
+            ScriptedExit::Irq,
+            ScriptedExit::RipasChange {
+                base: 0x1000,
+                top: 0x3000,
+                ripas: 0,
+            },
+            ScriptedExit::RipasChange {
+                base: 0x1000,
+                top: 0x3000,
+                ripas: 1,
+            },
+            ScriptedExit::Irq,
+        ],
+    );
+    // 1: a 4-byte read at 0x0900_0008.
+    let exit = r.enter(0).expect("enter");
+    let RecExit::SharedFault {
+        access: Some(a), ..
+    } = exit
+    else {
+        panic!("{exit:?}");
+    };
+    assert_eq!((a.gpa, a.write, a.len), (0x0900_0008, false, 4));
+    assert_eq!(
+        r.state[0].complete_sysreg_read(1),
+        Err(CompletionError::NotAsked)
+    );
+    r.state[0].complete_mmio(Some(0x1234_5678)).expect("read");
+    assert_eq!(
+        r.state[0].complete_mmio(Some(1)),
+        Err(CompletionError::Answered)
+    );
+    // 2: an 8-byte write.
+    let exit = r.enter(0).expect("enter");
+    let RecExit::SharedFault {
+        access: Some(a), ..
+    } = exit
+    else {
+        panic!("{exit:?}");
+    };
+    assert_eq!((a.write, a.len, a.data), (true, 8, 0xdead_beef_0bad_f00d));
+    r.state[0].complete_mmio(None).expect("write");
+    // 3: no syndrome: only a SEA answers it.
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::SharedFault { access: None, .. }));
+    assert_eq!(
+        r.state[0].complete_mmio(None),
+        Err(CompletionError::NotAsked)
+    );
+    assert!(r.state[0].mmio_pending());
+    r.state[0].inject_sea().expect("sea");
+    assert!(!r.state[0].mmio_pending());
+    // 4: a host call, answered.
+    let exit = r.enter(0).expect("enter");
+    assert_eq!(exit, RecExit::HostCall { imm: 3 });
+    let results = gprs(99);
+    r.state[0].complete_host_call(results);
+    // 5: the RMM says the results' page faulted; 6: handed over again.
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::ProtectedFault { ipa: 0x2000, .. }));
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+    // 7, 8: RIPAS EMPTY accepted, RAM rejected.
+    assert_eq!(
+        r.state[0].answer_ripas(true),
+        Err(CompletionError::NotAsked)
+    );
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::RipasChange { ripas: 0, .. }));
+    r.state[0].answer_ripas(true).expect("accept");
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::RipasChange { ripas: 1, .. }));
+    r.state[0].answer_ripas(false).expect("reject");
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+
+    let seen = h.smc().rec_entries(r.rec(0));
+    assert_eq!(seen.len(), 9);
+    let flags: Vec<_> = seen
+        .iter()
+        .map(|e| e.flags & !REC_ENTRY_FLAG_TRAP_WFI)
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            0,
+            REC_ENTRY_FLAG_EMUL_MMIO,
+            REC_ENTRY_FLAG_EMUL_MMIO,
+            REC_ENTRY_FLAG_INJECT_SEA,
+            0,
+            0,
+            0,
+            0,
+            REC_ENTRY_FLAG_RIPAS_RESPONSE,
+        ]
+    );
+    assert!(seen.iter().all(|e| e.flags & REC_ENTRY_FLAG_TRAP_WFI != 0));
+    assert_eq!(seen[1].gprs[0], 0x1234_5678, "read value in gprs[0]");
+    assert_eq!(seen[2].gprs[0], 0, "a write hands nothing back");
+    assert!(
+        !seen[4].host_call_done && seen[4].gprs == results,
+        "page missing"
+    );
+    assert!(seen[5].host_call_done && seen[5].gprs == results, "again");
+    assert!(!seen[6].host_call_done);
+    assert_eq!(seen[6].gprs, [0; 31], "delivered: not sent a third time");
+    assert_eq!(seen[7].ripas_answer, Some(false), "EMPTY accepted");
+    assert_eq!(seen[8].ripas_answer, Some(true), "RAM rejected");
+    r.finish();
+}
+
+/// CPU_ON of REC 1: REC 1 cannot run until it is completed (EAGAIN, not
+/// a dead VM); KVM's answers map to the statuses the RMM takes; CPU_OFF
+/// turns REC 1 off again; SYSTEM_OFF shuts the realm down.
+#[test]
+fn psci_completions_turn_recs_on_and_off() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 2);
+    let mpidr1 = 1;
+    assert_eq!(r.enter(1), Err(EnterFailure::NotYetOn));
+    r.script(
+        0,
+        &[
+            ScriptedExit::CpuOn { mpidr: mpidr1 },
+            ScriptedExit::CpuOn { mpidr: mpidr1 },
+            ScriptedExit::AffinityInfo { mpidr: mpidr1 },
+            ScriptedExit::CpuOn { mpidr: mpidr1 },
+            ScriptedExit::AffinityInfo { mpidr: mpidr1 },
+            ScriptedExit::SystemOff,
+        ],
+    );
+    r.script(1, &[ScriptedExit::Irq, ScriptedExit::CpuOff]);
+    // 1: CPU_ON, not completed yet: the caller cannot run, the RMM says
+    // ERROR_REC, which is a host bug (dead), not a retry.
+    let exit = r.enter(0).expect("cpu_on");
+    assert_eq!(
+        exit,
+        RecExit::Psci {
+            fid: 0xc400_0003,
+            target: mpidr1
+        }
+    );
+    assert_eq!(
+        r.state[0].psci_pending(),
+        Some(PsciCall::CpuOn { target: 1 })
+    );
+    let mut early = r.state[0].clone();
+    let run = FakePages::granule(&r.runs[0]);
+    let e = rec_enter(h.smc(), r.rec(0), run).expect_err("not completed");
+    assert_eq!(e.status(), RmiStatus::ErrorRec);
+    assert_eq!(early.entered(Err(e)), Err(EnterFailure::Dead(e)));
+    assert_eq!(r.enter(1), Err(EnterFailure::NotYetOn), "REC 1 still off");
+    r.complete_psci(0, 0);
+    assert_eq!(r.state[0].psci_pending(), None);
+    assert_eq!(h.smc().rec_psci_result(r.rec(0)), Some(0));
+    assert!(h.smc().rec_runnable(r.rec(1)));
+    assert_eq!(r.enter(1), Ok(RecExit::Interrupt));
+    // 2: CPU_ON again: KVM says ALREADY_ON, so does the RMM.
+    r.enter(0).expect("cpu_on");
+    r.complete_psci(0, PSCI_ALREADY_ON);
+    assert_eq!(h.smc().rec_psci_result(r.rec(0)), Some(PSCI_ALREADY_ON));
+    // 3: AFFINITY_INFO: ON (0).
+    r.enter(0).expect("affinity");
+    r.complete_psci(0, -2i64 as u64);
+    assert_eq!(h.smc().rec_psci_result(r.rec(0)), Some(0));
+    // REC 1 turns itself off: entering it again is a retry, not a bug.
+    let exit = r.enter(1).expect("cpu_off");
+    assert!(matches!(
+        exit,
+        RecExit::Psci {
+            fid: 0x8400_0002,
+            ..
+        }
+    ));
+    assert_eq!(r.enter(1), Err(EnterFailure::NotYetOn));
+    // 4: CPU_ON that KVM refused: DENIED.
+    r.enter(0).expect("cpu_on");
+    r.complete_psci(0, -2i64 as u64);
+    assert_eq!(h.smc().rec_psci_result(r.rec(0)), Some(PSCI_DENIED));
+    assert!(!h.smc().rec_runnable(r.rec(1)));
+    // 5: AFFINITY_INFO: OFF (1).
+    r.enter(0).expect("affinity");
+    r.complete_psci(0, 0);
+    assert_eq!(h.smc().rec_psci_result(r.rec(0)), Some(1));
+    // 6: SYSTEM_OFF: no REC runs again.
+    r.enter(0).expect("system_off");
+    assert_eq!(r.enter(0), Err(EnterFailure::Shutdown));
+    assert_eq!(r.enter(1), Err(EnterFailure::Shutdown));
+    r.finish();
+}
+
+/// The flags the run state refuses to set are the ones the RMM refuses.
+#[test]
+fn answers_nobody_asked_for_are_refused_before_the_rmm_sees_them() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    r.script(
+        0,
+        &[
+            ScriptedExit::Irq,
+            ScriptedExit::Irq,
+            ScriptedExit::ProtectedFault { ipa: 0x4000 },
+            ScriptedExit::Irq,
+        ],
+    );
+    r.enter(0).expect("irq");
+    assert_eq!(r.state[0].inject_sea(), Err(CompletionError::NotAsked));
+    assert_eq!(
+        r.state[0].complete_mmio(None),
+        Err(CompletionError::NotAsked)
+    );
+    assert!(!r.state[0].mmio_pending());
+    // What the RMM does with them anyway.
+    for flags in [REC_ENTRY_FLAG_EMUL_MMIO, REC_ENTRY_FLAG_INJECT_SEA] {
+        let mut e = RmiRecEnter::zeroed();
+        e.flags = flags;
+        r.write_entry(0, &e);
+        let run = FakePages::granule(&r.runs[0]);
+        let err = rec_enter(h.smc(), r.rec(0), run).expect_err("refused");
+        assert_eq!(err.status(), RmiStatus::ErrorRec);
+    }
+    r.enter(0).expect("irq");
+    // A fault at a protected IPA is the host's to map, not the realm's
+    // to be told about.
+    r.enter(0).expect("fault");
+    assert_eq!(r.state[0].inject_sea(), Err(CompletionError::NotAsked));
+    r.enter(0).expect("irq");
+    r.finish();
+}
+
+/// One scripted exit and how the host answers it.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Read(u8, u64),
+    Write(u8, u64),
+    NoSyndrome(bool),
+    Host(u64),
+    Fault,
+    Irq,
+    Ripas(bool, bool),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..4, any::<u64>()).prop_map(|(s, v)| Step::Read(s, v)),
+        (0u8..4, any::<u64>()).prop_map(|(s, v)| Step::Write(s, v)),
+        any::<bool>().prop_map(Step::NoSyndrome),
+        any::<u64>().prop_map(Step::Host),
+        Just(Step::Fault),
+        Just(Step::Irq),
+        (any::<bool>(), any::<bool>()).prop_map(|(r, a)| Step::Ripas(r, a)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Random exit sequences, answered (or not) at random: the RMM never
+    /// refuses an entry the run state prepared.
+    #[test]
+    fn the_rmm_takes_every_entry_the_run_state_prepares(steps in prop::collection::vec(step(), 1..40)) {
+        let h = host(Rmm::active());
+        let mut r = Running::new(&h, 1);
+        for s in &steps {
+            let exit = match *s {
+                Step::Read(size_log2, _) => ScriptedExit::Mmio { ipa: SHARED | 0x100, write: false, size_log2, value: 0 },
+                Step::Write(size_log2, value) => ScriptedExit::Mmio { ipa: SHARED | 0x100, write: true, size_log2, value },
+                Step::NoSyndrome(_) => ScriptedExit::MmioNoSyndrome { ipa: SHARED },
+                Step::Host(_) => ScriptedExit::HostCall { imm: 0, gprs: [1; 31] },
+                Step::Fault => ScriptedExit::ProtectedFault { ipa: 0x1000 },
+                Step::Irq => ScriptedExit::Irq,
+                Step::Ripas(ram, _) => ScriptedExit::RipasChange { base: 0, top: 0x1000, ripas: u8::from(ram) },
+            };
+            r.script(0, &[exit]);
+            prop_assert!(r.enter(0).is_ok(), "{s:?}");
+            match *s {
+                Step::Read(_, v) => r.state[0].complete_mmio(Some(v)).expect("read"),
+                Step::Write(..) => r.state[0].complete_mmio(None).expect("write"),
+                Step::NoSyndrome(true) => r.state[0].inject_sea().expect("sea"),
+                Step::Host(v) => r.state[0].complete_host_call([v; 31]),
+                Step::Ripas(_, accept) => r.state[0].answer_ripas(accept).expect("ripas"),
+                _ => {}
+            }
+        }
+        r.script(0, &[ScriptedExit::Irq]);
+        prop_assert!(r.enter(0).is_ok());
+        r.finish();
+    }
+}
