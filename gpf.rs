@@ -54,6 +54,10 @@ pub(crate) enum RealmPart {
     RootRtt,
     /// One of its non-root RTTs.
     Rtt,
+    /// A REC (one per vCPU).
+    Rec,
+    /// One of a REC's auxiliary granules.
+    RecAux,
 }
 
 /// Who a delegated granule belongs to.
@@ -84,6 +88,8 @@ impl core::fmt::Display for Owner {
                     RealmPart::Rd => "the RD",
                     RealmPart::RootRtt => "a root RTT",
                     RealmPart::Rtt => "an RTT",
+                    RealmPart::Rec => "a REC",
+                    RealmPart::RecAux => "a REC's auxiliary granule",
                 };
                 write!(f, "{part} of realm {id} (VM of pid {pid})")
             }

@@ -51,11 +51,6 @@ mod populate;
 )]
 mod realm;
 mod realm_vm;
-#[expect(
-    dead_code,
-    reason = "RECs are host-tested ahead of their creation at activation \
-              (issue 6)"
-)]
 mod rec;
 mod rmi_cmds;
 #[expect(

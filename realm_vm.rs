@@ -68,7 +68,14 @@ use crate::realm::{
     RealmError,
     RealmState, //
 };
+use crate::rec::{
+    max_recs,
+    rec_params,
+    Rec,
+    VcpuSetup, //
+};
 use crate::rmi_cmds::RmiFeatureRegs;
+use crate::sro::SroError;
 use crate::{
     Delegated,
     KernelPages,
@@ -135,6 +142,9 @@ static NEXT_REALM_ID: AtomicU64 = AtomicU64::new(1);
 /// A realm as the kernel holds it.
 type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
 
+/// A REC as the kernel holds it.
+type KernelRec = Rec<'static, RmiSmc, KernelPages, GranuleList>;
+
 /// The module's state for one realm VM.
 #[pin_data]
 pub(crate) struct RealmVm {
@@ -147,6 +157,10 @@ pub(crate) struct RealmVm {
     /// `mmu_lock`.
     #[pin]
     realm: Mutex<KernelRealm>,
+    /// The RECs, by vCPU index (= vCPU id = REC index), created at
+    /// activation, when the set of vCPUs is final. Taken after `realm`.
+    #[pin]
+    recs: Mutex<KVec<KernelRec>>,
     /// The RD's address once created, else 0: for unmapping under
     /// `mmu_lock`, where the realm's mutex cannot be taken.
     rd: AtomicU64,
@@ -186,6 +200,75 @@ impl RealmVm {
             kvm.mark_dead();
         }
         Error::from(e)
+    }
+
+    /// What REC number `index` is made from: vCPU `index` as it is now.
+    fn vcpu_setup(kvm: &Kvm, index: u32) -> Option<VcpuSetup> {
+        let vcpu = kvm.vcpu(index)?;
+        Some(VcpuSetup {
+            id: vcpu.id(),
+            initialized: vcpu.initialized(),
+            psci_0_2: kvm.vcpu_has_feature(bindings::KVM_ARM_VCPU_PSCI_0_2),
+            el1_32bit: kvm.vcpu_has_feature(bindings::KVM_ARM_VCPU_EL1_32BIT),
+            has_el2: kvm.vcpu_has_feature(bindings::KVM_ARM_VCPU_HAS_EL2),
+            powered_off: vcpu.stopped(),
+            pc: vcpu.pc(),
+            gprs: core::array::from_fn(|n| vcpu.gpr(n)),
+        })
+    }
+
+    /// Creates the RECs of the vCPUs not yet given one, in vCPU order,
+    /// after checking them all (a refused set creates none).
+    fn create_recs(&self, kvm: &Kvm, realm: &KernelRealm) -> Result {
+        let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
+        let rd = realm.rd().ok_or(EINVAL)?;
+        let max = max_recs(features);
+        let n = kvm.online_vcpus();
+        for i in 0..n {
+            let vcpu = Self::vcpu_setup(kvm, i).ok_or(EINVAL)?;
+            rec_params(i.into(), &vcpu, max).map_err(|e| {
+                pr_info!("realm {} not activated: {}\n", self.id, Shown(e));
+                EINVAL
+            })?;
+        }
+        let mut recs = self.recs.lock();
+        recs.reserve(n as usize, GFP_KERNEL_ACCOUNT)?;
+        // An earlier attempt may have stopped part way (ENOMEM).
+        for i in recs.len() as u32..n {
+            let vcpu = Self::vcpu_setup(kvm, i).ok_or(EINVAL)?;
+            let params = rec_params(i.into(), &vcpu, max).map_err(|_| EINVAL)?;
+            let aux = GranuleList::new(self.owner(RealmPart::RecAux));
+            let rec = Rec::create(&RMI, rd, i.into(), &params, aux).map_err(|e| match e {
+                SroError::NoMemory => ENOMEM,
+                e => {
+                    pr_err!("realm {} died (REC {i} creation): {:?}\n", self.id, e);
+                    kvm.mark_dead();
+                    EIO
+                }
+            })?;
+            if let Some(range) = rec.granule().and_then(one) {
+                gpf::record(range, self.owner(RealmPart::Rec));
+            }
+            // Room was reserved above.
+            recs.push_within_capacity(rec).map_err(|_| ENOMEM)?;
+        }
+        Ok(())
+    }
+
+    /// Destroys the RECs; those the RMM refuses are leaked (and counted).
+    fn destroy_recs(&self) {
+        let mut recs = self.recs.lock();
+        while let Some(mut rec) = recs.pop() {
+            let granule = rec.granule().and_then(one);
+            match rec.destroy() {
+                Ok(()) => {
+                    if let Some(range) = granule {
+                        gpf::forget(range);
+                    }
+                }
+                Err(e) => pr_err!("REC {} of realm {} leaked: {:?}\n", rec.index(), self.id, e),
+            }
+        }
     }
 
     /// `KVM_ARM_RMI_POPULATE`: copies in, fills, and always copies the
@@ -489,6 +572,7 @@ impl RealmOps for RealmProvider {
                 id,
                 pid,
                 realm <- new_mutex!(realm, "RealmVm::realm"),
+                recs <- new_mutex!(KVec::new(), "RealmVm::recs"),
                 rd: AtomicU64::new(0),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -497,6 +581,8 @@ impl RealmOps for RealmProvider {
 
     fn vm_destroy(_kvm: &Kvm, vm: Pin<KBox<RealmVm>>) {
         let mut realm = vm.realm.lock();
+        // The RMM holds the RD until every REC is gone.
+        vm.destroy_recs();
         let (rd, root) = (realm.rd(), realm.root_range());
         // Nothing unmaps any more (no MMU notifier, no guest_memfd file).
         vm.rd.store(0, Ordering::Release);
@@ -519,10 +605,11 @@ impl RealmOps for RealmProvider {
         // Lazy: the first populate may have created it already.
         vm.create(&mut realm)
             .map_err(|e| vm.fail(kvm, &realm, "at its creation", e))?;
-        // The first vCPU to run activates the realm; the RECs are set up
-        // here too, by the vCPU support.
+        // The first vCPU to run activates the realm, with a REC for every
+        // vCPU (none can be added once a vCPU has run).
         if realm.state() == RealmState::New {
             vm.init_ripas(kvm, &mut realm)?;
+            vm.create_recs(kvm, &realm)?;
         }
         realm
             .activate()

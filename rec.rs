@@ -26,7 +26,8 @@ use crate::rmi_cmds::{
 };
 use crate::rmi_smc::{
     RmiRecMpidr,
-    RmiRecParams, //
+    RmiRecParams,
+    REC_PARAMS_FLAG_RUNNABLE, //
 };
 use crate::sro::{
     run_from,
@@ -109,12 +110,52 @@ impl fmt::Display for VcpuRefusal {
     }
 }
 
+/// What `RMI_REC_CREATE` reads: the fields of `RmiRecParams` the host
+/// sets (the rest of the 4 KiB granule is zero), kept small for the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecParams {
+    /// `RmiRecCreateFlags`: RUNNABLE [0].
+    pub(crate) flags: u64,
+    /// The REC's `RmiRecMpidr`.
+    pub(crate) mpidr: u64,
+    /// Initial PC.
+    pub(crate) pc: u64,
+    /// Initial x0..x7.
+    pub(crate) gprs: [u64; 8],
+}
+
+impl RecParams {
+    /// Number of (word index, value) pairs [`RecParams::words`] yields.
+    pub(crate) const NR_WORDS: usize = 11;
+
+    /// The words of the `RmiRecParams` granule that hold fields, at their
+    /// spec offsets: a zeroed page written with these holds the struct.
+    pub(crate) fn words(&self) -> [(usize, u64); Self::NR_WORDS] {
+        use core::mem::offset_of;
+        let gprs = offset_of!(RmiRecParams, gprs) / 8;
+        let g = |i: usize| (gprs + i, self.gprs[i]);
+        [
+            (offset_of!(RmiRecParams, flags) / 8, self.flags),
+            (offset_of!(RmiRecParams, mpidr) / 8, self.mpidr),
+            (offset_of!(RmiRecParams, pc) / 8, self.pc),
+            g(0),
+            g(1),
+            g(2),
+            g(3),
+            g(4),
+            g(5),
+            g(6),
+            g(7),
+        ]
+    }
+}
+
 /// The most RECs one realm can have: `2^MAX_RECS_ORDER - 1`.
 pub(crate) fn max_recs(features: &RmiFeatureRegs) -> u64 {
     (1u64 << features.f1.max_recs_order()) - 1
 }
 
-/// The `RmiRecParams` of the vCPU that becomes REC number `position`, or
+/// The REC params of the vCPU that becomes REC number `position`, or
 /// why it cannot. Only vCPU 0 is runnable at creation: the others wait for
 /// PSCI `CPU_ON` from the realm, as the RMM only lets a REC turn another
 /// on (a REC made runnable at creation would also be measured).
@@ -122,7 +163,7 @@ pub(crate) fn rec_params(
     position: u64,
     vcpu: &VcpuSetup,
     max: u64,
-) -> Result<RmiRecParams, VcpuRefusal> {
+) -> Result<RecParams, VcpuRefusal> {
     if !vcpu.initialized {
         return Err(VcpuRefusal::NotInitialized);
     }
@@ -149,7 +190,12 @@ pub(crate) fn rec_params(
         return Err(VcpuRefusal::BootVcpuOff);
     }
     let mpidr = RmiRecMpidr::from_index(position).ok_or(VcpuRefusal::TooMany { max })?;
-    Ok(RmiRecParams::new(boot, mpidr, vcpu.pc, vcpu.gprs))
+    Ok(RecParams {
+        flags: if boot { REC_PARAMS_FLAG_RUNNABLE } else { 0 },
+        mpidr: mpidr.raw(),
+        pc: vcpu.pc,
+        gprs: vcpu.gprs,
+    })
 }
 
 /// A REC: its granule and the auxiliary granules the RMM took for it.
@@ -180,7 +226,7 @@ impl<'r, C: SmcConduit, P: PageSource, S: GranuleSet<'r, C, P>> Rec<'r, C, P, S>
         rmi: &'r Rmi<C, P>,
         rd: Granule,
         index: u64,
-        params: &RmiRecParams,
+        params: &RecParams,
         mut aux: S,
     ) -> Result<Self, SroError> {
         if !aux.reserve(REC_AUX_GRANULES) {

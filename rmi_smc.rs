@@ -1166,50 +1166,6 @@ pub(crate) struct RmiRecParams {
     _pad3: [u8; 0x1000 - 0x340],
 }
 
-impl RmiRecParams {
-    /// Number of (word index, value) pairs [`RmiRecParams::words`] yields.
-    pub(crate) const NR_WORDS: usize = 11;
-
-    /// The params of a REC with MPIDR `mpidr` that starts at `pc` with
-    /// `gprs` in x0..x7, runnable from its creation if `runnable`.
-    pub(crate) fn new(runnable: bool, mpidr: RmiRecMpidr, pc: u64, gprs: [u64; 8]) -> Self {
-        let mut p = Self::zeroed();
-        p.flags = if runnable {
-            REC_PARAMS_FLAG_RUNNABLE
-        } else {
-            0
-        };
-        p.mpidr = mpidr.raw();
-        p.pc = pc;
-        p.gprs = gprs;
-        p
-    }
-
-    /// The 64-bit words of the granule that hold fields (the rest is
-    /// padding and stays zero): a zeroed page written with these holds
-    /// exactly the struct.
-    pub(crate) fn words(&self) -> [(usize, u64); Self::NR_WORDS] {
-        // The word index of a byte offset.
-        const fn word(offset: usize) -> usize {
-            offset / 8
-        }
-        let g = |i: usize| (word(0x300) + i, self.gprs[i]);
-        [
-            (word(0x000), self.flags),
-            (word(0x100), self.mpidr),
-            (word(0x200), self.pc),
-            g(0),
-            g(1),
-            g(2),
-            g(3),
-            g(4),
-            g(5),
-            g(6),
-            g(7),
-        ]
-    }
-}
-
 /// `RmiRecEnter`: the host's half of `RmiRecRun` (offset 0x000).
 #[repr(C)]
 #[derive(Clone, Debug, PartialEq, Eq)]

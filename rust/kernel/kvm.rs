@@ -44,6 +44,9 @@ const VTCR_EL2_T0SZ_MASK: u64 = 0x3f;
 /// `VTCR_EL2.DS`, bit 32: stage 2 uses 52-bit descriptors (FEAT_LPA2).
 const VTCR_EL2_DS: u64 = 1 << 32;
 
+/// `VCPU_INITIALIZED` in `kvm_vcpu_arch::cflags` (asm/kvm_host.h).
+const VCPU_INITIALIZED: u8 = 1 << 0;
+
 /// A VM (`struct kvm`).
 ///
 /// # Invariants
@@ -84,6 +87,44 @@ impl Kvm {
     /// Whether the VM's stage 2 uses 52-bit descriptors (FEAT_LPA2).
     pub fn stage2_lpa2(&self) -> bool {
         self.vtcr() & VTCR_EL2_DS != 0
+    }
+
+    /// Number of vCPUs created (`online_vcpus`). None can be added once a
+    /// vCPU has run (the vGIC is initialised then).
+    pub fn online_vcpus(&self) -> u32 {
+        // SAFETY: The VM is live (type invariant); an `atomic_t` is read
+        // atomically with a volatile load, as `atomic_read()` does.
+        let n =
+            unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).online_vcpus.counter) };
+        // CAST: Never negative, below `KVM_MAX_VCPUS`.
+        n as u32
+    }
+
+    /// The vCPU at index `i` (creation order), if it exists.
+    ///
+    /// vCPUs are freed only when the VM is destroyed, which cannot happen
+    /// while the caller holds `&Kvm`.
+    pub fn vcpu(&self, i: u32) -> Option<&Vcpu> {
+        if i >= self.online_vcpus() {
+            return None;
+        }
+        // CAST: `c_ulong` is 64 bits on arm64.
+        let index = i as c_ulong;
+        // SAFETY: The VM is live; `vcpu_array` holds its online vCPUs, and
+        // `xa_load` takes the RCU read lock itself.
+        let ptr = unsafe { bindings::xa_load(&raw mut (*self.as_raw()).vcpu_array, index) };
+        // SAFETY: An online vCPU lives as long as its VM (see above).
+        (!ptr.is_null()).then(|| unsafe { Vcpu::from_raw(ptr.cast()) })
+    }
+
+    /// Whether the VM's vCPUs were initialised with `KVM_ARM_VCPU_*`
+    /// feature `feature` (arm64 keeps one feature set per VM).
+    pub fn vcpu_has_feature(&self, feature: u32) -> bool {
+        // SAFETY: The VM is live; the feature bitmap is set by the first
+        // `KVM_ARM_VCPU_INIT` and fixed once a vCPU has run.
+        let bits = unsafe { (*self.as_raw()).arch.vcpu_features };
+        let word = bits.get(feature as usize / 64).copied().unwrap_or(0);
+        word & (1 << (feature % 64)) != 0
     }
 
     /// Marks the VM dead (`kvm_vm_dead()`): its ioctls fail with `EIO` from
@@ -376,6 +417,47 @@ impl Vcpu {
     pub fn kvm(&self) -> &Kvm {
         // SAFETY: A live vCPU keeps its VM live (type invariant); `kvm` is fixed.
         unsafe { Kvm::from_raw((*self.as_raw()).kvm) }
+    }
+
+    /// The vCPU's id (`KVM_CREATE_VCPU`'s argument; MPIDR derives from it).
+    pub fn id(&self) -> u32 {
+        // SAFETY: The vCPU is live; `vcpu_id` is set at creation.
+        let id = unsafe { (*self.as_raw()).vcpu_id };
+        // CAST: vCPU ids are below `KVM_MAX_VCPU_IDS`, never negative.
+        id as u32
+    }
+
+    /// Whether `KVM_ARM_VCPU_INIT` was done (`VCPU_INITIALIZED` in `cflags`).
+    pub fn initialized(&self) -> bool {
+        // SAFETY: The vCPU is live; `cflags` is a byte.
+        let cflags = unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.cflags) };
+        cflags & VCPU_INITIALIZED != 0
+    }
+
+    /// Whether the vCPU is powered off (`KVM_MP_STATE_STOPPED`).
+    pub fn stopped(&self) -> bool {
+        // SAFETY: The vCPU is live; the state is a `u32`.
+        let state =
+            unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.mp_state.mp_state) };
+        state == bindings::KVM_MP_STATE_STOPPED
+    }
+
+    /// General-purpose register `x<n>` (n < 31) as KVM holds it, else 0.
+    ///
+    /// Another vCPU's registers may be read without its `mutex`: the value
+    /// is then the one set before or after a concurrent `KVM_SET_ONE_REG`.
+    pub fn gpr(&self, n: usize) -> u64 {
+        if n >= 31 {
+            return 0;
+        }
+        // SAFETY: The vCPU is live; `n` is in bounds; a `u64` load.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.ctxt.regs.regs[n]) }
+    }
+
+    /// The PC as KVM holds it (see [`Vcpu::gpr`] on concurrency).
+    pub fn pc(&self) -> u64 {
+        // SAFETY: The vCPU is live; a `u64` load.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.ctxt.regs.pc) }
     }
 
     /// The vCPU's index in its VM.

@@ -84,6 +84,88 @@ static unsigned long realm_type(unsigned int ipa_bits)
 	return KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(ipa_bits);
 }
 
+/* The count of RMI command `name` in debugfs kvm_rmi/rmi_calls, or -1. */
+static long rmi_calls(const char *name)
+{
+	FILE *f = fopen("/sys/kernel/debug/kvm_rmi/rmi_calls", "r");
+	char line[128], n[64];
+	long count, found = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %ld", n, &count) == 2 && !strcmp(n, name))
+			found = count;
+	fclose(f);
+	return found;
+}
+
+/*
+ * A realm with vCPUs `ids` (in creation order), vCPU `ids[i]` powered off if
+ * bit i of `off`, all with PSCI 0.2 unless `no_psci`: the -errno of the first
+ * KVM_RUN of the first vCPU (EOPNOTSUPP once activated: RECs do not run yet).
+ */
+static int realm_run_vcpus(int kvm, const int *ids, int n, unsigned int off, bool no_psci)
+{
+	struct kvm_vcpu_init init;
+	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM), vcpu[8], ret = 0;
+
+	if (vm < 0)
+		return vm;
+	if (ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
+		ret = -errno;
+	for (int i = 0; i < n; i++)
+		vcpu[i] = -1;
+	for (int i = 0; i < n && !ret; i++) {
+		struct kvm_vcpu_init v = init;
+
+		vcpu[i] = ioctl(vm, KVM_CREATE_VCPU, ids[i]);
+		if (!no_psci)
+			v.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+		if (off & (1u << i))
+			v.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
+		if (vcpu[i] < 0 || ioctl(vcpu[i], KVM_ARM_VCPU_INIT, &v))
+			ret = -errno;
+	}
+	if (!ret)
+		ret = ioctl(vcpu[0], KVM_RUN, 0) ? -errno : 0;
+	for (int i = 0; i < n; i++)
+		if (vcpu[i] >= 0)
+			close(vcpu[i]);
+	close(vm);
+	return ret;
+}
+
+/*
+ * Activation gives every vCPU a REC, and VM destruction destroys them before
+ * the realm; vCPU sets the RMM cannot take are refused with EINVAL before any
+ * REC is created.
+ */
+static void test_recs(int kvm)
+{
+	static const int three[] = { 0, 1, 2 }, swapped[] = { 1, 0 }, one[] = { 0 };
+	long created = rmi_calls("RMI_REC_CREATE"), destroyed = rmi_calls("RMI_REC_DESTROY");
+	int ret;
+
+	ret = realm_run_vcpus(kvm, three, 3, 0x6, false);
+	ksft_test_result(ret == -EOPNOTSUPP &&
+			 rmi_calls("RMI_REC_CREATE") == created + 3 &&
+			 rmi_calls("RMI_REC_DESTROY") == destroyed + 3,
+			 "3 vCPUs: activated with 3 RECs, 3 destroyed (run %d, created %ld, destroyed %ld)\n",
+			 ret, rmi_calls("RMI_REC_CREATE") - created,
+			 rmi_calls("RMI_REC_DESTROY") - destroyed);
+	created = rmi_calls("RMI_REC_CREATE");
+	ret = realm_run_vcpus(kvm, swapped, 2, 0x1, false);
+	ksft_test_result(ret == -EINVAL, "vCPU ids out of creation order: EINVAL (got %d)\n", ret);
+	ret = realm_run_vcpus(kvm, one, 1, 0, true);
+	ksft_test_result(ret == -EINVAL, "vCPU without PSCI 0.2: EINVAL (got %d)\n", ret);
+	ret = realm_run_vcpus(kvm, three, 3, 0x1, false);
+	ksft_test_result(ret == -EINVAL, "vCPU 0 powered off: EINVAL (got %d)\n", ret);
+	ksft_test_result(rmi_calls("RMI_REC_CREATE") == created,
+			 "refused vCPU sets create no REC (%ld created)\n",
+			 rmi_calls("RMI_REC_CREATE") - created);
+}
+
 /* What every kernel must do when no realm provider is loaded. */
 static void test_without_provider(int kvm, const char *when)
 {
@@ -414,7 +496,7 @@ int main(void)
 		ksft_finished();
 	}
 
-	ksft_set_plan(27);
+	ksft_set_plan(32);
 	test_without_provider(kvm, "before load");
 	test_populate_normal_vm(kvm);
 	kmsg = kmsg_open();
@@ -435,6 +517,7 @@ int main(void)
 	test_realm_caps(kvm);
 	test_private_memory(kvm);
 	test_realm_policies(kvm);
+	test_recs(kvm);
 	test_loop(kvm, host_limit < rmm_limit ? host_limit : rmm_limit);
 	test_unload_while_open(kvm);
 	test_without_provider(kvm, "after unload");
