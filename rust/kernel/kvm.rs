@@ -92,10 +92,10 @@ impl Kvm {
     /// Number of vCPUs created (`online_vcpus`). None can be added once a
     /// vCPU has run (the vGIC is initialised then).
     pub fn online_vcpus(&self) -> u32 {
-        // SAFETY: The VM is live (type invariant); an `atomic_t` is read
-        // atomically with a volatile load, as `atomic_read()` does.
-        let n =
-            unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).online_vcpus.counter) };
+        let vm = self.as_raw();
+        // An `atomic_t` is read with a volatile load, as `atomic_read()` does.
+        // SAFETY: The VM is live (type invariant), so is its counter.
+        let n = unsafe { core::ptr::read_volatile(&raw const (*vm).online_vcpus.counter) };
         // CAST: Never negative, below `KVM_MAX_VCPUS`.
         n as u32
     }
@@ -110,8 +110,8 @@ impl Kvm {
         }
         // CAST: `c_ulong` is 64 bits on arm64.
         let index = i as c_ulong;
-        // SAFETY: The VM is live; `vcpu_array` holds its online vCPUs, and
         // `xa_load` takes the RCU read lock itself.
+        // SAFETY: The VM is live; `vcpu_array` holds its online vCPUs.
         let ptr = unsafe { bindings::xa_load(&raw mut (*self.as_raw()).vcpu_array, index) };
         // SAFETY: An online vCPU lives as long as its VM (see above).
         (!ptr.is_null()).then(|| unsafe { Vcpu::from_raw(ptr.cast()) })
@@ -120,8 +120,9 @@ impl Kvm {
     /// Whether the VM's vCPUs were initialised with `KVM_ARM_VCPU_*`
     /// feature `feature` (arm64 keeps one feature set per VM).
     pub fn vcpu_has_feature(&self, feature: u32) -> bool {
-        // SAFETY: The VM is live; the feature bitmap is set by the first
-        // `KVM_ARM_VCPU_INIT` and fixed once a vCPU has run.
+        // The bitmap is set by the first `KVM_ARM_VCPU_INIT`, fixed once a
+        // vCPU has run.
+        // SAFETY: The VM is live (type invariant).
         let bits = unsafe { (*self.as_raw()).arch.vcpu_features };
         let word = bits.get(feature as usize / 64).copied().unwrap_or(0);
         word & (1 << (feature % 64)) != 0
@@ -436,9 +437,9 @@ impl Vcpu {
 
     /// Whether the vCPU is powered off (`KVM_MP_STATE_STOPPED`).
     pub fn stopped(&self) -> bool {
+        let vcpu = self.as_raw();
         // SAFETY: The vCPU is live; the state is a `u32`.
-        let state =
-            unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.mp_state.mp_state) };
+        let state = unsafe { core::ptr::read_volatile(&raw const (*vcpu).arch.mp_state.mp_state) };
         state == bindings::KVM_MP_STATE_STOPPED
     }
 
