@@ -88,11 +88,6 @@ impl Esr {
         1 << ((self.0 >> 22) & 3)
     }
 
-    /// Whether the access is to a 64-bit register (SF).
-    pub(crate) const fn sixty_four(self) -> bool {
-        self.0 & (1 << 15) != 0
-    }
-
     /// Whether an abort is an external abort (EA).
     pub(crate) const fn external(self) -> bool {
         self.0 & (1 << 9) != 0

@@ -34,11 +34,6 @@ use kernel::{
 
 mod addr;
 mod data;
-#[expect(
-    dead_code,
-    reason = "REC exits are decoded and host-tested ahead of the run loop \
-              (issue 6)"
-)]
 mod exit;
 mod gpf;
 mod granule;
@@ -50,6 +45,7 @@ mod populate;
               (unmapped tables stay until teardown)"
 )]
 mod realm;
+mod realm_vcpu;
 mod realm_vm;
 mod rec;
 mod rmi_cmds;
@@ -61,11 +57,6 @@ mod rmi_cmds;
 mod rmi_smc;
 mod rmm_init;
 mod rtt;
-#[expect(
-    dead_code,
-    reason = "the REC run state is host-tested ahead of the run loop \
-              (issue 6)"
-)]
 mod run;
 mod sro;
 mod system_ram;
@@ -150,6 +141,22 @@ impl SmcConduit for RmiSmc {
         }
         // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
         SmcRegs(unsafe { smccc::smc(&args.0) })
+    }
+}
+
+/// The RMM, for `RMI_REC_ENTER` only: called from `vcpu_enter`, inside the
+/// guest context of RCU, through KVM's entry SMC, which masks exceptions
+/// around it.
+///
+/// Realm vCPUs exist only where [`RmiSmc`] found the RMM, through the SMC
+/// conduit.
+struct RecEnterSmc;
+
+impl SmcConduit for RecEnterSmc {
+    fn call(&self, args: &SmcRegs) -> SmcRegs {
+        RMI_CALLS.record(args.x(0));
+        // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
+        SmcRegs(unsafe { kvm::realm_smc(&args.0) })
     }
 }
 

@@ -15,7 +15,9 @@ use kernel::{
         Kvm,
         MemSlot,
         MemslotChange,
+        RealmExit,
         RealmOps,
+        RunNext,
         SlotsLockGuard,
         Vcpu, //
     },
@@ -68,6 +70,7 @@ use crate::realm::{
     RealmError,
     RealmState, //
 };
+use crate::realm_vcpu::RecVcpu;
 use crate::rec::{
     max_recs,
     rec_params,
@@ -75,6 +78,7 @@ use crate::rec::{
     VcpuSetup, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
+use crate::rmi_smc::RmiError;
 use crate::sro::SroError;
 use crate::{
     Delegated,
@@ -145,6 +149,15 @@ type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
 /// A REC as the kernel holds it.
 type KernelRec = Rec<'static, RmiSmc, KernelPages, GranuleList>;
 
+/// A REC, and what the run loops of other vCPUs need to know of it.
+struct RecSlot {
+    rec: KernelRec,
+    /// Another vCPU asked KVM to turn this one on and has not yet completed
+    /// the call with the RMM: until then `REC_ENTER` fails with
+    /// `ERROR_REC`, and the vCPU retries in the kernel.
+    cpu_on_pending: bool,
+}
+
 /// The module's state for one realm VM.
 #[pin_data]
 pub(crate) struct RealmVm {
@@ -160,7 +173,7 @@ pub(crate) struct RealmVm {
     /// The RECs, by vCPU index (= vCPU id = REC index), created at
     /// activation, when the set of vCPUs is final. Taken after `realm`.
     #[pin]
-    recs: Mutex<KVec<KernelRec>>,
+    recs: Mutex<KVec<RecSlot>>,
     /// The RD's address once created, else 0: for unmapping under
     /// `mmu_lock`, where the realm's mutex cannot be taken.
     rd: AtomicU64,
@@ -250,7 +263,11 @@ impl RealmVm {
                 gpf::record(range, self.owner(RealmPart::Rec));
             }
             // Room was reserved above.
-            recs.push_within_capacity(rec).map_err(|_| ENOMEM)?;
+            recs.push_within_capacity(RecSlot {
+                rec,
+                cpu_on_pending: false,
+            })
+            .map_err(|_| ENOMEM)?;
         }
         Ok(())
     }
@@ -258,7 +275,7 @@ impl RealmVm {
     /// Destroys the RECs; those the RMM refuses are leaked (and counted).
     fn destroy_recs(&self) {
         let mut recs = self.recs.lock();
-        while let Some(mut rec) = recs.pop() {
+        while let Some(RecSlot { mut rec, .. }) = recs.pop() {
             let granule = rec.granule().and_then(one);
             match rec.destroy() {
                 Ok(()) => {
@@ -269,6 +286,51 @@ impl RealmVm {
                 Err(e) => pr_err!("REC {} of realm {} leaked: {:?}\n", rec.index(), self.id, e),
             }
         }
+    }
+
+    /// The REC with index `index` (that of vCPU `index`).
+    pub(crate) fn rec_granule(&self, index: u64) -> Option<Granule> {
+        let i = usize::try_from(index).ok()?;
+        self.recs.lock().get(i)?.rec.granule()
+    }
+
+    /// Records whether a `CPU_ON` of REC `index` is being completed.
+    pub(crate) fn set_cpu_on_pending(&self, index: u64, pending: bool) {
+        let mut recs = self.recs.lock();
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| recs.get_mut(i)) {
+            slot.cpu_on_pending = pending;
+        }
+    }
+
+    /// Whether a `CPU_ON` of REC `index` is being completed.
+    pub(crate) fn cpu_on_pending(&self, index: u64) -> bool {
+        let recs = self.recs.lock();
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| recs.get(i))
+            .is_some_and(|slot| slot.cpu_on_pending)
+    }
+
+    /// The RMM refused an operation on the REC of vCPU `index`: the REC
+    /// cannot run again, so the VM is dead.
+    pub(crate) fn vcpu_died(&self, kvm: &Kvm, index: u32, what: &str, e: RmiError) -> Error {
+        pr_err!(
+            "realm {} vCPU {index} died ({what}): {}\n",
+            self.id,
+            Shown(e)
+        );
+        kvm.mark_dead();
+        EIO
+    }
+
+    /// vCPU `index` exited for a reason the host does not handle: the VM is
+    /// dead.
+    pub(crate) fn vcpu_unhandled_exit(&self, kvm: &Kvm, index: u32, reason: u64, esr: u64) {
+        pr_err!(
+            "realm {} vCPU {index}: unhandled exit (reason {reason}, ESR {esr:#x})\n",
+            self.id
+        );
+        kvm.mark_dead();
     }
 
     /// `KVM_ARM_RMI_POPULATE`: copies in, fills, and always copies the
@@ -433,7 +495,7 @@ impl PopulateHost for GmemPopulate<'_> {
 }
 
 /// Lets the scheduler run something else (`cond_resched()`).
-fn cond_resched() {
+pub(crate) fn cond_resched() {
     // SAFETY: Called from process context, with no lock held.
     unsafe { bindings::cond_resched() };
 }
@@ -541,6 +603,7 @@ pub(crate) struct RealmProvider;
 #[vtable]
 impl RealmOps for RealmProvider {
     type Realm = RealmVm;
+    type VcpuState = RecVcpu;
 
     fn ipa_limit() -> u32 {
         RMM_FEATURES.as_ref().map_or(0, |f| u32::from(f.f0.s2sz()))
@@ -614,6 +677,31 @@ impl RealmOps for RealmProvider {
         realm
             .activate()
             .map_err(|e| vm.fail(kvm, &realm, "at activation", e))
+    }
+
+    fn vcpu_create(_vcpu: &Vcpu, _vm: Pin<&RealmVm>) -> Result<Pin<KBox<RecVcpu>>> {
+        RecVcpu::new()
+    }
+
+    fn vcpu_pre_enter(vcpu: &Vcpu, vm: Pin<&RealmVm>, rec: Pin<&RecVcpu>) -> Result<RunNext> {
+        rec.pre_enter(vcpu, &vm)
+    }
+
+    fn vcpu_enter(_vcpu: &Vcpu, rec: Pin<&RecVcpu>) -> RealmExit {
+        rec.enter()
+    }
+
+    fn vcpu_handle_exit(
+        vcpu: &Vcpu,
+        vm: Pin<&RealmVm>,
+        rec: Pin<&RecVcpu>,
+        _how: RealmExit,
+    ) -> Result<RunNext> {
+        rec.handle_exit(vcpu, &vm)
+    }
+
+    fn mmio_complete(vcpu: &Vcpu, _vm: Pin<&RealmVm>, rec: Pin<&RecVcpu>) -> Result<RunNext> {
+        rec.mmio_complete(vcpu)
     }
 
     fn vm_stage2_teardown(_kvm: &Kvm, vm: Pin<&RealmVm>) {

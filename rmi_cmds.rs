@@ -362,10 +362,6 @@ pub(crate) fn rec_destroy_call(rec: Granule) -> SmcRegs {
 /// `RmiRecRun` in the NS granule `run` (the host's `enter` half read, the
 /// RMM's `exit` half written on success). One call, never retried: it is
 /// issued with interrupts masked, and `BUSY` is not an answer it gives.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the kernel run loop is not wired yet (issue 6)")
-)]
 pub(crate) fn rec_enter(smc: &impl SmcConduit, rec: Granule, run: Granule) -> Result<(), RmiError> {
     rmi_result(
         smc.call(&SmcRegs::new(

@@ -441,6 +441,12 @@ impl RmiError {
     pub(crate) const fn index(&self) -> u8 {
         self.index
     }
+
+    /// x0 as the RMM returned it (reserved bits cleared): [`rmi_result`]
+    /// of it is this error again.
+    pub(crate) const fn raw(&self) -> u64 {
+        self.status.raw() as u64 | (self.index as u64) << 8
+    }
 }
 
 /// How a failed RMI command is reported to the kernel caller; the shell maps
@@ -1239,6 +1245,57 @@ pub(crate) struct RmiRecExit {
     /// PMU overflow status.
     pub(crate) pmu_ovf_status: u64,
     _pad8: [u8; 0x800 - 0x708],
+}
+
+/// A word index into a run granule: byte offset `at` within half `half`.
+const fn run_word(half: usize, at: usize) -> usize {
+    (half + at) / 8
+}
+
+impl RmiRecEnter {
+    /// Word index of `flags` in the run granule.
+    pub(crate) const FLAGS_WORD: usize = run_word(
+        core::mem::offset_of!(RmiRecRun, enter),
+        core::mem::offset_of!(Self, flags),
+    );
+    /// Word index of `gprs[0]` in the run granule.
+    pub(crate) const GPRS_WORD: usize = run_word(
+        core::mem::offset_of!(RmiRecRun, enter),
+        core::mem::offset_of!(Self, gprs),
+    );
+}
+
+impl RmiRecExit {
+    /// Word index of the exit half in the run granule.
+    pub(crate) const FIRST_WORD: usize = run_word(core::mem::offset_of!(RmiRecRun, exit), 0);
+    /// Number of words in the exit half.
+    pub(crate) const NR_WORDS: usize = core::mem::size_of::<Self>() / 8;
+
+    /// The fields the host uses, from the exit half's words (as read from
+    /// the run granule, starting at [`Self::FIRST_WORD`]).
+    pub(crate) fn from_words(w: &[u64; Self::NR_WORDS]) -> Self {
+        use core::mem::offset_of;
+        let at = |off: usize| w[off / 8];
+        let mut e = Self::zeroed();
+        e.exit_reason = at(offset_of!(Self, exit_reason));
+        e.esr = at(offset_of!(Self, esr));
+        e.far = at(offset_of!(Self, far));
+        e.hpfar = at(offset_of!(Self, hpfar));
+        let g = offset_of!(Self, gprs) / 8;
+        e.gprs.copy_from_slice(&w[g..g + 31]);
+        e.cntp_ctl = at(offset_of!(Self, cntp_ctl));
+        e.cntp_cval = at(offset_of!(Self, cntp_cval));
+        e.cntv_ctl = at(offset_of!(Self, cntv_ctl));
+        e.cntv_cval = at(offset_of!(Self, cntv_cval));
+        e.ripas_base = at(offset_of!(Self, ripas_base));
+        e.ripas_top = at(offset_of!(Self, ripas_top));
+        // CAST: The low byte of the (little-endian) word is the u8 field.
+        e.ripas_value = at(offset_of!(Self, ripas_value)) as u8;
+        // CAST: The low half of the (little-endian) word is the u32 field.
+        e.imm = at(offset_of!(Self, imm)) as u32;
+        e.plane = at(offset_of!(Self, plane));
+        e
+    }
 }
 
 /// `RmiRecRun`: the NS granule `RMI_REC_ENTER` reads and writes.

@@ -81,6 +81,16 @@ pub(crate) const fn rec_index_of_mpidr(mpidr: u64) -> u64 {
         | ((mpidr >> 32) & 0xff) << 20
 }
 
+/// Whether SMCCC function ID `fid` (w0) is a PSCI call: the standard
+/// secure service owner (4), functions 0x00..=0x1f, SMC32 or SMC64. A realm
+/// makes PSCI calls to the RMM; one sent as a host call must not drive
+/// KVM's PSCI state behind the RMM's back.
+pub(crate) const fn host_call_is_psci(fid: u64) -> bool {
+    // CAST: SMCCC function IDs are 32 bits (w0).
+    let fid = fid as u32;
+    fid & 0x8000_0000 != 0 && (fid >> 24) & 0x3f == 4 && fid & 0xffff <= 0x1f
+}
+
 impl PsciCall {
     /// Decodes a PSCI exit: `fid` in x0, `mpidr` in x1.
     pub(crate) const fn of(fid: u64, mpidr: u64) -> Self {

@@ -461,6 +461,184 @@ impl Vcpu {
         unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.ctxt.regs.pc) }
     }
 
+    /// Sets `x<n>` (n < 31; others are ignored) as KVM holds it. Only from
+    /// this vCPU's run callbacks, which hold its `mutex`.
+    pub fn set_gpr(&self, n: usize, value: u64) {
+        if n >= 31 {
+            return;
+        }
+        // SAFETY: The vCPU is live; `n` is in bounds; a `u64` store.
+        unsafe { ptr::write_volatile(&raw mut (*self.as_raw()).arch.ctxt.regs.regs[n], value) }
+    }
+
+    /// The vCPU's `struct kvm_run`, shared with userspace.
+    fn run(&self) -> *mut bindings::kvm_run {
+        // SAFETY: The vCPU is live; `run` is set at creation.
+        unsafe { (*self.as_raw()).run }
+    }
+
+    /// Makes `KVM_RUN` return an MMIO exit for the access of `len` bytes at
+    /// `gpa` (a write of the low `len` bytes of `data`, or a read), which
+    /// the next `KVM_RUN` completes (see [`RealmOps::mmio_complete`]).
+    pub fn exit_mmio(&self, gpa: u64, len: u8, write: bool, data: u64) {
+        let len = usize::from(len.min(8));
+        let mut buf = [0u8; 8];
+        buf[..len].copy_from_slice(&data.to_le_bytes()[..len]);
+        let run = self.run();
+        // Only this vCPU's thread, in `KVM_RUN`, writes these.
+        // SAFETY: `run` is the live vCPU's page; the union member is plain data.
+        unsafe {
+            (*run).__bindgen_anon_1.mmio = bindings::kvm_run__bindgen_ty_1__bindgen_ty_6 {
+                phys_addr: gpa,
+                data: buf,
+                // CAST: At most 8.
+                len: len as u32,
+                is_write: u8::from(write),
+            };
+            (*run).exit_reason = bindings::KVM_EXIT_MMIO;
+            (*self.as_raw()).mmio_needed = 1;
+        }
+    }
+
+    /// Takes the outcome of the MMIO exit userspace handled: `None` if none
+    /// was pending, else whether it was a write and, for a read, the value
+    /// userspace supplied (zero-extended from its length).
+    pub fn take_mmio(&self) -> Option<(bool, u64)> {
+        let vcpu = self.as_raw();
+        // SAFETY: The vCPU is live and this is its thread, in `KVM_RUN`.
+        if unsafe { (*vcpu).mmio_needed } == 0 {
+            return None;
+        }
+        // SAFETY: As above.
+        unsafe { (*vcpu).mmio_needed = 0 };
+        let run = self.run();
+        // SAFETY: As above; userspace may have changed the bytes, any value is valid.
+        let mmio = unsafe { ptr::read_volatile(&raw const (*run).__bindgen_anon_1.mmio) };
+        let len = usize::try_from(mmio.len).unwrap_or(8).min(8);
+        let mut buf = [0u8; 8];
+        buf[..len].copy_from_slice(&mmio.data[..len]);
+        Some((mmio.is_write != 0, u64::from_le_bytes(buf)))
+    }
+
+    /// Makes `KVM_RUN` return `KVM_EXIT_SHUTDOWN`.
+    pub fn exit_shutdown(&self) {
+        // SAFETY: The live vCPU's page, written by its own thread.
+        unsafe { (*self.run()).exit_reason = bindings::KVM_EXIT_SHUTDOWN };
+    }
+
+    /// Makes `KVM_RUN` return `KVM_EXIT_INTERNAL_ERROR` for an exit it could
+    /// not handle, with `reason` as the one data word.
+    pub fn exit_internal_error(&self, reason: u64) {
+        let run = self.run();
+        // SAFETY: The live vCPU's page, written by its own thread.
+        unsafe {
+            (*run).exit_reason = bindings::KVM_EXIT_INTERNAL_ERROR;
+            (*run).__bindgen_anon_1.internal.suberror =
+                bindings::KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON;
+            (*run).__bindgen_anon_1.internal.ndata = 1;
+            (*run).__bindgen_anon_1.internal.data[0] = reason;
+        }
+    }
+
+    /// Makes `KVM_RUN` return `KVM_EXIT_MEMORY_FAULT` for `[gpa, gpa + size)`
+    /// (`kvm_prepare_memory_fault_exit()`): the VMM is to make the range
+    /// `private` or shared, as the guest accessed it.
+    pub fn exit_memory_fault(&self, gpa: u64, size: u64, private: bool) {
+        let run = self.run();
+        let flags = if private {
+            u64::from(bindings::KVM_MEMORY_EXIT_FLAG_PRIVATE)
+        } else {
+            0
+        };
+        // SAFETY: The live vCPU's page, written by its own thread.
+        unsafe {
+            (*run).exit_reason = bindings::KVM_EXIT_MEMORY_FAULT;
+            (*run).__bindgen_anon_1.memory_fault.flags = flags;
+            (*run).__bindgen_anon_1.memory_fault.gpa = gpa;
+            (*run).__bindgen_anon_1.memory_fault.size = size;
+        }
+    }
+
+    /// Lets KVM handle an exit as a trap with syndrome `esr`
+    /// (`kvm_arm_realm_handle_trap()`): SMCCC calls, PSCI, GIC system
+    /// registers and WFx are emulated as for a normal VM.
+    pub fn handle_trap(&self, esr: u64) -> Result<RunNext> {
+        // SAFETY: The live vCPU, from its run loop (its `mutex` held).
+        RunNext::from_code(unsafe { bindings::kvm_arm_realm_handle_trap(self.as_raw(), esr) })
+    }
+
+    /// Takes in the timer state the RMM reported at an exit
+    /// (`kvm_arm_realm_timer_update()`).
+    pub fn timer_update(&self, cntv_ctl: u64, cntv_cval: u64, cntp_ctl: u64, cntp_cval: u64) {
+        // SAFETY: The live vCPU, from its run loop (loaded, its `mutex` held).
+        unsafe {
+            bindings::kvm_arm_realm_timer_update(
+                self.as_raw(),
+                cntv_ctl,
+                cntv_cval,
+                cntp_ctl,
+                cntp_cval,
+            )
+        };
+    }
+
+    /// Runs `f` in a read-side section of the VM's `srcu`, which memslot and
+    /// I/O bus lookups need.
+    fn with_srcu<R>(&self, f: impl FnOnce() -> R) -> R {
+        let kvm = self.kvm().as_raw();
+        // SAFETY: The VM is live, so is its `srcu`.
+        let idx = unsafe { bindings::srcu_read_lock(&raw mut (*kvm).srcu) };
+        let r = f();
+        // SAFETY: Locked just above with this index.
+        unsafe { bindings::srcu_read_unlock(&raw mut (*kvm).srcu, idx) };
+        r
+    }
+
+    /// Whether a memslot covers guest frame `gfn`.
+    pub fn has_memslot(&self, gfn: u64) -> bool {
+        let vcpu = self.as_raw();
+        self.with_srcu(|| {
+            // SAFETY: The live vCPU, under `srcu` (`with_srcu`).
+            let slot = unsafe { bindings::kvm_vcpu_gfn_to_memslot(vcpu, gfn) };
+            !slot.is_null()
+        })
+    }
+
+    /// Writes the low `len` bytes of `value` at `gpa` to an in-kernel MMIO
+    /// device (vGIC, ioeventfd). Returns whether one took it.
+    pub fn io_bus_write(&self, gpa: u64, len: u8, value: u64) -> bool {
+        let bytes = value.to_le_bytes();
+        let len = c_int::from(len.min(8));
+        // SAFETY: The live vCPU, under `srcu`; `bytes` is 8 readable bytes.
+        self.with_srcu(|| unsafe {
+            bindings::kvm_io_bus_write(
+                self.as_raw(),
+                bindings::kvm_bus_KVM_MMIO_BUS,
+                gpa,
+                len,
+                bytes.as_ptr().cast(),
+            )
+        }) == 0
+    }
+
+    /// Reads `len` bytes at `gpa` from an in-kernel MMIO device, if one
+    /// answers.
+    pub fn io_bus_read(&self, gpa: u64, len: u8) -> Option<u64> {
+        let mut bytes = [0u8; 8];
+        let len = c_int::from(len.min(8));
+        // SAFETY: The live vCPU, under `srcu`; `bytes` is 8 writable bytes.
+        let r = self.with_srcu(|| unsafe {
+            bindings::kvm_io_bus_read(
+                self.as_raw(),
+                bindings::kvm_bus_KVM_MMIO_BUS,
+                gpa,
+                len,
+                bytes.as_mut_ptr().cast(),
+            )
+        });
+        (r == 0).then(|| u64::from_le_bytes(bytes))
+    }
+
     /// The vCPU's index in its VM.
     pub fn index(&self) -> u32 {
         // SAFETY: The vCPU is live; `vcpu_idx` is set at creation.
@@ -470,9 +648,85 @@ impl Vcpu {
     }
 }
 
+/// What the run loop of a realm vCPU does after a callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunNext {
+    /// Enter the vCPU (again).
+    Enter,
+    /// Return from `KVM_RUN`, with the exit set in `kvm_run`.
+    Userspace,
+}
+
+impl RunNext {
+    /// The callback's return value: > 0 to enter, 0 or an errno to return.
+    fn code(r: Result<RunNext>) -> c_int {
+        match r {
+            Ok(RunNext::Enter) => 1,
+            Ok(RunNext::Userspace) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// The meaning of a KVM handler's return value.
+    fn from_code(code: c_int) -> Result<RunNext> {
+        match code {
+            c if c > 0 => Ok(RunNext::Enter),
+            0 => Ok(RunNext::Userspace),
+            c => Err(Error::from_errno(c)),
+        }
+    }
+}
+
+/// How a realm vCPU left the realm, for KVM's run loop (`ARM_EXCEPTION_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealmExit {
+    /// A host interrupt: KVM takes it before anything else.
+    Irq,
+    /// An SError.
+    SError,
+    /// Anything else, for [`RealmOps::vcpu_handle_exit`].
+    Trap,
+}
+
+impl RealmExit {
+    fn code(self) -> c_int {
+        let code = match self {
+            Self::Irq => bindings::ARM_EXCEPTION_IRQ,
+            Self::SError => bindings::ARM_EXCEPTION_EL1_SERROR,
+            Self::Trap => bindings::ARM_EXCEPTION_TRAP,
+        };
+        // CAST: The codes are small.
+        code as c_int
+    }
+}
+
+/// Issues the SMC that enters a realm vCPU, x0..x17 = `args`, and returns
+/// x0..x17 afterwards (`kvm_arm_realm_smc()`). For
+/// [`RealmOps::vcpu_enter`] only: it masks all exceptions around the call.
+///
+/// # Safety
+///
+/// As [`crate::arm64::smccc::smc`]: the call must not affect memory or CPU
+/// state the kernel relies on.
+pub unsafe fn realm_smc(
+    args: &[u64; crate::arm64::smccc::NR_REGS],
+) -> [u64; crate::arm64::smccc::NR_REGS] {
+    let mut res = [0u64; crate::arm64::smccc::NR_REGS];
+    // `smccc` checks that the arrays have `struct arm_smccc_1_2_regs`' layout.
+    // SAFETY: Valid pointers (see above); firmware side effects are the caller's.
+    unsafe {
+        bindings::kvm_arm_realm_smc(
+            args.as_ptr().cast::<bindings::arm_smccc_1_2_regs>(),
+            res.as_mut_ptr().cast::<bindings::arm_smccc_1_2_regs>(),
+        )
+    };
+    res
+}
+
 /// What a module does to provide realm VMs.
 ///
-/// The callbacks run in process context and may sleep.
+/// The callbacks run in process context and may sleep, unless stated
+/// otherwise.
 #[vtable]
 pub trait RealmOps: Sized {
     /// The provider's state for one realm VM.
@@ -543,6 +797,43 @@ pub trait RealmOps: Sized {
     fn vcpu_first_run(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
+
+    /// The provider's state for one realm vCPU.
+    type VcpuState: Send + Sync;
+
+    /// `vcpu` of the realm was created: its state, kept until KVM destroys
+    /// the vCPU (before [`RealmOps::vm_destroy`]).
+    fn vcpu_create(vcpu: &Vcpu, realm: Pin<&Self::Realm>) -> Result<Pin<KBox<Self::VcpuState>>>;
+
+    /// Before each entry, where the vCPU may sleep, as
+    /// `check_vcpu_requests()`.
+    fn vcpu_pre_enter(
+        vcpu: &Vcpu,
+        realm: Pin<&Self::Realm>,
+        state: Pin<&Self::VcpuState>,
+    ) -> Result<RunNext>;
+
+    /// Enters the vCPU. Runs with interrupts off inside the guest context of
+    /// RCU: it may only enter through [`realm_smc`] and copy data, nothing
+    /// that sleeps, locks, allocates, prints or is traced.
+    fn vcpu_enter(vcpu: &Vcpu, state: Pin<&Self::VcpuState>) -> RealmExit;
+
+    /// Handles the exit `how` of [`RealmOps::vcpu_enter`], as KVM's
+    /// `handle_exit()`.
+    fn vcpu_handle_exit(
+        vcpu: &Vcpu,
+        realm: Pin<&Self::Realm>,
+        state: Pin<&Self::VcpuState>,
+        how: RealmExit,
+    ) -> Result<RunNext>;
+
+    /// `KVM_RUN` after an MMIO exit: the access userspace emulated is in
+    /// [`Vcpu::take_mmio`].
+    fn mmio_complete(
+        vcpu: &Vcpu,
+        realm: Pin<&Self::Realm>,
+        state: Pin<&Self::VcpuState>,
+    ) -> Result<RunNext>;
 }
 
 /// The provider's state for realm VM `kvm`.
@@ -556,6 +847,19 @@ unsafe fn realm_of<'a, T: RealmOps>(kvm: *mut bindings::kvm) -> Pin<&'a T::Realm
     // which `vm_destroy_callback` takes back.
     // SAFETY: The caller is between the two, with a live VM.
     unsafe { <Pin<KBox<T::Realm>> as ForeignOwnable>::borrow((*kvm).arch.realm) }
+}
+
+/// The provider's state for realm vCPU `vcpu`.
+///
+/// # Safety
+///
+/// `vcpu` is a live vCPU of a realm VM of provider `T`, whose
+/// `vcpu_create` succeeded and whose `vcpu_destroy` has not started.
+unsafe fn vcpu_state_of<'a, T: RealmOps>(vcpu: *mut bindings::kvm_vcpu) -> Pin<&'a T::VcpuState> {
+    // `vcpu_create_callback` stored a `Pin<KBox<T::VcpuState>>` in
+    // `arch.rec`, which `vcpu_destroy_callback` takes back.
+    // SAFETY: The caller is between the two, with a live vCPU.
+    unsafe { <Pin<KBox<T::VcpuState>> as ForeignOwnable>::borrow((*vcpu).arch.rec) }
 }
 
 /// A registered [`RealmOps`] provider; dropping it unregisters.
@@ -598,15 +902,15 @@ impl<T: RealmOps> Registration<T> {
                 } else {
                     None
                 },
-                // Providers run no realm vCPUs yet.
+                // Aborts come to `vcpu_handle_exit` with the RMM's report.
                 vm_mem_abort: None,
                 prepare_memory_region: if T::HAS_PREPARE_MEMORY_REGION {
                     Some(Self::prepare_memory_region_callback)
                 } else {
                     None
                 },
-                vcpu_create: None,
-                vcpu_destroy: None,
+                vcpu_create: Some(Self::vcpu_create_callback),
+                vcpu_destroy: Some(Self::vcpu_destroy_callback),
                 vcpu_first_run: if T::HAS_VCPU_FIRST_RUN {
                     Some(Self::vcpu_first_run_callback)
                 } else {
@@ -614,10 +918,10 @@ impl<T: RealmOps> Registration<T> {
                 },
                 vcpu_load: None,
                 vcpu_put: None,
-                vcpu_pre_enter: None,
-                vcpu_enter: None,
-                vcpu_handle_exit: None,
-                mmio_complete: None,
+                vcpu_pre_enter: Some(Self::vcpu_pre_enter_callback),
+                vcpu_enter: Some(Self::vcpu_enter_callback),
+                vcpu_handle_exit: Some(Self::vcpu_handle_exit_callback),
+                mmio_complete: Some(Self::mmio_complete_callback),
                 inject_sea: None,
                 set_vcpu_events: None,
                 set_one_reg: None,
@@ -801,6 +1105,90 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: By the function's safety requirements.
         let realm = unsafe { realm_of::<T>(vcpu.kvm().as_raw()) };
         from_result(|| T::vcpu_first_run(vcpu, realm).map(|()| 0))
+    }
+}
+
+impl<T: RealmOps> Registration<T> {
+    /// # Safety
+    ///
+    /// Called by KVM with a live vCPU it is creating, of a realm VM whose
+    /// `vm_init` succeeded.
+    unsafe extern "C" fn vcpu_create_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
+        // SAFETY: KVM keeps the vCPU (and so its VM) live during the call.
+        let v = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        from_result(|| {
+            let state = T::vcpu_create(v, realm)?;
+            // SAFETY: Nothing reads `arch.rec` before `vcpu_create` returns.
+            unsafe { (*vcpu).arch.rec = state.into_foreign() };
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM, once, with a live vCPU of a realm VM it is destroying.
+    unsafe extern "C" fn vcpu_destroy_callback(vcpu: *mut bindings::kvm_vcpu) {
+        // SAFETY: KVM keeps the vCPU live and makes no other call for it meanwhile.
+        let state = unsafe { ptr::replace(&raw mut (*vcpu).arch.rec, ptr::null_mut()) };
+        if state.is_null() {
+            return;
+        }
+        // SAFETY: Stored by `vcpu_create_callback` and taken back only here.
+        drop(unsafe { <Pin<KBox<T::VcpuState>> as ForeignOwnable>::from_foreign(state) });
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM from the run loop of a live vCPU of a realm VM whose
+    /// `vm_init` and `vcpu_create` succeeded.
+    unsafe extern "C" fn vcpu_pre_enter_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        RunNext::code(T::vcpu_pre_enter(v, realm, state))
+    }
+
+    /// # Safety
+    ///
+    /// As `vcpu_pre_enter_callback`, with interrupts off in the guest
+    /// context of RCU.
+    unsafe extern "C" fn vcpu_enter_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        T::vcpu_enter(v, state).code()
+    }
+
+    /// # Safety
+    ///
+    /// As `vcpu_pre_enter_callback`, with `ret` from `vcpu_enter_callback`.
+    unsafe extern "C" fn vcpu_handle_exit_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        ret: c_int,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        let how = match u32::try_from(ret) {
+            Ok(bindings::ARM_EXCEPTION_IRQ) => RealmExit::Irq,
+            Ok(bindings::ARM_EXCEPTION_EL1_SERROR) => RealmExit::SError,
+            _ => RealmExit::Trap,
+        };
+        RunNext::code(T::vcpu_handle_exit(v, realm, state, how))
+    }
+
+    /// # Safety
+    ///
+    /// As `vcpu_pre_enter_callback`, at the start of `KVM_RUN`.
+    unsafe extern "C" fn mmio_complete_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        RunNext::code(T::mmio_complete(v, realm, state))
     }
 }
 

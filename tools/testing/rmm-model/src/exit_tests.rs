@@ -232,11 +232,42 @@ fn other_exits_carry_their_fields() {
 fn syndrome_fields() {
     let e = Esr(DABT | ISV | (1 << 22) | (1 << 15) | WNR | 0x0b);
     assert_eq!(
-        (e.ec(), e.isv(), e.access_bytes(), e.sixty_four(), e.write()),
-        (0x24, true, 2, true, true)
+        (e.ec(), e.isv(), e.access_bytes(), e.write()),
+        (0x24, true, 2, true)
     );
     assert_eq!(FaultKind::of(e.fsc()), FaultKind::AccessFlag);
     assert_eq!(FaultKind::of(0x04), FaultKind::Translation);
     assert_eq!(FaultKind::of(0x2b), FaultKind::Translation);
     assert_eq!(FaultKind::of(0x10), FaultKind::Other);
+}
+
+#[test]
+fn exit_words_give_every_field_the_host_reads() {
+    let mut e = RmiRecExit::zeroed();
+    e.exit_reason = 5;
+    e.esr = 0x9200_0046;
+    e.far = 0x123;
+    e.hpfar = 0x4560;
+    e.gprs = core::array::from_fn(|i| 0x1000 + i as u64);
+    e.cntp_ctl = 1;
+    e.cntp_cval = 2;
+    e.cntv_ctl = 5;
+    e.cntv_cval = 0xdead_beef;
+    e.ripas_base = 0x8000;
+    e.ripas_top = 0x9000;
+    e.ripas_value = 1;
+    e.imm = 0xabcd;
+    e.plane = 0;
+    // The bytes the RMM writes at offset 0x800 of the run granule.
+    let mut w = [0u64; RmiRecExit::NR_WORDS];
+    // SAFETY: `RmiRecExit` is `repr(C)`, integers only, exactly `w`'s size.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (&raw const e).cast::<u64>(),
+            w.as_mut_ptr(),
+            RmiRecExit::NR_WORDS,
+        )
+    };
+    assert_eq!(RmiRecExit::from_words(&w), e);
+    assert_eq!(RmiRecExit::FIRST_WORD, 0x800 / 8);
 }

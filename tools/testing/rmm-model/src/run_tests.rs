@@ -51,6 +51,7 @@ use crate::rmi_smc::{
     REC_ENTRY_FLAG_TRAP_WFI, //
 };
 use crate::run::{
+    host_call_is_psci,
     rec_index_of_mpidr,
     CompletionError,
     EnterFailure,
@@ -126,28 +127,27 @@ impl<'r> Running<'r> {
     /// Writes `enter` to REC `i`'s run granule.
     fn write_entry(&self, i: usize, enter: &RmiRecEnter) {
         let page = &self.runs[i];
-        assert!(FakePages::write_words(page, 0, &[enter.flags]));
-        assert!(FakePages::write_words(page, 0x200 / 8, &enter.gprs));
+        assert!(FakePages::write_words(
+            page,
+            RmiRecEnter::FLAGS_WORD,
+            &[enter.flags]
+        ));
+        assert!(FakePages::write_words(
+            page,
+            RmiRecEnter::GPRS_WORD,
+            &enter.gprs
+        ));
     }
 
     /// Reads the exit half of REC `i`'s run granule.
     fn read_exit(&self, i: usize) -> RmiRecExit {
-        let page = &self.runs[i];
-        let mut w = [0u64; 0x100];
-        assert!(FakePages::read_words(page, 0x800 / 8, &mut w));
-        let mut e = RmiRecExit::zeroed();
-        e.exit_reason = w[0];
-        e.esr = w[0x100 / 8];
-        e.far = w[0x108 / 8];
-        e.hpfar = w[0x110 / 8];
-        e.gprs.copy_from_slice(&w[0x200 / 8..0x200 / 8 + 31]);
-        e.ripas_base = w[0x500 / 8];
-        e.ripas_top = w[0x508 / 8];
-        // CAST: The low byte of the word holds the u8 field.
-        e.ripas_value = w[0x510 / 8] as u8;
-        // CAST: The low half of the word holds the u32 field.
-        e.imm = w[0x600 / 8] as u32;
-        e
+        let mut w = [0u64; RmiRecExit::NR_WORDS];
+        assert!(FakePages::read_words(
+            &self.runs[i],
+            RmiRecExit::FIRST_WORD,
+            &mut w
+        ));
+        RmiRecExit::from_words(&w)
     }
 
     /// Enters REC `i` with what its run state hands over, as the kernel
@@ -542,5 +542,33 @@ proptest! {
         r.script(0, &[ScriptedExit::Irq]);
         prop_assert!(r.enter(0).is_ok());
         r.finish();
+    }
+}
+
+#[test]
+fn psci_host_calls_are_told_apart_from_other_smccc_calls() {
+    // PSCI_VERSION, CPU_ON (SMC32 and SMC64), SYSTEM_OFF, the last PSCI
+    // function; upper halves of x0 are ignored (w0 is the ID).
+    for fid in [
+        0x8400_0000u64,
+        0x8400_0003,
+        0xc400_0003,
+        0x8400_0008,
+        0xc400_001f,
+        0xffff_ffff_8400_0002,
+    ] {
+        assert!(host_call_is_psci(fid), "{fid:#x}");
+    }
+    // SMCCC_VERSION (arch), past the PSCI range, RSI (standard, 0x190+),
+    // vendor hypervisor, a yielding call, and the (non-)fast bit clear.
+    for fid in [
+        0x8000_0000u64,
+        0x8400_0020,
+        0xc400_0190,
+        0xc600_0001,
+        0x8600_ff01,
+        0x0400_0003,
+    ] {
+        assert!(!host_call_is_psci(fid), "{fid:#x}");
     }
 }

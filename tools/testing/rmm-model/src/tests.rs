@@ -518,6 +518,18 @@ fn error_kinds_follow_the_status() {
 }
 
 #[test]
+fn an_error_gives_back_its_x0() {
+    // A zero status byte is success, whatever the index.
+    for x0 in (1u64..=0xffff).filter(|x| x & 0xff != 0) {
+        let e = rmi_result(x0).unwrap_err();
+        assert_eq!(e.raw(), x0);
+        assert_eq!(rmi_result(e.raw()), Err(e));
+    }
+    // Reserved bits are not part of the error.
+    assert_eq!(rmi_result(0x1_0003).unwrap_err().raw(), 3);
+}
+
+#[test]
 fn call_counts_count_every_command_and_nothing_else() {
     let counts = RmiCallCounts::new();
     // Every command of the table has a counter.

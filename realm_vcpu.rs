@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Realm vCPUs: KVM's run-loop callbacks over the core's [`RecRun`].
+//!
+//! Part of the kernel shell. Each vCPU of a realm VM has a run granule, an
+//! NS page the RMM reads the entry from and writes the exit to, and the run
+//! state of its REC. The REC itself is created at activation and owned by
+//! the [`RealmVm`]. Exits KVM emulates the same way for any VM (SMCCC and
+//! its filter, PSCI, GIC system registers, WFx) go to KVM's handlers; the
+//! rest (MMIO, aborts, RIPAS changes) are handled here.
+
+use kernel::{
+    alloc::flags::GFP_KERNEL_ACCOUNT,
+    bindings,
+    kvm::{
+        RealmExit,
+        RunNext,
+        Vcpu, //
+    },
+    new_mutex,
+    prelude::*,
+    sync::Mutex,
+};
+
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
+
+use crate::addr::{
+    Granule,
+    GRANULE_SHIFT, //
+};
+use crate::exit::{
+    decode,
+    RecExit,
+    RmiExitReason, //
+};
+use crate::granule::PageSource;
+use crate::realm_vm::RealmVm;
+use crate::rmi_cmds::rec_enter;
+use crate::rmi_smc::{
+    rmi_result,
+    RmiError,
+    RmiRecExit,
+    SMCCC_RET_NOT_SUPPORTED, //
+};
+use crate::run::{
+    host_call_is_psci,
+    EnterFailure,
+    PsciCall,
+    RecRun, //
+};
+use crate::{
+    KernelPage,
+    KernelPages,
+    RecEnterSmc,
+    RMI, //
+};
+
+/// `ESR_ELx` of an `HVC #imm` from AArch64 (EC 0x16, IL set): how KVM's
+/// SMCCC handler is asked to handle a host call or a PSCI exit.
+const fn hvc64_esr(imm: u32) -> u64 {
+    (0x16 << 26) | (1 << 25) | (imm & 0xffff) as u64
+}
+
+/// The size of a granule, as a memory fault exit reports it.
+const GRANULE_SIZE: u64 = 1 << GRANULE_SHIFT;
+
+/// The module's state for one realm vCPU.
+#[pin_data]
+pub(crate) struct RecVcpu {
+    /// The run granule.
+    run_page: KernelPage,
+    /// The address of the vCPU's REC once it first entered, else 0.
+    rec: AtomicU64,
+    /// x0 of the last `REC_ENTER`: written by `enter` and read by
+    /// `handle_exit`, both on the vCPU's thread.
+    status: AtomicU64,
+    /// What the next entry hands over. Locked only by the vCPU's thread (in
+    /// `KVM_RUN`), before the realm's locks.
+    #[pin]
+    run: Mutex<VcpuRun>,
+}
+
+/// The run state, under [`RecVcpu::run`].
+struct VcpuRun {
+    /// The REC's run state.
+    rec: RecRun,
+    /// A host call went to KVM's SMCCC handler: its results are what x0..x30
+    /// hold at the next entry (KVM's, or what userspace set after
+    /// `KVM_EXIT_HYPERCALL`).
+    host_call_due: bool,
+}
+
+impl RecVcpu {
+    /// The state of a new vCPU, with its run granule.
+    pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
+        let run_page = RMI.pages().alloc().ok_or(ENOMEM)?;
+        KBox::pin_init(
+            pin_init!(RecVcpu {
+                run_page,
+                rec: AtomicU64::new(0),
+                status: AtomicU64::new(0),
+                run <- new_mutex!(
+                    VcpuRun {
+                        rec: RecRun::new(),
+                        host_call_due: false,
+                    },
+                    "RecVcpu::run"
+                ),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// The run granule's address.
+    fn run_granule(&self) -> Granule {
+        KernelPages::granule(&self.run_page)
+    }
+
+    /// The vCPU's REC, looked up in `vm` the first time.
+    fn rec(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<Granule> {
+        if let Some(rec) = Granule::new(self.rec.load(Ordering::Relaxed)).filter(|g| g.pa() != 0) {
+            return Ok(rec);
+        }
+        // The first run activated the realm with a REC for every vCPU.
+        let rec = vm.rec_granule(vcpu.index().into()).ok_or(EINVAL)?;
+        self.rec.store(rec.pa(), Ordering::Relaxed);
+        Ok(rec)
+    }
+
+    /// Before an entry: completes what the last exit left pending and writes
+    /// the entry half of the run granule.
+    pub(crate) fn pre_enter(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
+        let mut run = self.run.lock();
+        let rec = self.rec(vcpu, vm)?;
+        if run.host_call_due {
+            run.rec
+                .complete_host_call(core::array::from_fn(|n| vcpu.gpr(n)));
+            run.host_call_due = false;
+        }
+        // A PSCI call userspace answered (SMCCC filter): x0 is its answer.
+        self.complete_psci(&mut run, vcpu, vm, rec)?;
+        // As KVM does for normal vCPUs: WFE traps when others want the CPU.
+        // SAFETY: No preconditions.
+        let trap_wfe = !unsafe { bindings::single_task_running() };
+        let entry = run.rec.entry(trap_wfe);
+        let page = &self.run_page;
+        if !KernelPages::write_words(
+            page,
+            crate::rmi_smc::RmiRecEnter::FLAGS_WORD,
+            &[entry.flags],
+        ) || !KernelPages::write_words(page, crate::rmi_smc::RmiRecEnter::GPRS_WORD, &entry.gprs)
+        {
+            return Err(EINVAL);
+        }
+        Ok(RunNext::Enter)
+    }
+
+    /// `RMI_PSCI_COMPLETE` of the pending PSCI call, if any, with the
+    /// status from what KVM (or userspace) left in x0.
+    fn complete_psci(&self, run: &mut VcpuRun, vcpu: &Vcpu, vm: &RealmVm, rec: Granule) -> Result {
+        let Some(call) = run.rec.psci_pending() else {
+            return Ok(());
+        };
+        let done =
+            run.rec
+                .complete_psci(RMI.smc(), rec, |target| vm.rec_granule(target), vcpu.gpr(0));
+        if let PsciCall::CpuOn { target } = call {
+            vm.set_cpu_on_pending(target, false);
+        }
+        done.map_err(|e| vm.vcpu_died(vcpu.kvm(), vcpu.index(), "completing PSCI", e))
+    }
+
+    /// Enters the REC, inside the guest context of RCU with interrupts off:
+    /// no lock, allocation or print.
+    pub(crate) fn enter(&self) -> RealmExit {
+        let status = match Granule::new(self.rec.load(Ordering::Relaxed)).filter(|g| g.pa() != 0) {
+            Some(rec) => match rec_enter(&RecEnterSmc, rec, self.run_granule()) {
+                Ok(()) => 0,
+                Err(e) => e.raw(),
+            },
+            // `pre_enter` looked the REC up.
+            None => RmiError::bad_output().raw(),
+        };
+        self.status.store(status, Ordering::Relaxed);
+        if status != 0 {
+            return RealmExit::Trap;
+        }
+        let mut reason = [0u64];
+        if !KernelPages::read_words(&self.run_page, RmiRecExit::FIRST_WORD, &mut reason) {
+            return RealmExit::Trap;
+        }
+        match RmiExitReason::from_raw(reason[0]) {
+            RmiExitReason::Irq | RmiExitReason::Fiq => RealmExit::Irq,
+            RmiExitReason::SError => RealmExit::SError,
+            _ => RealmExit::Trap,
+        }
+    }
+
+    /// The exit half of the run granule.
+    fn read_exit(&self) -> Result<RmiRecExit> {
+        let mut words = [0u64; RmiRecExit::NR_WORDS];
+        if !KernelPages::read_words(&self.run_page, RmiRecExit::FIRST_WORD, &mut words) {
+            return Err(EINVAL);
+        }
+        Ok(RmiRecExit::from_words(&words))
+    }
+
+    /// Handles the outcome of the last entry.
+    pub(crate) fn handle_exit(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
+        let mut run = self.run.lock();
+        if let Err(e) = rmi_result(self.status.load(Ordering::Relaxed)) {
+            return match run.rec.entered(Err(e)) {
+                Err(EnterFailure::Shutdown) => {
+                    vcpu.exit_shutdown();
+                    Ok(RunNext::Userspace)
+                }
+                // Another vCPU is turning this one on: it completes the
+                // call with the RMM right after KVM's emulation.
+                Err(EnterFailure::NotYetOn) if vm.cpu_on_pending(vcpu.index().into()) => {
+                    crate::realm_vm::cond_resched();
+                    Ok(RunNext::Enter)
+                }
+                Err(EnterFailure::NotYetOn) => Err(EAGAIN),
+                Err(EnterFailure::Dead(e)) => {
+                    Err(vm.vcpu_died(vcpu.kvm(), vcpu.index(), "entering", e))
+                }
+                Ok(()) => Err(EINVAL),
+            };
+        }
+        let exit = self.read_exit()?;
+        vcpu.timer_update(exit.cntv_ctl, exit.cntv_cval, exit.cntp_ctl, exit.cntp_cval);
+        let ipa_bits = u8::try_from(vcpu.kvm().ipa_bits()).map_err(|_| EINVAL)?;
+        let decoded = decode(&exit, ipa_bits);
+        // Only a failed entry is refused.
+        run.rec.entered(Ok(&decoded)).map_err(|_| EINVAL)?;
+        match decoded {
+            RecExit::Interrupt | RecExit::ExternalAbort | RecExit::SError => Ok(RunNext::Enter),
+            RecExit::SharedFault { gpa, access, .. } => {
+                if vcpu.has_memslot(gpa >> GRANULE_SHIFT) {
+                    // Shared memory is mapped with the realm's stage-2
+                    // faults (issue 5); until then the VMM is told.
+                    vcpu.exit_memory_fault(gpa, GRANULE_SIZE, false);
+                    return Err(EFAULT);
+                }
+                let Some(a) = access else {
+                    // No syndrome to emulate from: the coco policy.
+                    run.rec.inject_sea().map_err(|_| EINVAL)?;
+                    return Ok(RunNext::Enter);
+                };
+                if a.write && vcpu.io_bus_write(a.gpa, a.len, a.data) {
+                    run.rec.complete_mmio(None).map_err(|_| EINVAL)?;
+                    return Ok(RunNext::Enter);
+                }
+                if !a.write {
+                    if let Some(value) = vcpu.io_bus_read(a.gpa, a.len) {
+                        run.rec.complete_mmio(Some(value)).map_err(|_| EINVAL)?;
+                        return Ok(RunNext::Enter);
+                    }
+                }
+                vcpu.exit_mmio(a.gpa, a.len, a.write, a.data);
+                Ok(RunNext::Userspace)
+            }
+            RecExit::ProtectedFault { ipa, .. } => {
+                // Private memory is mapped on demand by issue 5; until then
+                // only populated memory is mapped, and the VMM is told.
+                vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);
+                Err(EFAULT)
+            }
+            RecExit::SysReg { esr, read, value } => {
+                // The RMM reports the register as x0 (RT cleared).
+                if !read {
+                    vcpu.set_gpr(0, value);
+                }
+                let next = vcpu.handle_trap(esr.0)?;
+                if read {
+                    run.rec
+                        .complete_sysreg_read(vcpu.gpr(0))
+                        .map_err(|_| EINVAL)?;
+                }
+                Ok(next)
+            }
+            RecExit::Wfx { .. } => vcpu.handle_trap(exit.esr),
+            RecExit::Psci { fid, target } => {
+                for (n, v) in [fid, target, 0, 0].into_iter().enumerate() {
+                    vcpu.set_gpr(n, v);
+                }
+                let call = PsciCall::of(fid, target);
+                if let PsciCall::CpuOn { target } = call {
+                    vm.set_cpu_on_pending(target, true);
+                }
+                let next = vcpu.handle_trap(hvc64_esr(0))?;
+                // Emulated in the kernel: complete it now, so that a
+                // target spinning on `ERROR_REC` waits the least.
+                if next == RunNext::Enter {
+                    let rec = self.rec(vcpu, vm)?;
+                    self.complete_psci(&mut run, vcpu, vm, rec)?;
+                }
+                Ok(next)
+            }
+            RecExit::HostCall { imm } => {
+                if host_call_is_psci(exit.gprs[0]) {
+                    let mut results = exit.gprs;
+                    results[0] = SMCCC_RET_NOT_SUPPORTED;
+                    run.rec.complete_host_call(results);
+                    return Ok(RunNext::Enter);
+                }
+                for (n, v) in exit.gprs.iter().enumerate() {
+                    vcpu.set_gpr(n, *v);
+                }
+                run.host_call_due = true;
+                vcpu.handle_trap(hvc64_esr(imm))
+            }
+            RecExit::RipasChange { .. } => {
+                // RIPAS changes come with issue 5's runtime memory
+                // management; until then the host refuses them.
+                run.rec.answer_ripas(false).map_err(|_| EINVAL)?;
+                Ok(RunNext::Enter)
+            }
+            RecExit::Unhandled => {
+                vm.vcpu_unhandled_exit(vcpu.kvm(), vcpu.index(), exit.exit_reason, exit.esr);
+                vcpu.exit_internal_error(exit.exit_reason);
+                Ok(RunNext::Userspace)
+            }
+        }
+    }
+
+    /// `KVM_RUN` after an MMIO exit: hands the access userspace emulated to
+    /// the next entry.
+    pub(crate) fn mmio_complete(&self, vcpu: &Vcpu) -> Result<RunNext> {
+        let mut run = self.run.lock();
+        if let Some((write, value)) = vcpu.take_mmio() {
+            if run.rec.mmio_pending() {
+                run.rec
+                    .complete_mmio((!write).then_some(value))
+                    .map_err(|_| EINVAL)?;
+            }
+        }
+        Ok(RunNext::Enter)
+    }
+}
