@@ -664,6 +664,12 @@ impl RealmOps for RealmProvider {
 
     fn vcpu_first_run(vcpu: &Vcpu, vm: Pin<&RealmVm>) -> Result {
         let kvm = vcpu.kvm();
+        // The RMM takes interrupts for a realm only from the list registers
+        // of the GIC's virtual CPU interface.
+        if !kvm.irqchip_in_kernel() {
+            pr_info!("realm {} not activated: no in-kernel vGICv3\n", vm.id);
+            return Err(EINVAL);
+        }
         let mut realm = vm.realm.lock();
         // Lazy: the first populate may have created it already.
         vm.create(&mut realm)

@@ -4,6 +4,7 @@
 # Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, and (mode
 # "test") the KVM selftests of the regression list and /tests/plan.
 #   scripts/initramfs.sh run|test|bench      prints the cpio path
+# KRMI_ONLY=NAME (test mode) keeps only our test NAME (for development).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -39,6 +40,7 @@ plan=$root/tests/plan
 	echo "# name timeout_s command"
 	[ "$KRMI_STOCK" = 1 ] || for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
 		t=$(basename "$c" .c)
+		[ -z "${KRMI_ONLY:-}" ] || [ "$t" = "$KRMI_ONLY" ] || continue
 		bin=$KRMI_BUILD/selftests/kvm-rmi/$t
 		[ -x "$bin" ] || die "test missing: $bin (run scripts/build-selftests.sh)"
 		cp "$bin" "$root/tests/"

@@ -12,7 +12,8 @@
 # initramfs and command line built in, replaces BL33 in a copy of the FIP and
 # QEMU boots TF-A from flash with RME enabled.
 #
-# Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM.
+# Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM; FW_LOG=FILE logs the
+# firmware's UART (TF-A, RMM) with RME.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -30,6 +31,8 @@ rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
 cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme"
 common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
+# The second UART is the firmware's (TF-A, RMM) with RME: logged if asked.
+[ -n "${FW_LOG:-}" ] && common+=(-serial mon:stdio -serial "file:$FW_LOG")
 
 if [ "$rme" = 1 ]; then
 	fw=$RME_FIRMWARE

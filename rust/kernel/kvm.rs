@@ -89,6 +89,13 @@ impl Kvm {
         self.vtcr() & VTCR_EL2_DS != 0
     }
 
+    /// Whether the VM has an in-kernel interrupt controller (a vGIC), as
+    /// `irqchip_in_kernel()`. Fixed once a vCPU has run.
+    pub fn irqchip_in_kernel(&self) -> bool {
+        // SAFETY: The VM is live (type invariant); `in_kernel` is a `bool`.
+        unsafe { ptr::read_volatile(&raw const (*self.as_raw()).arch.vgic.in_kernel) }
+    }
+
     /// Number of vCPUs created (`online_vcpus`). None can be added once a
     /// vCPU has run (the vGIC is initialised then).
     pub fn online_vcpus(&self) -> u32 {

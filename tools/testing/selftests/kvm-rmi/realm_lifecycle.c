@@ -11,9 +11,10 @@
  * closed; nothing is logged as failed or leaked.
  *
  * The first KVM_RUN of a realm vCPU builds the realm in the RMM (RD, root
- * RTTs) and activates it; realm vCPUs cannot run yet (no REC support), so
- * that KVM_RUN then fails with EOPNOTSUPP. Closing the VM terminates and
- * destroys the realm. This runs for every IPA size and in the loop.
+ * RTTs, a REC per vCPU) and activates it; its guest powers the realm off,
+ * which ends that KVM_RUN with KVM_EXIT_SYSTEM_EVENT. Closing the VM
+ * terminates and destroys the realm. This runs for every IPA size and in the
+ * loop.
  *
  * Realms have private memory: KVM_CAP_MEMORY_ATTRIBUTES reports PRIVATE
  * (on /dev/kvm only while the module is loaded), a realm's guest_memfd
@@ -28,6 +29,7 @@
 #include <sys/mman.h>
 
 #include "krmi.h"
+#include "krmi_guest.h"
 
 #define LOOP_REALMS 200
 #define MAX_LINES 64
@@ -52,31 +54,75 @@ static int vm_create_close(int kvm, unsigned long type)
 }
 
 /*
- * Creates a VM of `type` with one vCPU and runs it once: the result of that
- * KVM_RUN (-errno), or the -errno of the step that failed before it.
+ * A realm VM of `type` with vCPUs `ids` (in creation order), vCPU `ids[i]`
+ * powered off if bit i of `off`, all with PSCI 0.2 unless `no_psci`, a
+ * vGICv3 if `gic`, and a guest that powers the realm off: 0 if the first
+ * KVM_RUN of the first vCPU returned with the realm powered off (PSCI
+ * SYSTEM_OFF), -EPROTO for another exit, else the -errno of KVM_RUN or of
+ * the step that failed before it.
  */
-static int vm_run_once(int kvm, unsigned long type)
+static int realm_boot(int kvm, unsigned long type, const int *ids, int n, unsigned int off,
+		      bool no_psci, bool gic)
 {
-	struct kvm_vcpu_init init;
-	int vm = vm_create(kvm, type);
-	int vcpu = -1, ret = 0;
+	int vm = vm_create(kvm, type), vcpu[8], gic_fd = -1, gmem = -1, ret = 0;
+	struct kvm_run *run = NULL;
+	void *shared = MAP_FAILED;
 
 	if (vm < 0)
 		return vm;
-	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-	if (vcpu < 0 || ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
-		ret = -errno;
-	if (!ret) {
-		init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-		if (ioctl(vcpu, KVM_ARM_VCPU_INIT, &init))
+	for (int i = 0; i < n; i++)
+		vcpu[i] = -1;
+	ret = realm_code_slot(vm, 4096, guest_system_off, guest_system_off_end, &gmem, &shared);
+	if (!ret && gic) {
+		gic_fd = vgic_v3_create(vm);
+		ret = gic_fd < 0 ? gic_fd : 0;
+	}
+	for (int i = 0; i < n && !ret; i++) {
+		__u32 features = off & (1u << i) ? 1u << KVM_ARM_VCPU_POWER_OFF : 0;
+
+		vcpu[i] = ioctl(vm, KVM_CREATE_VCPU, ids[i]);
+		if (vcpu[i] < 0) {
 			ret = -errno;
+		} else if (no_psci) {
+			struct kvm_vcpu_init init;
+
+			if (ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
+				ret = -errno;
+			init.features[0] |= features;
+			if (!ret && ioctl(vcpu[i], KVM_ARM_VCPU_INIT, &init))
+				ret = -errno;
+		} else {
+			ret = vcpu_init(vm, vcpu[i], features);
+		}
+	}
+	if (!ret && gic)
+		ret = vgic_v3_init(gic_fd);
+	if (!ret) {
+		run = vcpu_run_map(kvm, vcpu[0]);
+		ret = run ? 0 : -ENOMEM;
 	}
 	if (!ret)
-		ret = ioctl(vcpu, KVM_RUN, 0) ? -errno : 0;
-	if (vcpu >= 0)
-		close(vcpu);
+		ret = vcpu_run_bounded(vcpu[0], 2) ?: exited_off(run) ? 0 : -EPROTO;
+	vcpu_run_unmap(kvm, run);
+	for (int i = 0; i < n; i++)
+		if (vcpu[i] >= 0)
+			close(vcpu[i]);
+	if (gic_fd >= 0)
+		close(gic_fd);
 	close(vm);
+	if (gmem >= 0)
+		close(gmem);
+	if (shared != MAP_FAILED)
+		munmap(shared, 4096);
 	return ret;
+}
+
+/* A realm of `type` with one vCPU, run once: see realm_boot(). */
+static int vm_run_once(int kvm, unsigned long type)
+{
+	static const int one[] = { 0 };
+
+	return realm_boot(kvm, type, one, 1, 0, false, true);
 }
 
 static unsigned long realm_type(unsigned int ipa_bits)
@@ -101,42 +147,6 @@ static long rmi_calls(const char *name)
 }
 
 /*
- * A realm with vCPUs `ids` (in creation order), vCPU `ids[i]` powered off if
- * bit i of `off`, all with PSCI 0.2 unless `no_psci`: the -errno of the first
- * KVM_RUN of the first vCPU (EOPNOTSUPP once activated: RECs do not run yet).
- */
-static int realm_run_vcpus(int kvm, const int *ids, int n, unsigned int off, bool no_psci)
-{
-	struct kvm_vcpu_init init;
-	int vm = vm_create(kvm, KVM_VM_TYPE_ARM_REALM), vcpu[8], ret = 0;
-
-	if (vm < 0)
-		return vm;
-	if (ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
-		ret = -errno;
-	for (int i = 0; i < n; i++)
-		vcpu[i] = -1;
-	for (int i = 0; i < n && !ret; i++) {
-		struct kvm_vcpu_init v = init;
-
-		vcpu[i] = ioctl(vm, KVM_CREATE_VCPU, ids[i]);
-		if (!no_psci)
-			v.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-		if (off & (1u << i))
-			v.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
-		if (vcpu[i] < 0 || ioctl(vcpu[i], KVM_ARM_VCPU_INIT, &v))
-			ret = -errno;
-	}
-	if (!ret)
-		ret = ioctl(vcpu[0], KVM_RUN, 0) ? -errno : 0;
-	for (int i = 0; i < n; i++)
-		if (vcpu[i] >= 0)
-			close(vcpu[i]);
-	close(vm);
-	return ret;
-}
-
-/*
  * Activation gives every vCPU a REC, and VM destruction destroys them before
  * the realm; vCPU sets the RMM cannot take are refused with EINVAL before any
  * REC is created.
@@ -147,20 +157,23 @@ static void test_recs(int kvm)
 	long created = rmi_calls("RMI_REC_CREATE"), destroyed = rmi_calls("RMI_REC_DESTROY");
 	int ret;
 
-	ret = realm_run_vcpus(kvm, three, 3, 0x6, false);
-	ksft_test_result(ret == -EOPNOTSUPP &&
+	ret = realm_boot(kvm, KVM_VM_TYPE_ARM_REALM, three, 3, 0x6, false, true);
+	ksft_test_result(ret == 0 &&
 			 rmi_calls("RMI_REC_CREATE") == created + 3 &&
 			 rmi_calls("RMI_REC_DESTROY") == destroyed + 3,
-			 "3 vCPUs: activated with 3 RECs, 3 destroyed (run %d, created %ld, destroyed %ld)\n",
+			 "3 vCPUs: activated with 3 RECs, vCPU 0 ran and powered off, 3 destroyed "
+			 "(run %d, created %ld, destroyed %ld)\n",
 			 ret, rmi_calls("RMI_REC_CREATE") - created,
 			 rmi_calls("RMI_REC_DESTROY") - destroyed);
 	created = rmi_calls("RMI_REC_CREATE");
-	ret = realm_run_vcpus(kvm, swapped, 2, 0x1, false);
+	ret = realm_boot(kvm, KVM_VM_TYPE_ARM_REALM, swapped, 2, 0x1, false, true);
 	ksft_test_result(ret == -EINVAL, "vCPU ids out of creation order: EINVAL (got %d)\n", ret);
-	ret = realm_run_vcpus(kvm, one, 1, 0, true);
+	ret = realm_boot(kvm, KVM_VM_TYPE_ARM_REALM, one, 1, 0, true, true);
 	ksft_test_result(ret == -EINVAL, "vCPU without PSCI 0.2: EINVAL (got %d)\n", ret);
-	ret = realm_run_vcpus(kvm, three, 3, 0x1, false);
+	ret = realm_boot(kvm, KVM_VM_TYPE_ARM_REALM, three, 3, 0x1, false, true);
 	ksft_test_result(ret == -EINVAL, "vCPU 0 powered off: EINVAL (got %d)\n", ret);
+	ret = realm_boot(kvm, KVM_VM_TYPE_ARM_REALM, one, 1, 0, false, false);
+	ksft_test_result(ret == -EINVAL, "no in-kernel vGICv3: EINVAL (got %d)\n", ret);
 	ksft_test_result(rmi_calls("RMI_REC_CREATE") == created,
 			 "refused vCPU sets create no REC (%ld created)\n",
 			 rmi_calls("RMI_REC_CREATE") - created);
@@ -221,7 +234,7 @@ static void test_ipa_sizes(int kvm, int host_limit, int rmm_limit)
 	for (int bits = 32; bits <= host_limit; bits++) {
 		ret = bits <= limit ? vm_run_once(kvm, realm_type(bits)) :
 				      vm_create_close(kvm, realm_type(bits));
-		if (bits <= limit && ret == -EOPNOTSUPP) {
+		if (bits <= limit && ret == 0) {
 			created++;
 		} else if (bits > limit && ret == -EINVAL) {
 			refused++;
@@ -232,7 +245,7 @@ static void test_ipa_sizes(int kvm, int host_limit, int rmm_limit)
 	}
 	ksft_test_result(!wrong && created == limit - 31,
 			 "IPA sizes 32..%d give realms built and activated at the first KVM_RUN, "
-			 "which then fails with EOPNOTSUPP (%d); %d..%d fail with EINVAL (%d)\n",
+			 "which run until the guest powers off (%d); %d..%d fail with EINVAL (%d)\n",
 			 limit, created, limit + 1, host_limit, refused);
 	ret = vm_create_close(kvm, realm_type(31));
 	ksft_test_result(ret == -EINVAL, "IPA size 31 fails with EINVAL (got %d)\n", ret);
@@ -440,16 +453,18 @@ static void test_loop(int kvm, int limit)
 
 	for (int i = 0; i < LOOP_REALMS; i++) {
 		int bits = 32 + i % (limit - 31);
-		/* Every other realm is also built in the RMM */
-		int ret = i % 2 ? vm_run_once(kvm, realm_type(bits)) + EOPNOTSUPP :
+		/* Every other realm is also built in the RMM, and runs */
+		int ret = i % 2 ? vm_run_once(kvm, realm_type(bits)) :
 				  vm_create_close(kvm, realm_type(bits));
 
 		if (ret) {
 			failed++;
 			ksft_print_msg("realm %d (IPA %d bits): %d\n", i, bits, ret);
+			/* One is enough to fail; each may take the run bound */
+			break;
 		}
 	}
-	ksft_test_result(!failed, "%d realms created and destroyed (half built in the RMM), %d failed\n",
+	ksft_test_result(!failed, "%d realms created and destroyed (half built in the RMM and run), %d failed\n",
 			 LOOP_REALMS, failed);
 }
 

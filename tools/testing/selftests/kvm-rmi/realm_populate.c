@@ -27,6 +27,7 @@
 #include <linux/falloc.h>
 
 #include "krmi_mem.h"
+#include "krmi_guest.h"
 
 /* A 40-bit realm with the two memslots; it fails the test if it cannot. */
 static struct realm realm_create(int kvm)
@@ -155,19 +156,27 @@ static void test_punch(struct realm *r)
 			 "hole punch over populated pages (%d), filled again (%d)\n", punch, ret);
 }
 
-static int run_once(int vm)
+/*
+ * Runs a vCPU (with a vGIC) of realm `r`, whose page 0 holds the guest that
+ * powers it off: 0 if it did, -EPROTO for another exit, else -errno.
+ */
+static int run_once(int kvm, struct realm *r)
 {
-	struct kvm_vcpu_init init;
-	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0), ret = 0;
+	int vcpu = ioctl(r->vm, KVM_CREATE_VCPU, 0), gic = vgic_v3_create(r->vm), ret;
+	struct kvm_run *run = NULL;
 
-	if (vcpu < 0 || ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
-		return -errno;
-	init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-	if (ioctl(vcpu, KVM_ARM_VCPU_INIT, &init))
-		ret = -errno;
+	ret = vcpu < 0 ? -errno : gic < 0 ? gic : vcpu_init(r->vm, vcpu, 0) ?: vgic_v3_init(gic);
+	if (!ret) {
+		run = vcpu_run_map(kvm, vcpu);
+		ret = run ? 0 : -ENOMEM;
+	}
 	if (!ret)
-		ret = ioctl(vcpu, KVM_RUN, 0) ? -errno : 0;
-	close(vcpu);
+		ret = vcpu_run_bounded(vcpu, 2) ?: exited_off(run) ? 0 : -EPROTO;
+	vcpu_run_unmap(kvm, run);
+	if (gic >= 0)
+		close(gic);
+	if (vcpu >= 0)
+		close(vcpu);
 	return ret;
 }
 
@@ -175,13 +184,15 @@ static void test_after_run(int kvm)
 {
 	struct realm r = realm_create(kvm);
 	struct kvm_arm_rmi_populate args = req(0, 4 * PAGE, (unsigned long)r.src, 0);
-	int before = populate(r.vm, &args), run, after;
+	int before, run, after;
 
-	/* Realm vCPUs cannot run yet: the first KVM_RUN activates, then fails. */
-	run = run_once(r.vm);
+	memcpy(r.src, guest_system_off, guest_system_off_end - guest_system_off);
+	before = populate(r.vm, &args);
+	/* The first KVM_RUN activates the realm, whose guest powers it off. */
+	run = run_once(kvm, &r);
 	args = req(8 * PAGE, PAGE, (unsigned long)r.src, 0);
 	after = populate(r.vm, &args);
-	ksft_test_result(before == 0 && run == -EOPNOTSUPP && after == -EINVAL && args.size == PAGE,
+	ksft_test_result(before == 0 && run == 0 && after == -EINVAL && args.size == PAGE,
 			 "after the first run populate fails with EINVAL (before %d, run %d, "
 			 "after %d)\n", before, run, after);
 	realm_destroy(&r);

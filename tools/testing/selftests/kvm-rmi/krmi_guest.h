@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the kvm-rmi selftests that run realm vCPUs: the vGICv3
+ * a realm needs, the vCPUs' kvm_run, and the smallest realm guest, which
+ * powers the realm off.
+ *
+ * Realm guest code is position-independent AArch64 in .rodata of the test,
+ * copied into the realm with KVM_ARM_RMI_POPULATE. A realm vCPU starts at
+ * EL1 with the MMU off, at the PC and with the x0..x7 its vCPU had at the
+ * first KVM_RUN.
+ */
+#ifndef KRMI_GUEST_SELFTEST_H
+#define KRMI_GUEST_SELFTEST_H
+
+#include <linux/kvm.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "krmi.h"
+
+/* Where the tests put the vGIC: below 4 GiB, so any realm IPA size has it. */
+#define GICD_BASE 0x08000000ULL
+#define GICR_BASE 0x080a0000ULL
+
+/* PSCI SYSTEM_OFF (SMC32), which a realm makes to the RMM. */
+#define PSCI_SYSTEM_OFF 0x84000008
+
+/* Guest: PSCI SYSTEM_OFF, and nothing after it. */
+asm(".pushsection .rodata.krmi_guest, \"a\"\n"
+    ".balign 4096\n"
+    "guest_system_off:\n"
+    "	movz	x0, #0x0008\n"
+    "	movk	x0, #0x8400, lsl #16\n"
+    "	smc	#0\n"
+    "1:	b	1b\n"
+    "guest_system_off_end:\n"
+    ".popsection\n");
+extern const char guest_system_off[], guest_system_off_end[];
+
+/* KVM_ARM_VCPU_INIT with PSCI 0.2 (which realms need), plus `features`. */
+static inline int vcpu_init(int vm, int vcpu, __u32 features)
+{
+	struct kvm_vcpu_init init;
+
+	if (ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init))
+		return -errno;
+	init.features[0] |= (1u << KVM_ARM_VCPU_PSCI_0_2) | features;
+	return ioctl(vcpu, KVM_ARM_VCPU_INIT, &init) ? -errno : 0;
+}
+
+/* KVM_SET_DEVICE_ATTR on device `fd`: 0 or -errno. */
+static inline int device_attr(int fd, __u32 group, __u64 attr, const void *addr)
+{
+	struct kvm_device_attr a = {
+		.group = group, .attr = attr, .addr = (unsigned long)addr,
+	};
+
+	return ioctl(fd, KVM_SET_DEVICE_ATTR, &a) ? -errno : 0;
+}
+
+/*
+ * A vGICv3 for `vm`, at GICD_BASE/GICR_BASE: its fd, or -errno. Initialise
+ * it with vgic_v3_init() once the vCPUs exist.
+ */
+static inline int vgic_v3_create(int vm)
+{
+	struct kvm_create_device dev = { .type = KVM_DEV_TYPE_ARM_VGIC_V3 };
+	__u64 dist = GICD_BASE, redist = GICR_BASE;
+	int ret;
+
+	if (ioctl(vm, KVM_CREATE_DEVICE, &dev))
+		return -errno;
+	ret = device_attr(dev.fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST, &dist) ?:
+	      device_attr(dev.fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST, &redist);
+	if (ret) {
+		close(dev.fd);
+		return ret;
+	}
+	return dev.fd;
+}
+
+static inline int vgic_v3_init(int fd)
+{
+	return device_attr(fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, NULL);
+}
+
+/* The kvm_run of `vcpu`, or NULL. */
+static inline struct kvm_run *vcpu_run_map(int kvm, int vcpu)
+{
+	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	void *p;
+
+	if (size < (int)sizeof(struct kvm_run))
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static inline void vcpu_run_unmap(int kvm, struct kvm_run *run)
+{
+	if (run)
+		munmap(run, ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0));
+}
+
+static inline void krmi_on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * KVM_RUN of `vcpu`, interrupted (EINTR) if the vCPU has not exited to
+ * userspace within `seconds`, so that a guest that never exits fails its
+ * test instead of hanging it: 0 or -errno.
+ */
+static inline int vcpu_run_bounded(int vcpu, unsigned int seconds)
+{
+	struct sigaction sa = { .sa_handler = krmi_on_alarm };
+	int ret;
+
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(seconds);
+	ret = ioctl(vcpu, KVM_RUN, 0) ? -errno : 0;
+	alarm(0);
+	return ret;
+}
+
+/* Whether `run` says the guest powered the VM off (PSCI SYSTEM_OFF). */
+static inline bool exited_off(const struct kvm_run *run)
+{
+	return run->exit_reason == KVM_EXIT_SYSTEM_EVENT &&
+	       run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN;
+}
+
+/*
+ * The guest_memfd memslot at IPA 0 of a realm, `size` bytes, its first page
+ * populated (measured) with [code, end): 0 or -errno. `*gmem` gets the
+ * guest_memfd, to close after the VM (closing it unmaps the memory), and
+ * `*shared` the memslot's userspace mapping, to munmap.
+ */
+static inline int realm_code_slot(int vm, __u64 size, const char *code, const char *end,
+				  int *gmem, void **shared)
+{
+	struct kvm_create_guest_memfd create = { .size = size };
+	struct kvm_userspace_memory_region2 region = {
+		.flags = KVM_MEM_GUEST_MEMFD,
+		.memory_size = size,
+	};
+	struct kvm_arm_rmi_populate args = {
+		.size = 4096, .flags = KVM_ARM_RMI_POPULATE_FLAGS_MEASURE,
+	};
+	void *src;
+	int ret;
+
+	*gmem = -1;
+	*shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	src = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*shared == MAP_FAILED || src == MAP_FAILED || end - code > 4096)
+		return -ENOMEM;
+	*gmem = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &create);
+	if (*gmem < 0) {
+		munmap(src, 4096);
+		return -errno;
+	}
+	memcpy(src, code, end - code);
+	region.userspace_addr = (unsigned long)*shared;
+	region.guest_memfd = *gmem;
+	args.source_uaddr = (unsigned long)src;
+	ret = ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
+	if (!ret)
+		ret = ioctl(vm, KVM_ARM_RMI_POPULATE, &args) ? -errno : 0;
+	munmap(src, 4096);
+	return ret;
+}
+
+#endif /* KRMI_GUEST_SELFTEST_H */
