@@ -36,8 +36,9 @@ failed=0
 for p in "${series[@]}"; do
 	git -C "$wt" -c user.name=kvm-rmi -c user.email=kvm-rmi@localhost \
 		am -q --keep-cr "$patches/$p" || die "does not apply: $p"
-	cp_out=$("$KSRC_DIR/scripts/checkpatch.pl" --no-tree -q --ignore FILE_PATH_CHANGES \
-		"$patches/$p" 2>&1) || { echo "$cp_out"; failed=1; }
+	# From the kernel tree: elsewhere checkpatch misreads context lines.
+	cp_out=$(cd "$KSRC_DIR" && ./scripts/checkpatch.pl --no-tree -q \
+		--ignore FILE_PATH_CHANGES "$patches/$p" 2>&1) || { echo "$cp_out"; failed=1; }
 	if smake Image >"$obj/build.log" 2>&1; then
 		log "builds: $p"
 	else
