@@ -13,7 +13,8 @@
 # QEMU boots TF-A from flash with RME enabled.
 #
 # Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM; FW_LOG=FILE logs the
-# firmware's UART (TF-A, RMM) with RME.
+# firmware's UART (TF-A, RMM) with RME; QEMU_EXTRA adds QEMU arguments (split
+# on spaces), e.g. "-d int -D build/logs/int.log" to log every exception.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -33,6 +34,8 @@ cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme
 common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
 # The second UART is the firmware's (TF-A, RMM) with RME: logged if asked.
 [ -n "${FW_LOG:-}" ] && common+=(-serial mon:stdio -serial "file:$FW_LOG")
+# shellcheck disable=SC2206 # split on purpose
+[ -n "${QEMU_EXTRA:-}" ] && common+=($QEMU_EXTRA)
 
 if [ "$rme" = 1 ]; then
 	fw=$RME_FIRMWARE

@@ -27,9 +27,16 @@
 /* PSCI SYSTEM_OFF (SMC32), which a realm makes to the RMM. */
 #define PSCI_SYSTEM_OFF 0x84000008
 
-/* Guest: PSCI SYSTEM_OFF, and nothing after it. */
+/*
+ * Guest: PSCI SYSTEM_OFF, and nothing after it. The labels are global: C
+ * reaches them through the GOT, and GOT references to local labels of one
+ * section collapse into one entry (the section's start), so the size would
+ * come out as 0.
+ */
 asm(".pushsection .rodata.krmi_guest, \"a\"\n"
     ".balign 4096\n"
+    ".globl guest_system_off, guest_system_off_end\n"
+    ".hidden guest_system_off, guest_system_off_end\n"
     "guest_system_off:\n"
     "	movz	x0, #0x0008\n"
     "	movk	x0, #0x8400, lsl #16\n"
@@ -156,7 +163,9 @@ static inline int realm_code_slot(int vm, __u64 size, const char *code, const ch
 	*gmem = -1;
 	*shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	src = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (*shared == MAP_FAILED || src == MAP_FAILED || end - code > 4096)
+	if (end <= code || end - code > 4096)
+		return -EINVAL;
+	if (*shared == MAP_FAILED || src == MAP_FAILED)
 		return -ENOMEM;
 	*gmem = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &create);
 	if (*gmem < 0) {

@@ -511,7 +511,7 @@ int main(void)
 		ksft_finished();
 	}
 
-	ksft_set_plan(32);
+	ksft_set_plan(33);
 	test_without_provider(kvm, "before load");
 	test_populate_normal_vm(kvm);
 	kmsg = kmsg_open();
