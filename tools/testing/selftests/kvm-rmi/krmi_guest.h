@@ -141,10 +141,11 @@ static inline bool exited_off(const struct kvm_run *run)
 }
 
 /*
- * The guest_memfd memslot at IPA 0 of a realm, `size` bytes, its first page
- * populated (measured) with [code, end): 0 or -errno. `*gmem` gets the
- * guest_memfd, to close after the VM (closing it unmaps the memory), and
- * `*shared` the memslot's userspace mapping, to munmap.
+ * The guest_memfd memslot at IPA 0 of a realm, `size` bytes, its first pages
+ * populated (measured) with [code, end), zero-padded to whole pages: 0 or
+ * -errno. `*gmem` gets the guest_memfd, to close after the VM (closing it
+ * unmaps the memory), and `*shared` the memslot's userspace mapping, to
+ * munmap.
  */
 static inline int realm_code_slot(int vm, __u64 size, const char *code, const char *end,
 				  int *gmem, void **shared)
@@ -154,22 +155,26 @@ static inline int realm_code_slot(int vm, __u64 size, const char *code, const ch
 		.flags = KVM_MEM_GUEST_MEMFD,
 		.memory_size = size,
 	};
+	__u64 len = end > code ? (__u64)(end - code + 4095) & ~4095ULL : 0;
 	struct kvm_arm_rmi_populate args = {
-		.size = 4096, .flags = KVM_ARM_RMI_POPULATE_FLAGS_MEASURE,
+		.size = len, .flags = KVM_ARM_RMI_POPULATE_FLAGS_MEASURE,
 	};
 	void *src;
 	int ret;
 
 	*gmem = -1;
-	*shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	src = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (end <= code || end - code > 4096)
+	*shared = MAP_FAILED;
+	if (!len || len > size)
 		return -EINVAL;
-	if (*shared == MAP_FAILED || src == MAP_FAILED)
+	*shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*shared == MAP_FAILED)
+		return -ENOMEM;
+	src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (src == MAP_FAILED)
 		return -ENOMEM;
 	*gmem = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &create);
 	if (*gmem < 0) {
-		munmap(src, 4096);
+		munmap(src, len);
 		return -errno;
 	}
 	memcpy(src, code, end - code);
@@ -179,7 +184,7 @@ static inline int realm_code_slot(int vm, __u64 size, const char *code, const ch
 	ret = ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region) ? -errno : 0;
 	if (!ret)
 		ret = ioctl(vm, KVM_ARM_RMI_POPULATE, &args) ? -errno : 0;
-	munmap(src, 4096);
+	munmap(src, len);
 	return ret;
 }
 

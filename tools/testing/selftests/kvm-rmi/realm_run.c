@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A realm guest that runs: MMIO through the unprotected alias, host calls
+ * (forwarded by the SMCCC filter, answered by KVM, refused for PSCI), PSCI
+ * CPU_ON and AFFINITY_INFO, a virtual timer interrupt through the vGIC, an
+ * external abort injected with KVM_SET_VCPU_EVENTS, and PSCI SYSTEM_OFF.
+ *
+ * The guest reports with stores to UCALL (an unprotected IPA no memslot
+ * covers), which reach userspace as KVM_EXIT_MMIO at the IPA with the
+ * unprotected bit stripped. Each step below is one exit or a short run of
+ * them; a step that goes wrong leaves the guest out of step, so the later
+ * ones fail as "not reached".
+ *
+ * Needs an RMM (KRMI_RME=1); SKIP otherwise.
+ */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <pthread.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "krmi_guest.h"
+
+#define IPA_BITS 40
+#define UNPROTECTED (1ULL << (IPA_BITS - 1))
+/* The guest's report address, and where userspace sees it. */
+#define UCALL 0x10000000ULL
+#define REPORT (UCALL + 0x00)	/* guest writes */
+#define SOURCE (UCALL + 0x08)	/* guest reads */
+#define SECONDARY (UCALL + 0x10)	/* vCPU 1 writes */
+#define ABORTED (UCALL + 0x18)	/* guest reads, userspace injects an SEA */
+#define EXCEPTION (UCALL + 0x20)	/* the guest's sync handler writes ESR_EL1 */
+
+#define SLOT_BYTES (64 * 1024)
+#define HOST_CALL_FID 0xc3000001u	/* an OEM service function */
+#define SMCCC_VERSION_1_1 0x10001
+#define SMCCC_NOT_SUPPORTED (~0ULL)
+#define SECONDARY_MAGIC 0xc0febeefULL
+#define AFTER_ABORT 0xd0eULL
+#define VTIMER_INTID 27
+
+/*
+ * The guest: x0 = UCALL, x1 = GICD, x2 = GICR (unprotected aliases). Page 0
+ * is code and vectors, page 1 the RsiHostCall struct.
+ */
+asm(".pushsection .rodata.krmi_run_guest, \"a\"\n"
+    ".balign 4096\n"
+    ".globl run_guest, run_guest_end\n"
+    ".hidden run_guest, run_guest_end\n"
+    "run_guest:\n"
+    "	mov	x19, x0\n"
+    "	mov	x20, x1\n"
+    "	mov	x21, x2\n"
+    "	adr	x9, 90f\n"
+    "	msr	vbar_el1, x9\n"
+    "	isb\n"
+    /* MMIO write; 64-bit and 32-bit reads, echoed. */
+    "	mov	x9, #0x1111\n"
+    "	str	x9, [x19]\n"
+    "	ldr	x9, [x19, #8]\n"
+    "	str	x9, [x19]\n"
+    "	ldr	w9, [x19, #8]\n"
+    "	str	x9, [x19]\n"
+    /* Host call to the VMM: gprs[0] = fid, gprs[n] = 0x100 + n. */
+    "	adr	x22, 95f\n"
+    "	str	wzr, [x22]\n"
+    "	movz	x9, #0x0001\n"
+    "	movk	x9, #0xc300, lsl #16\n"
+    "	str	x9, [x22, #8]\n"
+    "	add	x12, x22, #8\n"
+    "	mov	x10, #1\n"
+    "1:	add	x11, x10, #0x100\n"
+    "	str	x11, [x12, x10, lsl #3]\n"
+    "	add	x10, x10, #1\n"
+    "	cmp	x10, #31\n"
+    "	b.lo	1b\n"
+    "	bl	80f\n"
+    /* Host calls KVM answers: SMCCC_VERSION, PSCI_VERSION (refused). */
+    "	movz	x9, #0x8000, lsl #16\n"
+    "	str	x9, [x22, #8]\n"
+    "	bl	80f\n"
+    "	movz	x9, #0x8400, lsl #16\n"
+    "	str	x9, [x22, #8]\n"
+    "	bl	80f\n"
+    /* PSCI CPU_ON of MPIDR 1 at 70f with context UCALL; AFFINITY_INFO. */
+    "	movz	x0, #0x0003\n"
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, #1\n"
+    "	adr	x2, 70f\n"
+    "	mov	x3, x19\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    "	movz	x0, #0x0004\n"
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, #1\n"
+    "	mov	x2, #0\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    /* The virtual timer's PPI through the vGIC: wait for it, report it. */
+    "	mov	w9, #2\n"			/* GICD_CTLR.EnableGrp1 */
+    "	str	w9, [x20]\n"
+    "	add	x10, x21, #0x10, lsl #12\n"	/* the SGI frame */
+    "	mov	w9, #-1\n"
+    "	str	w9, [x10, #0x80]\n"		/* GICR_IGROUPR0 */
+    "	mov	w9, #(1 << 27)\n"
+    "	str	w9, [x10, #0x100]\n"		/* GICR_ISENABLER0 */
+    "	mov	x9, #0xff\n"
+    "	msr	icc_pmr_el1, x9\n"
+    "	mov	x9, #1\n"
+    "	msr	icc_igrpen1_el1, x9\n"
+    "	isb\n"
+    "	mov	x23, #0\n"
+    "	mov	x9, #0x1000\n"
+    "	msr	cntv_tval_el0, x9\n"
+    "	mov	x9, #1\n"
+    "	msr	cntv_ctl_el0, x9\n"
+    "	isb\n"
+    /* WFI with IRQs masked wakes on a pending one, which is then taken. */
+    "2:	wfi\n"
+    "	msr	daifclr, #2\n"
+    "	isb\n"
+    "	msr	daifset, #2\n"
+    "	cbz	x23, 2b\n"
+    "	str	x23, [x19]\n"
+    /* A read userspace answers with an external abort. */
+    "	ldr	x9, [x19, #0x18]\n"
+    "	mov	x9, #0xd0e\n"
+    "	str	x9, [x19]\n"
+    /* PSCI SYSTEM_OFF. */
+    "	movz	x0, #0x0008\n"
+    "	movk	x0, #0x8400, lsl #16\n"
+    "	smc	#0\n"
+    "3:	b	3b\n"
+    /* RSI_HOST_CALL with the struct at x22; reports x0, gprs[0..3, 30]. */
+    "80:	movz	x0, #0x0199\n"
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, x22\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    "	ldr	x9, [x22, #8]\n"
+    "	str	x9, [x19]\n"
+    "	ldr	x9, [x22, #16]\n"
+    "	str	x9, [x19]\n"
+    "	ldr	x9, [x22, #24]\n"
+    "	str	x9, [x19]\n"
+    "	ldr	x9, [x22, #32]\n"
+    "	str	x9, [x19]\n"
+    "	ldr	x9, [x22, #248]\n"
+    "	str	x9, [x19]\n"
+    "	ret\n"
+    /* vCPU 1, from CPU_ON: x0 is the context (UCALL). */
+    "70:	movz	x9, #0xbeef\n"
+    "	movk	x9, #0xc0fe, lsl #16\n"
+    "	str	x9, [x0, #0x10]\n"
+    "4:	wfi\n"
+    "	b	4b\n"
+    /* Vectors: sync reports ESR_EL1 and skips the instruction; IRQ acks. */
+    ".balign 2048\n"
+    "90:	.skip 0x200\n"
+    "	mrs	x9, esr_el1\n"
+    "	str	x9, [x19, #0x20]\n"
+    "	mrs	x9, elr_el1\n"
+    "	add	x9, x9, #4\n"
+    "	msr	elr_el1, x9\n"
+    "	eret\n"
+    ".balign 0x80\n"
+    "	mrs	x23, icc_iar1_el1\n"
+    "	msr	cntv_ctl_el0, xzr\n"
+    "	msr	icc_eoir1_el1, x23\n"
+    "	isb\n"
+    "	eret\n"
+    ".balign 4096\n"
+    "95:	.skip 4096\n"
+    "run_guest_end:\n"
+    ".popsection\n");
+extern const char run_guest[], run_guest_end[];
+
+/* The realm: its fds and kvm_run pages. */
+struct realm_vm {
+	int kvm, vm, gic, gmem, vcpu[2];
+	struct kvm_run *run[2];
+	void *shared;
+};
+
+/* vCPU 1's KVM_RUN, on its own thread. */
+struct secondary {
+	struct realm_vm *r;
+	pthread_t thread;
+	int ret;
+	bool done;
+};
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static void *secondary_run(void *arg)
+{
+	struct secondary *s = arg;
+	sigset_t alrm;
+
+	/* vCPU 0's bounded runs use SIGALRM: keep it off this thread. */
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
+	s->ret = ioctl(s->r->vcpu[1], KVM_RUN, 0) ? -errno : 0;
+	__atomic_store_n(&s->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Waits up to `seconds` for vCPU 1's run, then interrupts it. */
+static void secondary_join(struct secondary *s, int seconds)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	if (pthread_timedjoin_np(s->thread, NULL, &until)) {
+		pthread_kill(s->thread, SIGUSR1);
+		pthread_join(s->thread, NULL);
+	}
+}
+
+static int set_reg(int vcpu, __u64 id, __u64 value)
+{
+	struct kvm_one_reg reg = { .id = id, .addr = (unsigned long)&value };
+
+	return ioctl(vcpu, KVM_SET_ONE_REG, &reg) ? -errno : 0;
+}
+
+static int get_reg(int vcpu, __u64 id, __u64 *value)
+{
+	struct kvm_one_reg reg = { .id = id, .addr = (unsigned long)value };
+
+	return ioctl(vcpu, KVM_GET_ONE_REG, &reg) ? -errno : 0;
+}
+
+/* The ONE_REG id of xN. */
+static __u64 xreg(int n)
+{
+	/* Core register ids count 32-bit words of struct kvm_regs. */
+	return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+	       (KVM_REG_ARM_CORE_REG(regs.regs[0]) + 2 * n);
+}
+
+/* Builds the realm with the guest, the filter and both vCPUs: 0 or -errno. */
+static int realm_build(struct realm_vm *r)
+{
+	struct kvm_smccc_filter filter = {
+		.base = HOST_CALL_FID, .nr_functions = 1,
+		.action = KVM_SMCCC_FILTER_FWD_TO_USER,
+	};
+	int ret;
+
+	r->vm = ioctl(r->kvm, KVM_CREATE_VM,
+		      KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(IPA_BITS));
+	if (r->vm < 0)
+		return -errno;
+	ret = realm_code_slot(r->vm, SLOT_BYTES, run_guest, run_guest_end, &r->gmem,
+			      &r->shared) ?:
+	      device_attr(r->vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
+	if (ret)
+		return ret;
+	r->gic = vgic_v3_create(r->vm);
+	if (r->gic < 0)
+		return r->gic;
+	for (int i = 0; i < 2; i++) {
+		r->vcpu[i] = ioctl(r->vm, KVM_CREATE_VCPU, i);
+		if (r->vcpu[i] < 0)
+			return -errno;
+		ret = vcpu_init(r->vm, r->vcpu[i], i ? 1u << KVM_ARM_VCPU_POWER_OFF : 0);
+		if (ret)
+			return ret;
+		r->run[i] = vcpu_run_map(r->kvm, r->vcpu[i]);
+		if (!r->run[i])
+			return -ENOMEM;
+	}
+	return vgic_v3_init(r->gic) ?:
+	       set_reg(r->vcpu[0], xreg(0), UNPROTECTED | UCALL) ?:
+	       set_reg(r->vcpu[0], xreg(1), UNPROTECTED | GICD_BASE) ?:
+	       set_reg(r->vcpu[0], xreg(2), UNPROTECTED | GICR_BASE);
+}
+
+static void realm_free(struct realm_vm *r)
+{
+	for (int i = 0; i < 2; i++) {
+		vcpu_run_unmap(r->kvm, r->run[i]);
+		if (r->vcpu[i] >= 0)
+			close(r->vcpu[i]);
+	}
+	if (r->gic >= 0)
+		close(r->gic);
+	if (r->vm >= 0)
+		close(r->vm);
+	if (r->gmem >= 0)
+		close(r->gmem);
+	if (r->shared != MAP_FAILED)
+		munmap(r->shared, SLOT_BYTES);
+}
+
+/* Set once a step went wrong: the guest is out of step from then on. */
+static bool lost;
+static char why[160];
+
+/* Runs vCPU 0 to its next exit: false (and `why`) if KVM_RUN failed. */
+static bool run0(struct realm_vm *r)
+{
+	int ret;
+
+	if (lost)
+		return false;
+	ret = vcpu_run_bounded(r->vcpu[0], 10);
+	if (ret) {
+		snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(-ret));
+		lost = true;
+	}
+	return !lost;
+}
+
+/* The exit is an MMIO access of `len` bytes at `gpa`, a write or a read. */
+static bool is_mmio(const struct kvm_run *run, __u64 gpa, __u32 len, bool write)
+{
+	return run->exit_reason == KVM_EXIT_MMIO && run->mmio.phys_addr == gpa &&
+	       run->mmio.len == len && !!run->mmio.is_write == write;
+}
+
+static __u64 mmio_data(const struct kvm_run *run)
+{
+	__u64 v = 0;
+
+	memcpy(&v, run->mmio.data, run->mmio.len <= 8 ? run->mmio.len : 8);
+	return v;
+}
+
+/* Runs vCPU 0 to a write of `want` at `gpa` (8 bytes): true if it was. */
+static bool expect_write(struct realm_vm *r, __u64 gpa, __u64 want)
+{
+	struct kvm_run *run = r->run[0];
+
+	if (!run0(r))
+		return false;
+	if (is_mmio(run, gpa, 8, true) && mmio_data(run) == want)
+		return true;
+	if (run->exit_reason == KVM_EXIT_MMIO)
+		snprintf(why, sizeof(why), "MMIO %s of %u at 0x%llx, data 0x%llx; wanted a write of 0x%llx at 0x%llx",
+			 run->mmio.is_write ? "write" : "read", run->mmio.len,
+			 (unsigned long long)run->mmio.phys_addr,
+			 (unsigned long long)mmio_data(run), (unsigned long long)want,
+			 (unsigned long long)gpa);
+	else
+		snprintf(why, sizeof(why), "exit %u; wanted a write of 0x%llx at 0x%llx",
+			 run->exit_reason, (unsigned long long)want, (unsigned long long)gpa);
+	lost = true;
+	return false;
+}
+
+/* Runs vCPU 0 to a read of `len` bytes at `gpa` and answers `value`. */
+static bool answer_read(struct realm_vm *r, __u64 gpa, __u32 len, __u64 value)
+{
+	struct kvm_run *run = r->run[0];
+
+	if (!run0(r))
+		return false;
+	if (!is_mmio(run, gpa, len, false)) {
+		snprintf(why, sizeof(why), "exit %u (MMIO %s of %u at 0x%llx); wanted a read of %u at 0x%llx",
+			 run->exit_reason, run->mmio.is_write ? "write" : "read", run->mmio.len,
+			 (unsigned long long)run->mmio.phys_addr, len, (unsigned long long)gpa);
+		lost = true;
+		return false;
+	}
+	memcpy(run->mmio.data, &value, sizeof(value));
+	return true;
+}
+
+/* The five reports of a host call: x0, gprs[0..3] and gprs[30]. */
+static bool expect_host_call_reports(struct realm_vm *r, const __u64 want[6])
+{
+	for (int i = 0; i < 6; i++)
+		if (!expect_write(r, REPORT, want[i]))
+			return false;
+	return true;
+}
+
+static void report(bool ok, const char *what)
+{
+	if (ok)
+		ksft_test_result_pass("%s\n", what);
+	else
+		ksft_test_result_fail("%s: %s\n", what, lost ? why : "not reached");
+}
+
+static void test_mmio(struct realm_vm *r)
+{
+	report(expect_write(r, REPORT, 0x1111),
+	       "MMIO write through the unprotected alias: KVM_EXIT_MMIO at the stripped IPA");
+	report(answer_read(r, SOURCE, 8, 0x0123456789abcdefULL) &&
+	       expect_write(r, REPORT, 0x0123456789abcdefULL) &&
+	       answer_read(r, SOURCE, 4, 0xffffffff89abcdefULL) &&
+	       expect_write(r, REPORT, 0x89abcdefULL),
+	       "MMIO reads: 8 bytes, and 4 bytes zero-extended, reach the guest");
+}
+
+static void test_host_calls(struct realm_vm *r)
+{
+	struct kvm_run *run = r->run[0];
+	const __u64 forwarded[6] = { 0, 0xa0, 0xa1, 0xa2, 0xa3, 0x11e };
+	const __u64 version[6] = { 0, SMCCC_VERSION_1_1, 0, 0, 0, 0x11e };
+	const __u64 psci[6] = { 0, SMCCC_NOT_SUPPORTED, 0, 0, 0, 0x11e };
+	bool ok = run0(r);
+
+	if (ok && (run->exit_reason != KVM_EXIT_HYPERCALL || run->hypercall.nr != HOST_CALL_FID)) {
+		snprintf(why, sizeof(why), "exit %u (nr 0x%llx); wanted KVM_EXIT_HYPERCALL 0x%x",
+			 run->exit_reason, (unsigned long long)run->hypercall.nr, HOST_CALL_FID);
+		lost = true;
+		ok = false;
+	}
+	for (int n = 1; ok && n < 31; n++) {
+		__u64 v = 0;
+		int ret = get_reg(r->vcpu[0], xreg(n), &v);
+
+		if (ret || v != 0x100u + n) {
+			snprintf(why, sizeof(why), "x%d is 0x%llx (%d), not 0x%x", n,
+				 (unsigned long long)v, ret, 0x100 + n);
+			lost = true;
+			ok = false;
+		}
+	}
+	for (int n = 0; ok && n < 4; n++) {
+		int ret = set_reg(r->vcpu[0], xreg(n), 0xa0 + n);
+
+		if (ret) {
+			snprintf(why, sizeof(why), "setting x%d: %s", n, strerror(-ret));
+			lost = true;
+			ok = false;
+		}
+	}
+	report(ok && expect_host_call_reports(r, forwarded),
+	       "host call in the SMCCC filter: KVM_EXIT_HYPERCALL with gprs 1..30, x0..x3 set by the VMM come back");
+	report(expect_host_call_reports(r, version),
+	       "host call answered by KVM without an exit: SMCCC_VERSION 1.1");
+	report(expect_host_call_reports(r, psci),
+	       "host call with a PSCI function: NOT_SUPPORTED");
+}
+
+static void test_psci(struct realm_vm *r, struct secondary *s)
+{
+	struct kvm_run *run1 = r->run[1];
+	bool on = expect_write(r, REPORT, 0) && expect_write(r, REPORT, 0);
+	bool ran;
+
+	/* vCPU 1 reports once the guest's CPU_ON made it runnable. */
+	secondary_join(s, on ? 10 : 0);
+	ran = s->ret == 0 && is_mmio(run1, SECONDARY, 8, true) &&
+	      mmio_data(run1) == SECONDARY_MAGIC;
+	if (on && !ran)
+		ksft_print_msg("vCPU 1: KVM_RUN %d, exit %u, MMIO 0x%llx data 0x%llx\n", s->ret,
+			       run1->exit_reason, (unsigned long long)run1->mmio.phys_addr,
+			       (unsigned long long)mmio_data(run1));
+	report(on && ran,
+	       "PSCI CPU_ON: SUCCESS, vCPU 1 runs at the entry with the context in x0; AFFINITY_INFO: ON");
+}
+
+static void test_timer(struct realm_vm *r)
+{
+	report(expect_write(r, REPORT, VTIMER_INTID),
+	       "virtual timer interrupt taken through the vGIC (INTID 27), waiting in WFI");
+}
+
+static void test_abort(struct realm_vm *r)
+{
+	struct kvm_vcpu_events events = { .exception.ext_dabt_pending = 1 };
+	struct kvm_run *run = r->run[0];
+	bool ok = answer_read(r, ABORTED, 8, 0);
+	__u64 esr;
+
+	if (ok && ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &events)) {
+		snprintf(why, sizeof(why), "KVM_SET_VCPU_EVENTS: %s", strerror(errno));
+		lost = true;
+		ok = false;
+	}
+	ok = ok && run0(r);
+	esr = ok && is_mmio(run, EXCEPTION, 8, true) ? mmio_data(run) : 0;
+	if (ok && (esr >> 26 != 0x25 || (esr & 0x3f) != 0x10)) {
+		snprintf(why, sizeof(why), "exit %u, ESR_EL1 0x%llx; wanted a synchronous external data abort",
+			 run->exit_reason, (unsigned long long)esr);
+		lost = true;
+		ok = false;
+	}
+	report(ok && expect_write(r, REPORT, AFTER_ABORT),
+	       "KVM_SET_VCPU_EVENTS ext_dabt_pending after an MMIO read: the guest takes a synchronous external abort");
+}
+
+static void test_system_off(struct realm_vm *r)
+{
+	bool ok = run0(r) && exited_off(r->run[0]);
+
+	if (!ok && !lost) {
+		snprintf(why, sizeof(why), "exit %u", r->run[0]->exit_reason);
+		lost = true;
+	}
+	report(ok, "PSCI SYSTEM_OFF: KVM_EXIT_SYSTEM_EVENT shutdown");
+}
+
+int main(void)
+{
+	struct realm_vm r = {
+		.vm = -1, .gic = -1, .gmem = -1, .vcpu = { -1, -1 }, .shared = MAP_FAILED,
+	};
+	struct sigaction usr1 = { .sa_handler = on_usr1 };
+	struct secondary s = { .r = &r, .ret = -EINPROGRESS };
+	bool threaded;
+	int ret;
+
+	ksft_print_header();
+	if (!rmm_present())
+		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
+	ksft_set_plan(11);
+	ret = module_load();
+	if (ret)
+		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
+	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (r.kvm < 0)
+		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
+	ret = realm_build(&r);
+	ksft_test_result(!ret, "realm with 2 vCPUs, a vGICv3, the SMCCC filter and the guest (%d)\n",
+			 ret);
+	sigaction(SIGUSR1, &usr1, NULL);
+	threaded = !ret && !pthread_create(&s.thread, NULL, secondary_run, &s);
+	if (!threaded) {
+		lost = true;
+		snprintf(why, sizeof(why), "no realm");
+	}
+	test_mmio(&r);
+	test_host_calls(&r);
+	if (threaded)
+		test_psci(&r, &s);
+	else
+		report(false, "PSCI CPU_ON");
+	test_timer(&r);
+	test_abort(&r);
+	test_system_off(&r);
+	realm_free(&r);
+	close(r.kvm);
+	ksft_test_result(module_unload() == 0, "unload\n");
+	ksft_finished();
+}
