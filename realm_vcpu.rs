@@ -269,21 +269,30 @@ impl RecVcpu {
                 vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);
                 Err(EFAULT)
             }
+            // KVM's handlers run without `run` held: one may call back
+            // into this vCPU's state (`kvm_inject_sea()`).
             RecExit::SysReg { esr, read, value } => {
+                drop(run);
                 // The RMM reports the register as x0 (RT cleared).
                 if !read {
                     vcpu.set_gpr(0, value);
                 }
                 let next = vcpu.handle_trap(esr.0)?;
                 if read {
-                    run.rec
+                    self.run
+                        .lock()
+                        .rec
                         .complete_sysreg_read(vcpu.gpr(0))
                         .map_err(|_| EINVAL)?;
                 }
                 Ok(next)
             }
-            RecExit::Wfx { .. } => vcpu.handle_trap(exit.esr),
+            RecExit::Wfx { .. } => {
+                drop(run);
+                vcpu.handle_trap(exit.esr)
+            }
             RecExit::Psci { fid, target } => {
+                drop(run);
                 for (n, v) in [fid, target, 0, 0].into_iter().enumerate() {
                     vcpu.set_gpr(n, v);
                 }
@@ -296,7 +305,7 @@ impl RecVcpu {
                 // target spinning on `ERROR_REC` waits the least.
                 if next == RunNext::Enter {
                     let rec = self.rec(vcpu, vm)?;
-                    self.complete_psci(&mut run, vcpu, vm, rec)?;
+                    self.complete_psci(&mut self.run.lock(), vcpu, vm, rec)?;
                 }
                 Ok(next)
             }
@@ -307,10 +316,11 @@ impl RecVcpu {
                     run.rec.complete_host_call(results);
                     return Ok(RunNext::Enter);
                 }
+                run.host_call_due = true;
+                drop(run);
                 for (n, v) in exit.gprs.iter().enumerate() {
                     vcpu.set_gpr(n, *v);
                 }
-                run.host_call_due = true;
                 vcpu.handle_trap(hvc64_esr(imm))
             }
             RecExit::RipasChange { .. } => {
@@ -325,6 +335,16 @@ impl RecVcpu {
                 Ok(RunNext::Userspace)
             }
         }
+    }
+
+    /// Answers the data abort the vCPU last exited for with a synchronous
+    /// external abort in the realm, instead of the MMIO emulation userspace
+    /// was asked for: `EINVAL` after any other exit, as only then can the
+    /// RMM inject one.
+    pub(crate) fn inject_sea(&self, vcpu: &Vcpu) -> Result {
+        self.run.lock().rec.inject_sea().map_err(|_| EINVAL)?;
+        vcpu.cancel_mmio();
+        Ok(())
     }
 
     /// `KVM_RUN` after an MMIO exit: hands the access userspace emulated to

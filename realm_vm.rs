@@ -19,7 +19,8 @@ use kernel::{
         RealmOps,
         RunNext,
         SlotsLockGuard,
-        Vcpu, //
+        Vcpu,
+        VcpuEvents, //
     },
     new_mutex,
     prelude::*,
@@ -72,9 +73,13 @@ use crate::realm::{
 };
 use crate::realm_vcpu::RecVcpu;
 use crate::rec::{
+    self,
+    check_init_features,
+    check_reg_write,
     max_recs,
     rec_params,
     Rec,
+    RegRefusal,
     VcpuSetup, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
@@ -572,26 +577,38 @@ impl From<RealmError> for Error {
     }
 }
 
-/// Whether a realm VM is offered capability `ext` (the upstream series'
-/// allow-list, plus device control for the SMCCC filter).
-fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
-    match ext {
+/// Whether a realm VM is offered capability `ext`: the upstream series'
+/// allow-list, plus device control (the SMCCC filter) and vCPU events
+/// (external aborts on MMIO, with the RMM's rules), minus SVE, which
+/// realms do not get yet.
+fn realm_ext_allowed(ext: u32) -> bool {
+    matches!(
+        ext,
         bindings::KVM_CAP_IRQCHIP
-        | bindings::KVM_CAP_ARM_PSCI
-        | bindings::KVM_CAP_ARM_PSCI_0_2
-        | bindings::KVM_CAP_NR_VCPUS
-        | bindings::KVM_CAP_MAX_VCPUS
-        | bindings::KVM_CAP_MAX_VCPU_ID
-        | bindings::KVM_CAP_MSI_DEVID
-        | bindings::KVM_CAP_ARM_VM_IPA_SIZE
-        | bindings::KVM_CAP_ARM_PTRAUTH_ADDRESS
-        | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
-        | bindings::KVM_CAP_DEVICE_CTRL
-        | bindings::KVM_CAP_ARM_RMI => true,
-        bindings::KVM_CAP_ARM_SVE => features.f0.sve_en(),
-        _ => false,
-    }
+            | bindings::KVM_CAP_ARM_PSCI
+            | bindings::KVM_CAP_ARM_PSCI_0_2
+            | bindings::KVM_CAP_NR_VCPUS
+            | bindings::KVM_CAP_MAX_VCPUS
+            | bindings::KVM_CAP_MAX_VCPU_ID
+            | bindings::KVM_CAP_MSI_DEVID
+            | bindings::KVM_CAP_ARM_VM_IPA_SIZE
+            | bindings::KVM_CAP_ARM_PTRAUTH_ADDRESS
+            | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
+            | bindings::KVM_CAP_DEVICE_CTRL
+            | bindings::KVM_CAP_VCPU_EVENTS
+            | bindings::KVM_CAP_ARM_RMI
+    )
 }
+
+// The core's copy of the `KVM_ARM_VCPU_*` feature bits is the uAPI's.
+kernel::static_assert!(
+    rec::vcpu_feature::EL1_32BIT == bindings::KVM_ARM_VCPU_EL1_32BIT
+        && rec::vcpu_feature::PSCI_0_2 == bindings::KVM_ARM_VCPU_PSCI_0_2
+        && rec::vcpu_feature::PMU_V3 == bindings::KVM_ARM_VCPU_PMU_V3
+        && rec::vcpu_feature::SVE == bindings::KVM_ARM_VCPU_SVE
+        && rec::vcpu_feature::HAS_EL2 == bindings::KVM_ARM_VCPU_HAS_EL2
+        && rec::vcpu_feature::HAS_EL2_E2H0 == bindings::KVM_ARM_VCPU_HAS_EL2_E2H0
+);
 
 /// `KVM_ARM_RMI_POPULATE`: `_IOWR(KVMIO, 0xd7, struct kvm_arm_rmi_populate)`.
 const KVM_ARM_RMI_POPULATE: u32 =
@@ -710,6 +727,55 @@ impl RealmOps for RealmProvider {
         rec.mmio_complete(vcpu)
     }
 
+    fn vcpu_inject_sea(
+        vcpu: &Vcpu,
+        _vm: Pin<&RealmVm>,
+        rec: Pin<&RecVcpu>,
+        iabt: bool,
+        _addr: u64,
+    ) -> Result {
+        // The RMM injects only on a data abort exit at an unprotected IPA.
+        if iabt {
+            return Err(EINVAL);
+        }
+        rec.inject_sea(vcpu)
+    }
+
+    fn vcpu_set_events(
+        vcpu: &Vcpu,
+        _vm: Pin<&RealmVm>,
+        rec: Pin<&RecVcpu>,
+        events: VcpuEvents,
+    ) -> Result {
+        // The RMM offers no way to make a realm take an SError.
+        if events.serror_pending {
+            return Err(EINVAL);
+        }
+        if events.ext_dabt_pending {
+            rec.inject_sea(vcpu)?;
+        }
+        Ok(())
+    }
+
+    fn vcpu_set_one_reg(_vcpu: &Vcpu, vm: Pin<&RealmVm>, id: u64) -> Result {
+        // A write that passes just before another vCPU activates the realm
+        // may miss the REC, as with any register set while vCPUs run.
+        let activated = !matches!(vm.realm.lock().state(), RealmState::None | RealmState::New);
+        check_reg_write(id, activated).map_err(|e| match e {
+            RegRefusal::NotHostState => EINVAL,
+            RegRefusal::Locked => EBUSY,
+        })
+    }
+
+    fn vcpu_check_features(_vcpu: &Vcpu, vm: Pin<&RealmVm>, features: u64) -> Result {
+        // A REC cannot be reset: KVM_ARM_VCPU_INIT again after activation
+        // would change KVM's view of the vCPU only.
+        if !matches!(vm.realm.lock().state(), RealmState::None | RealmState::New) {
+            return Err(EBUSY);
+        }
+        check_init_features(features).map_err(|_| EINVAL)
+    }
+
     fn vm_stage2_teardown(_kvm: &Kvm, vm: Pin<&RealmVm>) {
         if let Err(e) = vm.realm.lock().teardown_stage2(&mut cond_resched) {
             pr_err!("realm stage-2 teardown failed: {}\n", Shown(e));
@@ -758,10 +824,7 @@ impl RealmOps for RealmProvider {
     }
 
     fn ext_allowed(_vm: Pin<&RealmVm>, ext: i64) -> bool {
-        match (u32::try_from(ext), RMM_FEATURES.as_ref()) {
-            (Ok(ext), Some(features)) => realm_ext_allowed(ext, features),
-            _ => false,
-        }
+        u32::try_from(ext).is_ok_and(realm_ext_allowed)
     }
 
     fn check_extension(_vm: Pin<&RealmVm>, ext: i64, value: i32) -> i32 {

@@ -89,6 +89,10 @@ pub(crate) enum VcpuRefusal {
     /// The boot vCPU (id 0) is powered off: nothing could ever turn the
     /// realm on, since only a REC can send PSCI `CPU_ON`.
     BootVcpuOff,
+    /// A PMU: realms run with the RMM's PMU support off.
+    Pmu,
+    /// SVE: realms run with the RMM's SVE support off.
+    Sve,
 }
 
 impl fmt::Display for VcpuRefusal {
@@ -106,8 +110,90 @@ impl fmt::Display for VcpuRefusal {
             }
             Self::TooMany { max } => write!(f, "more than {max} vCPUs"),
             Self::BootVcpuOff => f.write_str("vCPU 0 is powered off"),
+            Self::Pmu => f.write_str("vCPU with a PMU"),
+            Self::Sve => f.write_str("vCPU with SVE"),
         }
     }
+}
+
+/// `KVM_ARM_VCPU_INIT` feature bits (uAPI, `asm/kvm.h`) the realm policy
+/// looks at.
+pub(crate) mod vcpu_feature {
+    /// `KVM_ARM_VCPU_EL1_32BIT`.
+    pub(crate) const EL1_32BIT: u32 = 1;
+    /// `KVM_ARM_VCPU_PSCI_0_2`.
+    pub(crate) const PSCI_0_2: u32 = 2;
+    /// `KVM_ARM_VCPU_PMU_V3`.
+    pub(crate) const PMU_V3: u32 = 3;
+    /// `KVM_ARM_VCPU_SVE`.
+    pub(crate) const SVE: u32 = 4;
+    /// `KVM_ARM_VCPU_HAS_EL2`.
+    pub(crate) const HAS_EL2: u32 = 7;
+    /// `KVM_ARM_VCPU_HAS_EL2_E2H0`.
+    pub(crate) const HAS_EL2_E2H0: u32 = 8;
+}
+
+/// Checks the features of a `KVM_ARM_VCPU_INIT` on a realm vCPU (a bitmap
+/// of `KVM_ARM_VCPU_*`), so that a vCPU that could never become a REC is
+/// refused at once rather than at activation.
+///
+/// The RMM gives realms neither a PMU nor SVE as configured here (both off
+/// in the realm parameters), so a vCPU asking for them is refused too.
+pub(crate) fn check_init_features(features: u64) -> Result<(), VcpuRefusal> {
+    let has = |bit: u32| features & (1u64 << bit) != 0;
+    if has(vcpu_feature::EL1_32BIT) {
+        return Err(VcpuRefusal::AArch32);
+    }
+    if has(vcpu_feature::HAS_EL2) || has(vcpu_feature::HAS_EL2_E2H0) {
+        return Err(VcpuRefusal::Nested);
+    }
+    if !has(vcpu_feature::PSCI_0_2) {
+        return Err(VcpuRefusal::NoPsci02);
+    }
+    if has(vcpu_feature::PMU_V3) {
+        return Err(VcpuRefusal::Pmu);
+    }
+    if has(vcpu_feature::SVE) {
+        return Err(VcpuRefusal::Sve);
+    }
+    Ok(())
+}
+
+/// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE`: the id of a
+/// 64-bit core register is this plus its offset in `struct kvm_regs` in
+/// 32-bit words.
+const CORE_REG_U64: u64 = 0x6030_0000_0010_0000;
+/// The word offset of `regs.pc` in `struct kvm_regs` (after x0..x30, sp).
+const CORE_PC_WORD: u64 = 64;
+
+/// Why `KVM_SET_ONE_REG` on a realm vCPU is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegRefusal {
+    /// The RMM keeps this register, the host's copy means nothing
+    /// (`EINVAL`).
+    NotHostState,
+    /// Read into the REC at activation, which is done (`EBUSY`).
+    Locked,
+}
+
+/// Whether `KVM_SET_ONE_REG` of register `id` is allowed on a realm vCPU.
+///
+/// x0..x30 always: before activation x0..x7 seed the REC, afterwards they
+/// carry the VMM's answer to a host call or a filtered PSCI call. The PC
+/// only until the REC is created from it. Everything else is the RMM's.
+pub(crate) fn check_reg_write(id: u64, activated: bool) -> Result<(), RegRefusal> {
+    let word = id.wrapping_sub(CORE_REG_U64);
+    if word < 2 * 31 && word % 2 == 0 {
+        return Ok(());
+    }
+    if word == CORE_PC_WORD {
+        return if activated {
+            Err(RegRefusal::Locked)
+        } else {
+            Ok(())
+        };
+    }
+    Err(RegRefusal::NotHostState)
 }
 
 /// What `RMI_REC_CREATE` reads: the fields of `RmiRecParams` the host

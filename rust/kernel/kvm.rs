@@ -527,6 +527,13 @@ impl Vcpu {
         Some((mmio.is_write != 0, u64::from_le_bytes(buf)))
     }
 
+    /// Drops the MMIO exit userspace was to complete: the access is
+    /// answered another way (an abort).
+    pub fn cancel_mmio(&self) {
+        // SAFETY: The vCPU is live and its `mutex` is held by the caller's ioctl.
+        unsafe { (*self.as_raw()).mmio_needed = 0 };
+    }
+
     /// Makes `KVM_RUN` return `KVM_EXIT_SHUTDOWN`.
     pub fn exit_shutdown(&self) {
         // SAFETY: The live vCPU's page, written by its own thread.
@@ -841,6 +848,49 @@ pub trait RealmOps: Sized {
         realm: Pin<&Self::Realm>,
         state: Pin<&Self::VcpuState>,
     ) -> Result<RunNext>;
+
+    /// KVM wants the vCPU to take a synchronous external abort
+    /// (`kvm_inject_sea()`), on an instruction fetch if `iabt`, at `addr`.
+    fn vcpu_inject_sea(
+        _vcpu: &Vcpu,
+        _realm: Pin<&Self::Realm>,
+        _state: Pin<&Self::VcpuState>,
+        _iabt: bool,
+        _addr: u64,
+    ) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `KVM_SET_VCPU_EVENTS` on the vCPU; KVM checked its padding.
+    fn vcpu_set_events(
+        _vcpu: &Vcpu,
+        _realm: Pin<&Self::Realm>,
+        _state: Pin<&Self::VcpuState>,
+        _events: VcpuEvents,
+    ) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `KVM_SET_ONE_REG` of register `id` on the vCPU, before KVM writes it:
+    /// an error refuses it.
+    fn vcpu_set_one_reg(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>, _id: u64) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `KVM_ARM_VCPU_INIT` with `features` (a bitmap of `KVM_ARM_VCPU_*`),
+    /// before KVM checks them: an error refuses them.
+    fn vcpu_check_features(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>, _features: u64) -> Result {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// What `KVM_SET_VCPU_EVENTS` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuEvents {
+    /// An SError.
+    pub serror_pending: bool,
+    /// A synchronous external abort on the access the vCPU exited for.
+    pub ext_dabt_pending: bool,
 }
 
 /// The provider's state for realm VM `kvm`.
@@ -929,10 +979,26 @@ impl<T: RealmOps> Registration<T> {
                 vcpu_enter: Some(Self::vcpu_enter_callback),
                 vcpu_handle_exit: Some(Self::vcpu_handle_exit_callback),
                 mmio_complete: Some(Self::mmio_complete_callback),
-                inject_sea: None,
-                set_vcpu_events: None,
-                set_one_reg: None,
-                vcpu_check_features: None,
+                inject_sea: if T::HAS_VCPU_INJECT_SEA {
+                    Some(Self::inject_sea_callback)
+                } else {
+                    None
+                },
+                set_vcpu_events: if T::HAS_VCPU_SET_EVENTS {
+                    Some(Self::set_vcpu_events_callback)
+                } else {
+                    None
+                },
+                set_one_reg: if T::HAS_VCPU_SET_ONE_REG {
+                    Some(Self::set_one_reg_callback)
+                } else {
+                    None
+                },
+                vcpu_check_features: if T::HAS_VCPU_CHECK_FEATURES {
+                    Some(Self::vcpu_check_features_callback)
+                } else {
+                    None
+                },
                 sanitise_id_reg: None,
                 sve_max_vl: None,
             },
@@ -1196,6 +1262,73 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         RunNext::code(T::mmio_complete(v, realm, state))
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live vCPU of a realm VM whose `vm_init` and
+    /// `vcpu_create` succeeded, its `mutex` held.
+    unsafe extern "C" fn inject_sea_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        iabt: bool,
+        addr: u64,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        // As `kvm_inject_sea()`: 1 to resume the guest.
+        from_result(|| T::vcpu_inject_sea(v, realm, state, iabt, addr).map(|()| 1))
+    }
+
+    /// # Safety
+    ///
+    /// As `inject_sea_callback`; `events` points to the ioctl's argument.
+    unsafe extern "C" fn set_vcpu_events_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        events: *mut bindings::kvm_vcpu_events,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        // SAFETY: KVM copied the argument in; it is valid for the call.
+        let exception = unsafe { (*events).exception };
+        let events = VcpuEvents {
+            serror_pending: exception.serror_pending != 0,
+            ext_dabt_pending: exception.ext_dabt_pending != 0,
+        };
+        from_result(|| T::vcpu_set_events(v, realm, state, events).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live vCPU of a realm VM whose `vm_init`
+    /// succeeded, its `mutex` held; `reg` points to the ioctl's argument.
+    unsafe extern "C" fn set_one_reg_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        reg: *const bindings::kvm_one_reg,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let (v, id) = unsafe { (Vcpu::from_raw(vcpu), (*reg).id) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        from_result(|| T::vcpu_set_one_reg(v, realm, id).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// As `set_one_reg_callback`.
+    unsafe extern "C" fn vcpu_check_features_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        features: c_ulong,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let v = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        // CAST: `c_ulong` is 64 bits wide on arm64.
+        from_result(|| T::vcpu_check_features(v, realm, features as u64).map(|()| 0))
     }
 }
 

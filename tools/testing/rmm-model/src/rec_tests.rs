@@ -25,9 +25,13 @@ use crate::realm_tests::{
     qemu, //
 };
 use crate::rec::{
+    check_init_features,
+    check_reg_write,
     max_recs,
     rec_params,
+    vcpu_feature,
     Rec,
+    RegRefusal,
     VcpuRefusal,
     VcpuSetup,
     REC_AUX_GRANULES, //
@@ -161,6 +165,81 @@ fn vcpus_a_realm_cannot_run_are_refused() {
     let mut on = vcpu(1);
     on.powered_off = false;
     assert_eq!(rec_params(1, &on, max).map(|p| p.flags), Ok(0));
+}
+
+#[test]
+fn vcpu_init_features_are_checked_as_kvm_arm_vcpu_init_passes_them() {
+    let bit = |b: u32| 1u64 << b;
+    let psci = bit(vcpu_feature::PSCI_0_2);
+    // POWER_OFF (0) and the pointer authentication features (5, 6) are fine.
+    assert_eq!(check_init_features(psci | bit(0) | bit(5) | bit(6)), Ok(()));
+    assert_eq!(check_init_features(0), Err(VcpuRefusal::NoPsci02));
+    assert_eq!(
+        check_init_features(psci | bit(vcpu_feature::EL1_32BIT)),
+        Err(VcpuRefusal::AArch32)
+    );
+    for el2 in [vcpu_feature::HAS_EL2, vcpu_feature::HAS_EL2_E2H0] {
+        assert_eq!(
+            check_init_features(psci | bit(el2)),
+            Err(VcpuRefusal::Nested)
+        );
+    }
+    assert_eq!(
+        check_init_features(psci | bit(vcpu_feature::PMU_V3)),
+        Err(VcpuRefusal::Pmu)
+    );
+    assert_eq!(
+        check_init_features(psci | bit(vcpu_feature::SVE)),
+        Err(VcpuRefusal::Sve)
+    );
+    // The uAPI bit numbers.
+    assert_eq!(
+        [
+            vcpu_feature::EL1_32BIT,
+            vcpu_feature::PSCI_0_2,
+            vcpu_feature::PMU_V3,
+            vcpu_feature::SVE,
+            vcpu_feature::HAS_EL2,
+            vcpu_feature::HAS_EL2_E2H0
+        ],
+        [1, 2, 3, 4, 7, 8]
+    );
+}
+
+#[test]
+fn only_gprs_and_the_pc_before_activation_are_writable() {
+    // KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | word offset.
+    let core = |word: u64| 0x6030_0000_0010_0000 | word;
+    for n in 0..31 {
+        assert_eq!(check_reg_write(core(2 * n), false), Ok(()), "x{n}");
+        assert_eq!(check_reg_write(core(2 * n), true), Ok(()), "x{n}");
+    }
+    // sp (word 62), pc (64), pstate (66).
+    assert_eq!(
+        check_reg_write(core(62), false),
+        Err(RegRefusal::NotHostState)
+    );
+    assert_eq!(check_reg_write(core(64), false), Ok(()));
+    assert_eq!(check_reg_write(core(64), true), Err(RegRefusal::Locked));
+    assert_eq!(
+        check_reg_write(core(66), false),
+        Err(RegRefusal::NotHostState)
+    );
+    // Odd words, a 32-bit access to x0, a system register (SCTLR_EL1), an
+    // SVE register and a firmware register are all the RMM's or unknown.
+    for id in [
+        core(1),
+        0x6020_0000_0010_0000,
+        0x6030_0000_0013_c080,
+        0x6080_0000_0015_0000,
+        0x6030_0000_0014_0000,
+    ] {
+        assert_eq!(
+            check_reg_write(id, false),
+            Err(RegRefusal::NotHostState),
+            "{id:#x}"
+        );
+    }
 }
 
 /// Three RECs: indexes 0..3 in creation order, 16 auxiliary granules each

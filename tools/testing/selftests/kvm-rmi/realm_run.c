@@ -389,6 +389,71 @@ static void report(bool ok, const char *what)
 		ksft_test_result_fail("%s: %s\n", what, lost ? why : "not reached");
 }
 
+/* KVM_ARM_VCPU_INIT of `vcpu` with the preferred target and `features`. */
+static int init_with(struct realm_vm *r, int vcpu, __u32 features)
+{
+	struct kvm_vcpu_init init;
+
+	if (ioctl(r->vm, KVM_ARM_PREFERRED_TARGET, &init))
+		return -errno;
+	init.features[0] = features;
+	return ioctl(vcpu, KVM_ARM_VCPU_INIT, &init) ? -errno : 0;
+}
+
+/* A core register id from its 32-bit word offset in struct kvm_regs. */
+static __u64 core_reg(unsigned int word)
+{
+	return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | word;
+}
+
+/* What a realm vCPU refuses before the realm runs. */
+static void test_limits_before_run(struct realm_vm *r)
+{
+	struct kvm_vcpu_events serror = { .exception.serror_pending = 1 };
+	struct kvm_vcpu_events dabt = { .exception.ext_dabt_pending = 1 };
+	const __u32 psci = 1u << KVM_ARM_VCPU_PSCI_0_2;
+	int sp = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.sp)), 0);
+	int pstate = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pstate)), 0x3c5);
+	int x7 = set_reg(r->vcpu[0], xreg(7), 7);
+	int pc = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
+	int ev_serror = ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &serror) ? -errno : 0;
+	int ev_dabt = ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &dabt) ? -errno : 0;
+	int aarch32 = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_EL1_32BIT);
+	int el2 = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_HAS_EL2);
+	int pmu = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_PMU_V3);
+	int sve = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_SVE);
+	int no_psci = init_with(r, r->vcpu[0], 0);
+
+	ksft_test_result(sp == -EINVAL && pstate == -EINVAL && !x7 && !pc,
+			 "KVM_SET_ONE_REG before the first run: sp %d, pstate %d (want EINVAL), x7 %d, pc %d (want 0)\n",
+			 sp, pstate, x7, pc);
+	ksft_test_result(ev_serror == -EINVAL && ev_dabt == -EINVAL,
+			 "KVM_SET_VCPU_EVENTS: SError %d, external abort without an MMIO exit %d (want EINVAL)\n",
+			 ev_serror, ev_dabt);
+	ksft_test_result(aarch32 == -EINVAL && el2 == -EINVAL && pmu == -EINVAL && sve == -EINVAL &&
+			 no_psci == -EINVAL,
+			 "KVM_ARM_VCPU_INIT refused: AArch32 %d, EL2 %d, PMU %d, SVE %d, no PSCI 0.2 %d (want EINVAL)\n",
+			 aarch32, el2, pmu, sve, no_psci);
+	ksft_test_result(ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_EVENTS) == 1 &&
+			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) == 0 &&
+			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_INJECT_EXT_DABT) == 0 &&
+			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_NISV_TO_USER) == 0,
+			 "realm capabilities: VCPU_EVENTS, no ARM_SVE, INJECT_EXT_DABT or NISV_TO_USER\n");
+}
+
+/* What a realm vCPU refuses once the realm is active. */
+static void test_limits_after_activation(struct realm_vm *r)
+{
+	int pc = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
+	int x9 = set_reg(r->vcpu[0], xreg(9), 9);
+	/* vCPU 1 sits in KVM_RUN (holding its mutex) until CPU_ON. */
+	int reinit = init_with(r, r->vcpu[0], 1u << KVM_ARM_VCPU_PSCI_0_2);
+
+	ksft_test_result(pc == -EBUSY && !x9 && reinit == -EBUSY,
+			 "after activation: KVM_SET_ONE_REG pc %d (want EBUSY), x9 %d (want 0); KVM_ARM_VCPU_INIT again %d (want EBUSY)\n",
+			 pc, x9, reinit);
+}
+
 static void test_mmio(struct realm_vm *r)
 {
 	report(expect_write(r, REPORT, 0x1111),
@@ -514,7 +579,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(11);
+	ksft_set_plan(16);
 	ret = module_load();
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
@@ -530,7 +595,13 @@ int main(void)
 		lost = true;
 		snprintf(why, sizeof(why), "no realm");
 	}
+	if (!ret)
+		test_limits_before_run(&r);
+	else
+		for (int i = 0; i < 4; i++)
+			ksft_test_result_fail("limits before the first run: no realm\n");
 	test_mmio(&r);
+	test_limits_after_activation(&r);
 	test_host_calls(&r);
 	if (threaded)
 		test_psci(&r, &s);
