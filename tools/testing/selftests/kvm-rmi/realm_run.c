@@ -589,17 +589,18 @@ int main(void)
 	ret = realm_build(&r);
 	ksft_test_result(!ret, "realm with 2 vCPUs, a vGICv3, the SMCCC filter and the guest (%d)\n",
 			 ret);
+	/* Before vCPU 1's thread: its first KVM_RUN activates the realm. */
+	if (!ret)
+		test_limits_before_run(&r);
+	else
+		for (int i = 0; i < 4; i++)
+			ksft_test_result_fail("limits before the first run: no realm\n");
 	sigaction(SIGUSR1, &usr1, NULL);
 	threaded = !ret && !pthread_create(&s.thread, NULL, secondary_run, &s);
 	if (!threaded) {
 		lost = true;
 		snprintf(why, sizeof(why), "no realm");
 	}
-	if (!ret)
-		test_limits_before_run(&r);
-	else
-		for (int i = 0; i < 4; i++)
-			ksft_test_result_fail("limits before the first run: no realm\n");
 	test_mmio(&r);
 	test_limits_after_activation(&r);
 	test_host_calls(&r);
