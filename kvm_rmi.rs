@@ -14,6 +14,7 @@ use kernel::{
         GFP_KERNEL,
     },
     arm64::{
+        self,
         gpf as gpf_notifier,
         smccc, //
     },
@@ -30,6 +31,11 @@ use kernel::{
         Pages, //
     },
     prelude::*, //
+};
+
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
 };
 
 mod addr;
@@ -155,8 +161,45 @@ struct RecEnterSmc;
 impl SmcConduit for RecEnterSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
         RMI_CALLS.record(args.x(0));
+        let start = arm64::counter_ticks();
         // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
-        SmcRegs(unsafe { kvm::realm_smc(&args.0) })
+        let out = SmcRegs(unsafe { kvm::realm_smc(&args.0) });
+        REC_ENTER_TIME.add(arm64::counter_ticks().wrapping_sub(start));
+        out
+    }
+}
+
+/// How long `REC_ENTER` calls took, from the SMC to its return: the world
+/// switches through EL3 and the RMM, and the realm's own run (debugfs
+/// `kvm_rmi/rec_enter`).
+struct RecEnterTime {
+    calls: AtomicU64,
+    ticks: AtomicU64,
+}
+
+static REC_ENTER_TIME: RecEnterTime = RecEnterTime {
+    calls: AtomicU64::new(0),
+    ticks: AtomicU64::new(0),
+};
+
+impl RecEnterTime {
+    /// Counts one call of `ticks` generic timer ticks.
+    fn add(&self, ticks: u64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
+    /// Writes `calls N` and `ns T` (the sum).
+    fn write_to(&self, f: &mut impl core::fmt::Write) -> core::fmt::Result {
+        const NS: u64 = 1_000_000_000;
+        let hz = arm64::counter_frequency().max(1);
+        let ticks = self.ticks.load(Ordering::Relaxed);
+        // In two parts, without 128-bit division (no `__udivti3` in the kernel).
+        let ns = (ticks / hz)
+            .saturating_mul(NS)
+            .saturating_add((ticks % hz).saturating_mul(NS) / hz);
+        writeln!(f, "calls {}", self.calls.load(Ordering::Relaxed))?;
+        writeln!(f, "ns {ns}")
     }
 }
 
@@ -369,6 +412,8 @@ struct KvmRmi {
     _gpf_test: Option<Pin<KBox<MiscDeviceRegistration<GpfTestDevice>>>>,
     /// `kvm_rmi/rmi_calls` in debugfs: the calls by command, then the total.
     _rmi_calls: Pin<KBox<debugfs::File<()>>>,
+    /// `kvm_rmi/rec_enter` in debugfs: `REC_ENTER` calls and their time.
+    _rec_enter: Pin<KBox<debugfs::File<()>>>,
     /// The module's debugfs directory, removed after its files.
     _debugfs: debugfs::Dir,
     /// Owners of delegated granules; dropped last, once nothing reports.
@@ -407,6 +452,12 @@ impl kernel::Module for KvmRmi {
             dir.read_callback_file(c_str!("rmi_calls"), (), &|(): &(), f| RMI_CALLS.write_to(f)),
             GFP_KERNEL,
         )?;
+        let rec_enter = KBox::pin_init(
+            dir.read_callback_file(c_str!("rec_enter"), (), &|(): &(), f| {
+                REC_ENTER_TIME.write_to(f)
+            }),
+            GFP_KERNEL,
+        )?;
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
         })?;
@@ -416,6 +467,7 @@ impl kernel::Module for KvmRmi {
             _gpf_reports: gpf_reports,
             _gpf_test: gpf_test,
             _rmi_calls: rmi_calls,
+            _rec_enter: rec_enter,
             _debugfs: dir,
             _owners: owners,
         })

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * `make bench` (guest side, with an RMM): KVM_ARM_RMI_POPULATE throughput
- * and RMI calls per page, against filling a normal VM's guest_memfd with the
- * same bytes in the same run. Prints a Markdown table; not a test.
+ * `make bench` (guest side, with an RMM), two Markdown tables; not a test.
  *
- * The realm's first page is populated before the measurement, so that the
- * realm's creation (RD, root RTTs) is not counted; RTTs created on demand
- * are. The RMI calls come from debugfs kvm_rmi/rmi_calls.
+ * 1. KVM_ARM_RMI_POPULATE throughput and RMI calls per page, against
+ *    filling a normal VM's guest_memfd with the same bytes in the same run.
+ *    The realm's first page is populated before the measurement, so that
+ *    the realm's creation (RD, root RTTs) is not counted; RTTs created on
+ *    demand are. The RMI calls come from debugfs kvm_rmi/rmi_calls.
+ * 2. The exit round trip to userspace and back: a realm guest's host call
+ *    that the SMCCC filter forwards (KVM_EXIT_HYPERCALL), against a normal
+ *    VM guest's HVC to the same function, both with a vGICv3.
  */
 #define _GNU_SOURCE
 #include <time.h>
 
 #include "../testing/selftests/kvm-rmi/krmi_mem.h"
+#include "../testing/selftests/kvm-rmi/krmi_guest.h"
 
 #define BENCH_SIZE (64ULL << 20)
 
@@ -29,6 +33,19 @@ static long long rmi_calls_total(void)
 			total = n;
 	fclose(f);
 	return total;
+}
+
+/* `calls` and `ns` of kvm_rmi/rec_enter: 0, or -1 if unreadable. */
+static int rec_enter_stat(long long *calls, long long *ns)
+{
+	FILE *f = fopen("/sys/kernel/debug/kvm_rmi/rec_enter", "r");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "calls %lld ns %lld", calls, ns);
+	fclose(f);
+	return n == 2 ? 0 : -1;
 }
 
 static double now(void)
@@ -107,6 +124,100 @@ static double normal_fill(int kvm, const char *src)
 	return t;
 }
 
+/* Exits timed per VM, after as many to warm up. */
+#define EXITS 4000
+#define EXIT_FID 0xc3000001u	/* an OEM service function */
+
+/* Realm guest: RSI_HOST_CALL of EXIT_FID, forever; page 1 is the struct. */
+asm(".pushsection .rodata.bench_guests, \"a\"\n"
+    ".balign 4096\n"
+    ".globl bench_realm_guest, bench_realm_guest_end, bench_normal_guest, bench_normal_guest_end\n"
+    ".hidden bench_realm_guest, bench_realm_guest_end, bench_normal_guest, bench_normal_guest_end\n"
+    "bench_realm_guest:\n"
+    "	adr	x22, 95f\n"
+    "	str	wzr, [x22]\n"
+    "	movz	x9, #0x0001\n"
+    "	movk	x9, #0xc300, lsl #16\n"
+    "	str	x9, [x22, #8]\n"
+    "1:	movz	x0, #0x0199\n"
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, x22\n"
+    "	smc	#0\n"
+    "	b	1b\n"
+    ".balign 4096\n"
+    "95:	.skip 4096\n"
+    "bench_realm_guest_end:\n"
+    /* Normal guest: HVC to EXIT_FID, forever. */
+    "bench_normal_guest:\n"
+    "1:	movz	x0, #0x0001\n"
+    "	movk	x0, #0xc300, lsl #16\n"
+    "	hvc	#0\n"
+    "	b	1b\n"
+    "bench_normal_guest_end:\n"
+    ".popsection\n");
+extern const char bench_realm_guest[], bench_realm_guest_end[];
+extern const char bench_normal_guest[], bench_normal_guest_end[];
+
+/*
+ * Seconds per exit of a VM (realm if `realm`) whose vCPU 0 hypercalls
+ * EXIT_FID forever, forwarded to userspace by the SMCCC filter.
+ */
+static double exit_round_trip(int kvm, bool realm, double *in_rmm)
+{
+	long long calls0 = 0, ns0 = 0, calls1 = 0, ns1 = 0;
+	struct kvm_smccc_filter filter = {
+		.base = EXIT_FID, .nr_functions = 1, .action = KVM_SMCCC_FILTER_FWD_TO_USER,
+	};
+	unsigned long type = realm ? KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(40) : 0;
+	int vm = ioctl(kvm, KVM_CREATE_VM, type), gmem = -1, gic, vcpu, ret;
+	const __u64 size = 64 * 1024;
+	void *mem = MAP_FAILED;
+	struct kvm_run *run;
+	double t = 0;
+
+	if (vm < 0)
+		ksft_exit_fail_msg("VM: %s\n", strerror(errno));
+	if (realm) {
+		ret = realm_code_slot(vm, size, bench_realm_guest, bench_realm_guest_end, &gmem,
+				      &mem);
+	} else {
+		mem = map_anon(size);
+		memcpy(mem, bench_normal_guest, bench_normal_guest_end - bench_normal_guest);
+		ret = set_slot(vm, 0, 0, 0, size, mem, 0);
+	}
+	ret = ret ?: device_attr(vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
+	gic = ret ? ret : vgic_v3_create(vm);
+	vcpu = gic < 0 ? gic : ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (ret || gic < 0 || vcpu < 0 || vcpu_init(vm, vcpu, 0) || vgic_v3_init(gic))
+		ksft_exit_fail_msg("%s VM setup: %d %d %d %s\n", realm ? "realm" : "normal", ret,
+				   gic, vcpu, strerror(errno));
+	run = vcpu_run_map(kvm, vcpu);
+	if (!run)
+		ksft_exit_fail_msg("kvm_run: %s\n", strerror(errno));
+	for (int i = 0; i < 2 * EXITS; i++) {
+		if (i == EXITS) {
+			rec_enter_stat(&calls0, &ns0);
+			t = now();
+		}
+		ret = vcpu_run_bounded(vcpu, 10);
+		if (ret || run->exit_reason != KVM_EXIT_HYPERCALL || run->hypercall.nr != EXIT_FID)
+			ksft_exit_fail_msg("%s exit %d: KVM_RUN %d, exit %u\n",
+					   realm ? "realm" : "normal", i, ret, run->exit_reason);
+	}
+	t = (now() - t) / EXITS;
+	*in_rmm = 0;
+	if (realm && !rec_enter_stat(&calls1, &ns1) && calls1 > calls0)
+		*in_rmm = (ns1 - ns0) / 1e9 / (calls1 - calls0);
+	vcpu_run_unmap(kvm, run);
+	close(vcpu);
+	close(gic);
+	close(vm);
+	if (gmem >= 0)
+		close(gmem);
+	munmap(mem, size);
+	return t;
+}
+
 int main(void)
 {
 	double mib = BENCH_SIZE / (double)(1 << 20), measured_s, unmeasured_s, normal_s;
@@ -140,6 +251,20 @@ int main(void)
 	printf("| normal VM guest_memfd fill | %.0f | %.3f | %.1f | - | 1x | - |\n", mib, normal_s,
 	       mib / normal_s);
 	munmap(src, BENCH_SIZE);
+
+	{
+		double rmm_s, unused, realm_s = exit_round_trip(kvm, true, &rmm_s);
+		double normal_exit_s = exit_round_trip(kvm, false, &unused);
+
+		/* REC_ENTER's time is EL3 and the RMM switching worlds, plus the guest. */
+		printf("\n| exit to userspace and back | exits | us each | in REC_ENTER | host side | vs normal VM | goal |\n");
+		printf("|---|---|---|---|---|---|---|\n");
+		printf("| realm host call (KVM_EXIT_HYPERCALL) | %d | %.1f | %.1f | %.1f | %.2fx (host side %.2fx) | <= 1.5x |\n",
+		       EXITS, realm_s * 1e6, rmm_s * 1e6, (realm_s - rmm_s) * 1e6,
+		       realm_s / normal_exit_s, (realm_s - rmm_s) / normal_exit_s);
+		printf("| normal VM HVC (KVM_EXIT_HYPERCALL) | %d | %.1f | - | - | 1x | - |\n", EXITS,
+		       normal_exit_s * 1e6);
+	}
 	close(kvm);
 	return module_unload() ? 1 : 0;
 }
