@@ -414,6 +414,8 @@ struct KvmRmi {
     _rmi_calls: Pin<KBox<debugfs::File<()>>>,
     /// `kvm_rmi/rec_enter` in debugfs: `REC_ENTER` calls and their time.
     _rec_enter: Pin<KBox<debugfs::File<()>>>,
+    /// `kvm_rmi/leaked` in debugfs: pages given up for good so far.
+    _leaked: Pin<KBox<debugfs::File<()>>>,
     /// The module's debugfs directory, removed after its files.
     _debugfs: debugfs::Dir,
     /// Owners of delegated granules; dropped last, once nothing reports.
@@ -458,6 +460,12 @@ impl kernel::Module for KvmRmi {
             }),
             GFP_KERNEL,
         )?;
+        let leaked = KBox::pin_init(
+            dir.read_callback_file(c_str!("leaked"), (), &|(): &(), f| {
+                writeln!(f, "{}", RMI.leaked())
+            }),
+            GFP_KERNEL,
+        )?;
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
         })?;
@@ -468,6 +476,7 @@ impl kernel::Module for KvmRmi {
             _gpf_test: gpf_test,
             _rmi_calls: rmi_calls,
             _rec_enter: rec_enter,
+            _leaked: leaked,
             _debugfs: dir,
             _owners: owners,
         })

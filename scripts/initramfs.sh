@@ -29,6 +29,15 @@ if [ "$KRMI_STOCK" != 1 ]; then
 	cp "$ko" "$root/modules/"
 fi
 
+[ "$mode" = run ] && [ "$KRMI_STOCK" != 1 ] && {
+	demo=$KRMI_BUILD/demo/realm_demo
+	mkdir -p "$(dirname "$demo")"
+	aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
+		-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
+		-o "$demo" "$KRMI_TOP/tools/demo/realm_demo.c" || die "demo build failed"
+	cp "$demo" "$root/tests/"
+}
+
 [ "$mode" = bench ] && {
 	bench=$KRMI_BUILD/bench/realm_bench
 	[ -x "$bench" ] || die "benchmark missing: $bench (run scripts/bench.sh)"
