@@ -80,7 +80,8 @@ use crate::rec::{
     rec_params,
     Rec,
     RegRefusal,
-    VcpuSetup, //
+    VcpuSetup,
+    REALM_REGS, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
 use crate::rmi_smc::RmiError;
@@ -765,6 +766,10 @@ impl RealmOps for RealmProvider {
             RegRefusal::NotHostState => EINVAL,
             RegRefusal::Locked => EBUSY,
         })
+    }
+
+    fn vcpu_reg_list(_vm: Pin<&RealmVm>) -> &'static [u64] {
+        &REALM_REGS
     }
 
     fn vcpu_check_features(_vcpu: &Vcpu, vm: Pin<&RealmVm>, features: u64) -> Result {

@@ -166,6 +166,19 @@ const CORE_REG_U64: u64 = 0x6030_0000_0010_0000;
 /// The word offset of `regs.pc` in `struct kvm_regs` (after x0..x30, sp).
 const CORE_PC_WORD: u64 = 64;
 
+/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU: x0..x30 and the
+/// PC, the ones [`check_reg_write`] may let through.
+pub(crate) const REALM_REGS: [u64; 32] = {
+    let mut ids = [0u64; 32];
+    let mut n = 0;
+    while n < 31 {
+        ids[n] = CORE_REG_U64 + 2 * n as u64;
+        n += 1;
+    }
+    ids[31] = CORE_REG_U64 + CORE_PC_WORD;
+    ids
+};
+
 /// Why `KVM_SET_ONE_REG` on a realm vCPU is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegRefusal {

@@ -34,6 +34,10 @@ use crate::{
         ForeignOwnable,
         Opaque, //
     },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
     ThisModule,
 };
 use core::{marker::PhantomData, pin::Pin, ptr};
@@ -882,6 +886,12 @@ pub trait RealmOps: Sized {
     fn vcpu_check_features(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>, _features: u64) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
+
+    /// The register ids `KVM_GET_REG_LIST` lists for a vCPU of the realm,
+    /// instead of a normal vCPU's.
+    fn vcpu_reg_list(_realm: Pin<&Self::Realm>) -> &'static [u64] {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What `KVM_SET_VCPU_EVENTS` asks for.
@@ -996,6 +1006,16 @@ impl<T: RealmOps> Registration<T> {
                 },
                 vcpu_check_features: if T::HAS_VCPU_CHECK_FEATURES {
                     Some(Self::vcpu_check_features_callback)
+                } else {
+                    None
+                },
+                num_regs: if T::HAS_VCPU_REG_LIST {
+                    Some(Self::num_regs_callback)
+                } else {
+                    None
+                },
+                copy_reg_indices: if T::HAS_VCPU_REG_LIST {
+                    Some(Self::copy_reg_indices_callback)
                 } else {
                     None
                 },
@@ -1314,6 +1334,42 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         from_result(|| T::vcpu_set_one_reg(v, realm, id).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live vCPU of a realm VM whose `vm_init`
+    /// succeeded.
+    unsafe extern "C" fn num_regs_callback(vcpu: *mut bindings::kvm_vcpu) -> c_ulong {
+        // SAFETY: By the function's safety requirements.
+        let v = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        // CAST: A slice length fits `c_ulong`, 64 bits wide on arm64.
+        T::vcpu_reg_list(realm).len() as c_ulong
+    }
+
+    /// # Safety
+    ///
+    /// As `num_regs_callback`; `uindices` is the user buffer KVM checked to
+    /// have room for that many ids.
+    unsafe extern "C" fn copy_reg_indices_callback(
+        vcpu: *mut bindings::kvm_vcpu,
+        uindices: *mut u64,
+    ) -> c_int {
+        // SAFETY: By the function's safety requirements.
+        let v = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: As above.
+        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
+        let ids = T::vcpu_reg_list(realm);
+        let len = core::mem::size_of_val(ids);
+        let mut writer = UserSlice::new(UserPtr::from_ptr(uindices.cast()), len).writer();
+        from_result(|| {
+            for id in ids {
+                writer.write(id)?;
+            }
+            Ok(0)
+        })
     }
 
     /// # Safety

@@ -34,6 +34,7 @@ use crate::rec::{
     RegRefusal,
     VcpuRefusal,
     VcpuSetup,
+    REALM_REGS,
     REC_AUX_GRANULES, //
 };
 use crate::rmi_smc::{
@@ -214,6 +215,15 @@ fn only_gprs_and_the_pc_before_activation_are_writable() {
         assert_eq!(check_reg_write(core(2 * n), false), Ok(()), "x{n}");
         assert_eq!(check_reg_write(core(2 * n), true), Ok(()), "x{n}");
     }
+    // The listed registers are the writable ones: x0..x30, then the pc.
+    assert_eq!(
+        REALM_REGS[..31],
+        core::array::from_fn::<u64, 31, _>(|n| core(2 * n as u64))
+    );
+    assert_eq!(REALM_REGS[31], core(64));
+    assert!(REALM_REGS
+        .iter()
+        .all(|&id| check_reg_write(id, false).is_ok()));
     // sp (word 62), pc (64), pstate (66).
     assert_eq!(
         check_reg_write(core(62), false),

@@ -406,6 +406,30 @@ static __u64 core_reg(unsigned int word)
 	return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | word;
 }
 
+/* KVM_GET_REG_LIST: x0..x30 and pc, each readable; too small a list E2BIG. */
+static void test_reg_list(struct realm_vm *r)
+{
+	struct {
+		struct kvm_reg_list head;
+		__u64 ids[64];
+	} list = { .head.n = 64 };
+	struct kvm_reg_list small = { .n = 1 };
+	int ret = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
+	int e2big = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &small) ? -errno : 0;
+	bool ok = !ret && list.head.n == 32 && e2big == -E2BIG && small.n == 32;
+
+	for (unsigned int i = 0; ok && i < 31; i++)
+		ok = list.ids[i] == xreg(i);
+	ok = ok && list.ids[31] == core_reg(KVM_REG_ARM_CORE_REG(regs.pc));
+	for (unsigned int i = 0; ok && i < 32; i++) {
+		__u64 v;
+
+		ok = !get_reg(r->vcpu[0], list.ids[i], &v);
+	}
+	ksft_test_result(ok, "KVM_GET_REG_LIST: %d, %llu ids (want 32: x0..x30, pc, all readable); n = 1: %d (want E2BIG)\n",
+			 ret, (unsigned long long)list.head.n, e2big);
+}
+
 /* What a realm vCPU refuses before the realm runs. */
 static void test_limits_before_run(struct realm_vm *r)
 {
@@ -434,6 +458,7 @@ static void test_limits_before_run(struct realm_vm *r)
 			 no_psci == -EINVAL,
 			 "KVM_ARM_VCPU_INIT refused: AArch32 %d, EL2 %d, PMU %d, SVE %d, no PSCI 0.2 %d (want EINVAL)\n",
 			 aarch32, el2, pmu, sve, no_psci);
+	test_reg_list(r);
 	ksft_test_result(ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_EVENTS) == 1 &&
 			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) == 0 &&
 			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_INJECT_EXT_DABT) == 0 &&
@@ -579,7 +604,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(16);
+	ksft_set_plan(17);
 	ret = module_load();
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
@@ -593,7 +618,7 @@ int main(void)
 	if (!ret)
 		test_limits_before_run(&r);
 	else
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 5; i++)
 			ksft_test_result_fail("limits before the first run: no realm\n");
 	sigaction(SIGUSR1, &usr1, NULL);
 	threaded = !ret && !pthread_create(&s.thread, NULL, secondary_run, &s);
