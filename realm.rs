@@ -136,15 +136,72 @@ pub(crate) fn realm_shape(f: &RmiFeatureRegs, cfg: RealmConfig) -> Result<RealmS
     })
 }
 
+/// The breakpoints and watchpoints a realm is to have, encoded as in
+/// `ID_AA64DFR0_EL1` (the count minus one; 0 is reserved): what the VMM
+/// left in the VM's `BRPs` and `WRPs`. `RmiRealmParams` and the RMM's
+/// feature register 0 use the same encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DebugResources {
+    /// Breakpoints, minus one.
+    pub(crate) brps: u8,
+    /// Watchpoints, minus one.
+    pub(crate) wrps: u8,
+}
+
+/// `ID_AA64DFR0_EL1` fields: `BRPs` [15:12], `WRPs` [23:20], `CTX_CMPs`
+/// [31:28], each the count minus one.
+const DFR0_BRPS_SHIFT: u32 = 12;
+/// See [`DFR0_BRPS_SHIFT`].
+const DFR0_WRPS_SHIFT: u32 = 20;
+/// See [`DFR0_BRPS_SHIFT`].
+const DFR0_CTX_CMPS_SHIFT: u32 = 28;
+
+/// The 4-bit field at `shift` of `val`.
+const fn field4(val: u64, shift: u32) -> u64 {
+    (val >> shift) & 0xf
+}
+
+/// `val` with the 4-bit field at `shift` set to `f`.
+const fn with_field4(val: u64, shift: u32, f: u64) -> u64 {
+    (val & !(0xf << shift)) | ((f & 0xf) << shift)
+}
+
+impl DebugResources {
+    /// The fields of a value of `ID_AA64DFR0_EL1`.
+    pub(crate) const fn from_dfr0(dfr0: u64) -> Self {
+        // CAST: 4-bit fields.
+        Self {
+            brps: field4(dfr0, DFR0_BRPS_SHIFT) as u8,
+            wrps: field4(dfr0, DFR0_WRPS_SHIFT) as u8,
+        }
+    }
+}
+
+/// `ID_AA64DFR0_EL1` as a realm VM shows it: breakpoints and watchpoints
+/// bounded by the RMM's (context-aware ones by the breakpoints), so the VMM
+/// sees, and can lower, what the realm will get.
+pub(crate) fn realm_dfr0(f: &RmiFeatureRegs, dfr0: u64) -> u64 {
+    let bound = |shift: u32, max: u8| field4(dfr0, shift).min(u64::from(max));
+    let brps = bound(DFR0_BRPS_SHIFT, f.f0.num_bps());
+    let wrps = bound(DFR0_WRPS_SHIFT, f.f0.num_wps());
+    let ctx = field4(dfr0, DFR0_CTX_CMPS_SHIFT).min(brps);
+    let v = with_field4(dfr0, DFR0_BRPS_SHIFT, brps);
+    let v = with_field4(v, DFR0_WRPS_SHIFT, wrps);
+    with_field4(v, DFR0_CTX_CMPS_SHIFT, ctx)
+}
+
 /// The `RmiRealmParams` for a realm of `shape` whose root RTT granules
 /// start at `rtt_base` (delegated, aligned to their total size).
 ///
-/// Measurements use SHA-256 if offered, else SHA-512; the realm gets every
-/// breakpoint and watchpoint the RMM offers; SVE and PMU stay off.
+/// Measurements use SHA-256 if offered, else SHA-512; the realm gets the
+/// breakpoints and watchpoints `debug` asks for, within what the RMM accepts
+/// (all it offers without `debug`; 2 of each, the architecture's minimum,
+/// for the reserved encoding 0); SVE and PMU stay off.
 pub(crate) fn realm_params(
     f: &RmiFeatureRegs,
     shape: &RealmShape,
     rtt_base: Granule,
+    debug: Option<DebugResources>,
 ) -> Result<RmiRealmParams, ParamsError> {
     let algorithm = if f.f1.sha256() {
         HASH_SHA256
@@ -154,10 +211,13 @@ pub(crate) fn realm_params(
         return Err(ParamsError::NoHash);
     };
     // The RMM takes at most the feature field's value, and at least 1.
-    let (bps, wps) = (f.f0.num_bps(), f.f0.num_wps());
-    if bps == 0 || wps == 0 {
+    let (max_bps, max_wps) = (f.f0.num_bps(), f.f0.num_wps());
+    if max_bps == 0 || max_wps == 0 {
         return Err(ParamsError::NoDebugResources);
     }
+    let (bps, wps) = debug.map_or((max_bps, max_wps), |d| {
+        (d.brps.clamp(1, max_bps), d.wrps.clamp(1, max_wps))
+    });
     let mut p = RmiRealmParams::zeroed();
     p.flags0 = if shape.lpa2 { FLAGS0_LPA2 } else { 0 };
     p.s2sz = u32::from(shape.s2sz);
@@ -296,7 +356,11 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     }
 
     /// Creates the RD and root RTTs (`RMI_REALM_CREATE`), if not done yet.
-    pub(crate) fn create(&mut self, features: &RmiFeatureRegs) -> Result<(), RealmError> {
+    pub(crate) fn create(
+        &mut self,
+        features: &RmiFeatureRegs,
+        debug: Option<DebugResources>,
+    ) -> Result<(), RealmError> {
         match self.state {
             RealmState::None => {}
             RealmState::New | RealmState::Active => return Ok(()),
@@ -306,8 +370,8 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         let rd = DelegatedGranule::alloc(rmi).map_err(|e| self.mem_error(e))?;
         let order = self.shape.geometry.num_root.trailing_zeros();
         let root = DelegatedBlock::alloc(rmi, order).map_err(|e| self.mem_error(e))?;
-        let params =
-            realm_params(features, &self.shape, root.range().base()).map_err(RealmError::Params)?;
+        let params = realm_params(features, &self.shape, root.range().base(), debug)
+            .map_err(RealmError::Params)?;
         let page = rmi.pages().alloc().ok_or(RealmError::NoMemory)?;
         let written = params
             .words()

@@ -64,7 +64,9 @@ use crate::populate::{
     PopulateHost, //
 };
 use crate::realm::{
+    realm_dfr0,
     realm_shape,
+    DebugResources,
     PopulatePageError,
     Realm,
     RealmConfig,
@@ -78,6 +80,7 @@ use crate::rec::{
     check_reg_write,
     max_recs,
     rec_params,
+    RealmStage,
     Rec,
     RegRefusal,
     VcpuSetup,
@@ -196,12 +199,15 @@ impl RealmVm {
     }
 
     /// Creates the RD and root RTTs if not done yet, and records them.
-    fn create(&self, realm: &mut KernelRealm) -> Result<(), RealmError> {
+    fn create(&self, kvm: &Kvm, realm: &mut KernelRealm) -> Result<(), RealmError> {
         let features = RMM_FEATURES
             .as_ref()
             .ok_or(RealmError::WrongState(realm.state()))?;
         let created = realm.rd().is_none();
-        realm.create(features)?;
+        // The breakpoints and watchpoints the VMM left in ID_AA64DFR0_EL1,
+        // which `check_reg_write` locks from now on.
+        let debug = DebugResources::from_dfr0(kvm.id_aa64dfr0());
+        realm.create(features, Some(debug))?;
         if created {
             record_rd_and_root(self, realm);
             if let Some(rd) = realm.rd() {
@@ -450,7 +456,7 @@ impl PopulateHost for GmemPopulate<'_> {
         {
             let mut realm = self.vm.realm.lock();
             self.vm
-                .create(&mut realm)
+                .create(self.kvm, &mut realm)
                 .map_err(|e| self.vm.fail(self.kvm, &realm, "creating", e))?;
             if realm.state() != RealmState::New {
                 return Err(EINVAL);
@@ -690,7 +696,7 @@ impl RealmOps for RealmProvider {
         }
         let mut realm = vm.realm.lock();
         // Lazy: the first populate may have created it already.
-        vm.create(&mut realm)
+        vm.create(kvm, &mut realm)
             .map_err(|e| vm.fail(kvm, &realm, "at its creation", e))?;
         // The first vCPU to run activates the realm, with a REC for every
         // vCPU (none can be added once a vCPU has run).
@@ -761,8 +767,12 @@ impl RealmOps for RealmProvider {
     fn vcpu_set_one_reg(_vcpu: &Vcpu, vm: Pin<&RealmVm>, id: u64) -> Result {
         // A write that passes just before another vCPU activates the realm
         // may miss the REC, as with any register set while vCPUs run.
-        let activated = !matches!(vm.realm.lock().state(), RealmState::None | RealmState::New);
-        check_reg_write(id, activated).map_err(|e| match e {
+        let stage = match vm.realm.lock().state() {
+            RealmState::None => RealmStage::NoRd,
+            RealmState::New => RealmStage::Created,
+            _ => RealmStage::Activated,
+        };
+        check_reg_write(id, stage).map_err(|e| match e {
             RegRefusal::NotHostState => EINVAL,
             RegRefusal::Locked => EBUSY,
         })
@@ -770,6 +780,15 @@ impl RealmOps for RealmProvider {
 
     fn vcpu_reg_list(_vm: Pin<&RealmVm>) -> &'static [u64] {
         &REALM_REGS
+    }
+
+    fn sanitise_id_reg(_vm: Pin<&RealmVm>, encoding: u32, value: u64) -> u64 {
+        // sys_reg(3, 0, 0, 5, 0), as `Kvm::id_aa64dfr0` reads it.
+        const SYS_ID_AA64DFR0_EL1: u32 = (3 << 19) | (5 << 8);
+        match (encoding, RMM_FEATURES.as_ref()) {
+            (SYS_ID_AA64DFR0_EL1, Some(f)) => realm_dfr0(f, value),
+            _ => value,
+        }
     }
 
     fn vcpu_check_features(_vcpu: &Vcpu, vm: Pin<&RealmVm>, features: u64) -> Result {

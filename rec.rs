@@ -166,18 +166,35 @@ const CORE_REG_U64: u64 = 0x6030_0000_0010_0000;
 /// The word offset of `regs.pc` in `struct kvm_regs` (after x0..x30, sp).
 const CORE_PC_WORD: u64 = 64;
 
-/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU: x0..x30 and the
-/// PC, the ones [`check_reg_write`] may let through.
-pub(crate) const REALM_REGS: [u64; 32] = {
-    let mut ids = [0u64; 32];
+/// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG` plus op0 [15:14],
+/// op1 [13:11], CRn [10:7], CRm [6:3], op2 [2:0]: `ID_AA64DFR0_EL1`
+/// (3, 0, 0, 5, 0).
+pub(crate) const ID_AA64DFR0_EL1_REG: u64 = 0x6030_0000_0013_0000 | (3 << 14) | (5 << 3);
+
+/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU: x0..x30, the
+/// PC and `ID_AA64DFR0_EL1`, the ones [`check_reg_write`] may let through.
+pub(crate) const REALM_REGS: [u64; 33] = {
+    let mut ids = [0u64; 33];
     let mut n = 0;
     while n < 31 {
         ids[n] = CORE_REG_U64 + 2 * n as u64;
         n += 1;
     }
     ids[31] = CORE_REG_U64 + CORE_PC_WORD;
+    ids[32] = ID_AA64DFR0_EL1_REG;
     ids
 };
+
+/// How far a realm has been built, as register writes see it (in order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum RealmStage {
+    /// No RD yet.
+    NoRd,
+    /// The RD exists (realm parameters fixed), not activated.
+    Created,
+    /// Activated (RECs made from the vCPUs), or gone past it.
+    Activated,
+}
 
 /// Why `KVM_SET_ONE_REG` on a realm vCPU is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,26 +202,35 @@ pub(crate) enum RegRefusal {
     /// The RMM keeps this register, the host's copy means nothing
     /// (`EINVAL`).
     NotHostState,
-    /// Read into the REC at activation, which is done (`EBUSY`).
+    /// Already read into the realm (`EBUSY`).
     Locked,
 }
 
-/// Whether `KVM_SET_ONE_REG` of register `id` is allowed on a realm vCPU.
+/// Whether `KVM_SET_ONE_REG` of register `id` is allowed on a realm vCPU
+/// at `stage`.
 ///
 /// x0..x30 always: before activation x0..x7 seed the REC, afterwards they
 /// carry the VMM's answer to a host call or a filtered PSCI call. The PC
-/// only until the REC is created from it. Everything else is the RMM's.
-pub(crate) fn check_reg_write(id: u64, activated: bool) -> Result<(), RegRefusal> {
+/// until the REC is created from it. `ID_AA64DFR0_EL1` (to lower the
+/// breakpoints and watchpoints) until the realm parameters are fixed with
+/// the RD. Everything else is the RMM's.
+pub(crate) fn check_reg_write(id: u64, stage: RealmStage) -> Result<(), RegRefusal> {
+    let locked_from = |from: RealmStage| {
+        if stage >= from {
+            Err(RegRefusal::Locked)
+        } else {
+            Ok(())
+        }
+    };
+    if id == ID_AA64DFR0_EL1_REG {
+        return locked_from(RealmStage::Created);
+    }
     let word = id.wrapping_sub(CORE_REG_U64);
     if word < 2 * 31 && word % 2 == 0 {
         return Ok(());
     }
     if word == CORE_PC_WORD {
-        return if activated {
-            Err(RegRefusal::Locked)
-        } else {
-            Ok(())
-        };
+        return locked_from(RealmStage::Activated);
     }
     Err(RegRefusal::NotHostState)
 }

@@ -93,6 +93,16 @@ impl Kvm {
         self.vtcr() & VTCR_EL2_DS != 0
     }
 
+    /// The VM's value of `ID_AA64DFR0_EL1` (what its vCPUs are shown, the
+    /// VMM may lower fields of it until the VM first runs).
+    pub fn id_aa64dfr0(&self) -> u64 {
+        // sys_reg(3, 0, 0, 5, 0): op0 [20:19], op1 [18:16], CRn [15:12],
+        // CRm [11:8], op2 [7:5].
+        const SYS_ID_AA64DFR0_EL1: u32 = (3 << 19) | (5 << 8);
+        // SAFETY: The VM is live; the encoding is in the ID register range.
+        unsafe { bindings::kvm_read_vm_id_reg(self.as_raw(), SYS_ID_AA64DFR0_EL1) }
+    }
+
     /// Whether the VM has an in-kernel interrupt controller (a vGIC), as
     /// `irqchip_in_kernel()`. Fixed once a vCPU has run.
     pub fn irqchip_in_kernel(&self) -> bool {
@@ -892,6 +902,12 @@ pub trait RealmOps: Sized {
     fn vcpu_reg_list(_realm: Pin<&Self::Realm>) -> &'static [u64] {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
+
+    /// Bounds `value`, KVM's value of ID register `encoding`
+    /// (`sys_reg(op0, op1, CRn, CRm, op2)`) for a vCPU of the realm.
+    fn sanitise_id_reg(_realm: Pin<&Self::Realm>, _encoding: u32, _value: u64) -> u64 {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What `KVM_SET_VCPU_EVENTS` asks for.
@@ -1019,7 +1035,11 @@ impl<T: RealmOps> Registration<T> {
                 } else {
                     None
                 },
-                sanitise_id_reg: None,
+                sanitise_id_reg: if T::HAS_SANITISE_ID_REG {
+                    Some(Self::sanitise_id_reg_callback)
+                } else {
+                    None
+                },
                 sve_max_vl: None,
             },
             GFP_KERNEL,
@@ -1347,6 +1367,19 @@ impl<T: RealmOps> Registration<T> {
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         // CAST: A slice length fits `c_ulong`, 64 bits wide on arm64.
         T::vcpu_reg_list(realm).len() as c_ulong
+    }
+
+    /// # Safety
+    ///
+    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn sanitise_id_reg_callback(
+        kvm: *mut bindings::kvm,
+        encoding: u32,
+        value: u64,
+    ) -> u64 {
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(kvm) };
+        T::sanitise_id_reg(realm, encoding, value)
     }
 
     /// # Safety

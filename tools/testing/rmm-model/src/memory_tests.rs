@@ -69,7 +69,7 @@ fn ipa(a: u64) -> Ipa {
 fn created(h: &TestRmi) -> TestRealm<'_> {
     let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
     let mut realm = Realm::new(h, shape, Ledger::default());
-    realm.create(&qemu()).expect("create");
+    realm.create(&qemu(), None).expect("create");
     realm
 }
 
@@ -289,7 +289,7 @@ fn scenario(h: &TestRmi) {
     let mut realm = Realm::new(h, shape, Ledger::default());
     let ipas = layout();
     let pages = h.pages().guest_alloc(ipas.len()).expect("pages");
-    if realm.create(&qemu()).is_ok() {
+    if realm.create(&qemu(), None).is_ok() {
         for (a, g) in ipas.iter().zip(&pages) {
             let _ = realm.populate_page(*g, ipa(*a), src, true);
         }

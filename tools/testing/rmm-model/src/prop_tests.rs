@@ -291,7 +291,7 @@ fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
         let ipa = |slot: u64| Ipa::new(slot * (1 << 37) + 0x20_0000).expect("ipa");
         match *s {
             RealmStep::Create => {
-                let _ = realm.create(&features);
+                let _ = realm.create(&features, None);
             }
             RealmStep::Activate => {
                 let _ = realm.activate();

@@ -5,8 +5,10 @@
 use crate::addr::Granule;
 use crate::model::QEMU_FEATURES;
 use crate::realm::{
+    realm_dfr0,
     realm_params,
     realm_shape,
+    DebugResources,
     ParamsError,
     RealmConfig, //
 };
@@ -46,7 +48,7 @@ fn default_ipa_size_gives_40_bits_and_two_level_1_roots() {
     assert_eq!(shape.geometry.start.get(), 1);
     assert_eq!(shape.geometry.num_root, 2);
     let base = Granule::new(0x8000_2000).expect("aligned");
-    let p = realm_params(&qemu(), &shape, base).expect("params");
+    let p = realm_params(&qemu(), &shape, base, None).expect("params");
     assert_eq!(p.flags0, 0);
     assert_eq!(p.s2sz, 40);
     // QEMU's RMM: NUM_BPS 5, NUM_WPS 3, the largest values it accepts.
@@ -66,7 +68,10 @@ fn lpa2_hosts_need_an_lpa2_rmm_and_reach_52_bits() {
         (0, 16)
     );
     let base = Granule::new(0x10_0000).expect("aligned");
-    assert_eq!(realm_params(&qemu(), &shape, base).map(|p| p.flags0), Ok(1));
+    assert_eq!(
+        realm_params(&qemu(), &shape, base, None).map(|p| p.flags0),
+        Ok(1)
+    );
     let no_lpa2 = features(QEMU_FEATURES[0] & !(1 << 8), QEMU_FEATURES[1]);
     assert_eq!(
         realm_shape(&no_lpa2, cfg(40, true)),
@@ -111,18 +116,45 @@ fn hash_and_debug_resources_follow_the_features() {
     let base = Granule::new(0x2000).expect("aligned");
     let sha512_only = features(QEMU_FEATURES[0], QEMU_FEATURES[1] & !(1 << 3));
     assert_eq!(
-        realm_params(&sha512_only, &shape, base).map(|p| p.algorithm),
+        realm_params(&sha512_only, &shape, base, None).map(|p| p.algorithm),
         Ok(1)
     );
     let no_hash = features(QEMU_FEATURES[0], QEMU_FEATURES[1] & !((1 << 3) | (1 << 5)));
     assert_eq!(
-        realm_params(&no_hash, &shape, base).err(),
+        realm_params(&no_hash, &shape, base, None).err(),
         Some(ParamsError::NoHash)
     );
     let no_bps = features(QEMU_FEATURES[0] & !(0x3f << 14), QEMU_FEATURES[1]);
     assert_eq!(
-        realm_params(&no_bps, &shape, base).err(),
+        realm_params(&no_bps, &shape, base, None).err(),
         Some(ParamsError::NoDebugResources)
+    );
+}
+
+#[test]
+fn the_vmm_lowers_breakpoints_and_watchpoints_within_the_rmm_s() {
+    let shape = realm_shape(&qemu(), cfg(0, false)).expect("shape");
+    let base = Granule::new(0x2000).expect("aligned");
+    let params = |brps, wrps| {
+        realm_params(&qemu(), &shape, base, Some(DebugResources { brps, wrps }))
+            .map(|p| (p.num_bps, p.num_wps))
+    };
+    // QEMU's RMM offers BRPs 5, WRPs 3 (6 and 4, minus one).
+    assert_eq!(params(2, 1), Ok((2, 1)));
+    assert_eq!(params(5, 3), Ok((5, 3)));
+    // Above the RMM's, or the reserved 0: the nearest the RMM accepts.
+    assert_eq!(params(15, 15), Ok((5, 3)));
+    assert_eq!(params(0, 0), Ok((1, 1)));
+
+    // ID_AA64DFR0_EL1: CTX_CMPs [31:28], WRPs [23:20], BRPs [15:12].
+    let dfr0 = |ctx: u64, wrps: u64, brps: u64| (ctx << 28) | (wrps << 20) | (brps << 12) | 0x6;
+    // A host with 16 of each is bounded by the RMM; other fields kept.
+    assert_eq!(realm_dfr0(&qemu(), dfr0(15, 15, 15)), dfr0(5, 3, 5));
+    // Below the RMM's: unchanged.
+    assert_eq!(realm_dfr0(&qemu(), dfr0(1, 2, 3)), dfr0(1, 2, 3));
+    assert_eq!(
+        DebugResources::from_dfr0(dfr0(1, 2, 3)),
+        DebugResources { brps: 3, wrps: 2 }
     );
 }
 
@@ -219,7 +251,7 @@ mod lifecycle {
     fn created(h: &TestRmi, s2sz: u8) -> Realm<'_, Rmm, FakePages, Ledger<'_>> {
         let shape = realm_shape(&qemu(), cfg(s2sz, false)).expect("shape");
         let mut realm = Realm::new(h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        realm.create(&qemu(), None).expect("create");
         realm
     }
 
@@ -236,7 +268,7 @@ mod lifecycle {
         let shape = realm_shape(&qemu(), cfg(s2sz, lpa2)).map_err(RealmError::Params)?;
         let mut realm = Realm::new(h, shape, Ledger::default());
         assert_eq!(realm.state(), RealmState::None);
-        realm.create(&qemu())?;
+        realm.create(&qemu(), None)?;
         assert_eq!(realm.state(), RealmState::New);
         for ipa in ipas(s2sz) {
             realm.ensure_rtt(ipa, leaf())?;
@@ -278,7 +310,7 @@ mod lifecycle {
         realm.teardown_stage2(&mut || {}).expect("before create");
         assert_eq!(realm.state(), RealmState::None);
         assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), 0);
-        realm.create(&qemu()).expect("create");
+        realm.create(&qemu(), None).expect("create");
         let rd = realm.rd().expect("rd");
         for ipa in ipas(48) {
             realm.ensure_rtt(ipa, leaf()).expect("rtt");
@@ -501,10 +533,14 @@ mod lifecycle {
             h.smc().mem_mut().set_alloc_budget(Some(budget));
             let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
             let mut realm = Realm::new(&h, shape, Ledger::default());
-            assert_eq!(realm.create(&qemu()), Err(RealmError::NoMemory), "{budget}");
+            assert_eq!(
+                realm.create(&qemu(), None),
+                Err(RealmError::NoMemory),
+                "{budget}"
+            );
             assert_eq!(realm.state(), RealmState::None);
             h.smc().mem_mut().set_alloc_budget(None);
-            realm.create(&qemu()).expect("retry");
+            realm.create(&qemu(), None).expect("retry");
             drop(realm);
             assert_ownership(&h, &BTreeSet::new());
             assert!(h.smc().mem().allocated().is_empty());

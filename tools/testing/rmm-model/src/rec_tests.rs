@@ -80,7 +80,7 @@ fn vcpu(id: u32) -> VcpuSetup {
 fn new_realm(h: &TestRmi) -> TestRealm<'_> {
     let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
     let mut realm = Realm::new(h, shape, Ledger::default());
-    realm.create(&qemu()).expect("create");
+    realm.create(&qemu(), None).expect("create");
     realm
 }
 
@@ -208,36 +208,50 @@ fn vcpu_init_features_are_checked_as_kvm_arm_vcpu_init_passes_them() {
 }
 
 #[test]
-fn only_gprs_and_the_pc_before_activation_are_writable() {
+fn only_gprs_the_pc_and_dfr0_are_writable_each_until_it_is_used() {
+    use crate::rec::RealmStage::{
+        Activated,
+        Created,
+        NoRd, //
+    };
     // KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | word offset.
     let core = |word: u64| 0x6030_0000_0010_0000 | word;
     for n in 0..31 {
-        assert_eq!(check_reg_write(core(2 * n), false), Ok(()), "x{n}");
-        assert_eq!(check_reg_write(core(2 * n), true), Ok(()), "x{n}");
+        for stage in [NoRd, Created, Activated] {
+            assert_eq!(check_reg_write(core(2 * n), stage), Ok(()), "x{n}");
+        }
     }
-    // The listed registers are the writable ones: x0..x30, then the pc.
+    // The listed registers are the writable ones: x0..x30, the pc, DFR0.
     assert_eq!(
         REALM_REGS[..31],
         core::array::from_fn::<u64, 31, _>(|n| core(2 * n as u64))
     );
     assert_eq!(REALM_REGS[31], core(64));
+    // KVM_REG_ARM64_SYSREG (0x13 << 16), op0 3, op1 0, CRn 0, CRm 5, op2 0.
+    assert_eq!(REALM_REGS[32], 0x6030_0000_0013_c028);
     assert!(REALM_REGS
         .iter()
-        .all(|&id| check_reg_write(id, false).is_ok()));
-    // sp (word 62), pc (64), pstate (66).
+        .all(|&id| check_reg_write(id, NoRd).is_ok()));
+    // The pc until activation, DFR0 until the RD exists.
+    assert_eq!(check_reg_write(core(64), Created), Ok(()));
     assert_eq!(
-        check_reg_write(core(62), false),
-        Err(RegRefusal::NotHostState)
+        check_reg_write(core(64), Activated),
+        Err(RegRefusal::Locked)
     );
-    assert_eq!(check_reg_write(core(64), false), Ok(()));
-    assert_eq!(check_reg_write(core(64), true), Err(RegRefusal::Locked));
     assert_eq!(
-        check_reg_write(core(66), false),
-        Err(RegRefusal::NotHostState)
+        check_reg_write(REALM_REGS[32], Created),
+        Err(RegRefusal::Locked)
     );
-    // Odd words, a 32-bit access to x0, a system register (SCTLR_EL1), an
-    // SVE register and a firmware register are all the RMM's or unknown.
+    assert_eq!(
+        check_reg_write(REALM_REGS[32], Activated),
+        Err(RegRefusal::Locked)
+    );
+    // sp (word 62), pstate (66), odd words, a 32-bit access to x0, a system
+    // register (SCTLR_EL1), an SVE register and a firmware register are all
+    // the RMM's or unknown.
     for id in [
+        core(62),
+        core(66),
         core(1),
         0x6020_0000_0010_0000,
         0x6030_0000_0013_c080,
@@ -245,16 +259,13 @@ fn only_gprs_and_the_pc_before_activation_are_writable() {
         0x6030_0000_0014_0000,
     ] {
         assert_eq!(
-            check_reg_write(id, false),
+            check_reg_write(id, NoRd),
             Err(RegRefusal::NotHostState),
             "{id:#x}"
         );
     }
 }
 
-/// Three RECs: indexes 0..3 in creation order, 16 auxiliary granules each
-/// held by the RMM and owned by the REC; the realm cannot be destroyed
-/// while they live; destroyed first, everything comes back.
 #[test]
 fn recs_live_between_realm_creation_and_realm_destruction() {
     let h = host(Rmm::active());

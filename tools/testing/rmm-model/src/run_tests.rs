@@ -85,7 +85,7 @@ impl<'r> Running<'r> {
     fn new(h: &'r TestRmi, n: u32) -> Self {
         let shape = realm_shape(&qemu(), cfg(IPA_BITS, false)).expect("shape");
         let mut realm = Realm::new(h, shape, Ledger::default());
-        realm.create(&qemu()).expect("create");
+        realm.create(&qemu(), None).expect("create");
         let rd = realm.rd().expect("rd");
         let recs = (0..n)
             .map(|i| {

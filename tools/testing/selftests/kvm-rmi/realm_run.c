@@ -31,6 +31,9 @@
 #define EXCEPTION (UCALL + 0x20)	/* the guest's sync handler writes ESR_EL1 */
 
 #define SLOT_BYTES (64 * 1024)
+/* KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG, (3, 0, 0, 5, 0). */
+#define ID_AA64DFR0_EL1 (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG | \
+			 ARM64_SYS_REG_SHIFT_MASK(3, OP0) | ARM64_SYS_REG_SHIFT_MASK(5, CRM))
 #define HOST_CALL_FID 0xc3000001u	/* an OEM service function */
 #define SMCCC_VERSION_1_1 0x10001
 #define SMCCC_NOT_SUPPORTED (~0ULL)
@@ -174,11 +177,15 @@ asm(".pushsection .rodata.krmi_run_guest, \"a\"\n"
     ".popsection\n");
 extern const char run_guest[], run_guest_end[];
 
-/* The realm: its fds and kvm_run pages. */
+/* The realm: its fds and kvm_run pages, and what building it saw. */
 struct realm_vm {
 	int kvm, vm, gic, gmem, vcpu[2];
 	struct kvm_run *run[2];
 	void *shared;
+	/* ID_AA64DFR0_EL1 as shown, then with WRPs lowered to 1 (2 watchpoints). */
+	__u64 dfr0, dfr0_lowered;
+	/* Getting it, setting it before the RD exists, and after. */
+	int dfr0_get, dfr0_set, dfr0_set_late;
 };
 
 /* vCPU 1's KVM_RUN, on its own thread. */
@@ -256,11 +263,6 @@ static int realm_build(struct realm_vm *r)
 		      KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(IPA_BITS));
 	if (r->vm < 0)
 		return -errno;
-	ret = realm_code_slot(r->vm, SLOT_BYTES, run_guest, run_guest_end, &r->gmem,
-			      &r->shared) ?:
-	      device_attr(r->vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
-	if (ret)
-		return ret;
 	r->gic = vgic_v3_create(r->vm);
 	if (r->gic < 0)
 		return r->gic;
@@ -275,6 +277,18 @@ static int realm_build(struct realm_vm *r)
 		if (!r->run[i])
 			return -ENOMEM;
 	}
+	/* Breakpoints and watchpoints: lowered before the RD exists, not after. */
+	r->dfr0_get = get_reg(r->vcpu[0], ID_AA64DFR0_EL1, &r->dfr0);
+	r->dfr0_set = set_reg(r->vcpu[0], ID_AA64DFR0_EL1,
+			      (r->dfr0 & ~(0xfULL << 20)) | 1ULL << 20);
+	get_reg(r->vcpu[0], ID_AA64DFR0_EL1, &r->dfr0_lowered);
+	/* Populating creates the RD. */
+	ret = realm_code_slot(r->vm, SLOT_BYTES, run_guest, run_guest_end, &r->gmem,
+			      &r->shared) ?:
+	      device_attr(r->vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
+	if (ret)
+		return ret;
+	r->dfr0_set_late = set_reg(r->vcpu[0], ID_AA64DFR0_EL1, r->dfr0_lowered);
 	return vgic_v3_init(r->gic) ?:
 	       set_reg(r->vcpu[0], xreg(0), UNPROTECTED | UCALL) ?:
 	       set_reg(r->vcpu[0], xreg(1), UNPROTECTED | GICD_BASE) ?:
@@ -416,23 +430,70 @@ static void test_reg_list(struct realm_vm *r)
 	struct kvm_reg_list small = { .n = 1 };
 	int ret = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
 	int e2big = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &small) ? -errno : 0;
-	bool ok = !ret && list.head.n == 32 && e2big == -E2BIG && small.n == 32;
+	bool ok = !ret && list.head.n == 33 && e2big == -E2BIG && small.n == 33;
 
 	for (unsigned int i = 0; ok && i < 31; i++)
 		ok = list.ids[i] == xreg(i);
-	ok = ok && list.ids[31] == core_reg(KVM_REG_ARM_CORE_REG(regs.pc));
-	for (unsigned int i = 0; ok && i < 32; i++) {
+	ok = ok && list.ids[31] == core_reg(KVM_REG_ARM_CORE_REG(regs.pc)) &&
+	     list.ids[32] == ID_AA64DFR0_EL1;
+	for (unsigned int i = 0; ok && i < 33; i++) {
 		__u64 v;
 
 		ok = !get_reg(r->vcpu[0], list.ids[i], &v);
 	}
-	ksft_test_result(ok, "KVM_GET_REG_LIST: %d, %llu ids (want 32: x0..x30, pc, all readable); n = 1: %d (want E2BIG)\n",
+	ksft_test_result(ok, "KVM_GET_REG_LIST: %d, %llu ids (want 33: x0..x30, pc, ID_AA64DFR0_EL1, all readable); n = 1: %d (want E2BIG)\n",
 			 ret, (unsigned long long)list.head.n, e2big);
+}
+
+/* The RMM's breakpoints and watchpoints, from the module's load log. */
+static long rmm_bps = -1, rmm_wps = -1;
+
+/* The number before `what` ("N BPs") in `line`, or -1. */
+static long count_before(const char *line, const char *what)
+{
+	const char *p = strstr(line, what);
+
+	if (!p)
+		return -1;
+	while (p > line && p[-1] != ' ')
+		p--;
+	return strtol(p, NULL, 10);
+}
+
+static void read_rmm_debug(int kmsg)
+{
+	char lines[16][256];
+	int n = kmsg_module_lines(kmsg, lines, 16);
+
+	for (int i = 0; i < n && i < 16; i++) {
+		if (!strstr(lines[i], "RMM features:"))
+			continue;
+		rmm_bps = count_before(lines[i], " BPs");
+		rmm_wps = count_before(lines[i], " WPs");
+	}
+}
+
+/* Breakpoints and watchpoints: at most the RMM's, lowered until the RD exists. */
+static void test_debug_resources(struct realm_vm *r)
+{
+	unsigned int brps = (r->dfr0 >> 12) & 0xf, wrps = (r->dfr0 >> 20) & 0xf;
+	unsigned int ctx = (r->dfr0 >> 28) & 0xf;
+
+	ksft_test_result(!r->dfr0_get && rmm_bps > 0 && rmm_wps > 0 && brps + 1 <= rmm_bps &&
+			 wrps + 1 <= rmm_wps && ctx <= brps,
+			 "ID_AA64DFR0_EL1 of a realm: %u breakpoints (%u context-aware), %u watchpoints; the RMM offers %ld, %ld\n",
+			 brps + 1, ctx + 1, wrps + 1, rmm_bps, rmm_wps);
+	ksft_test_result(!r->dfr0_set && ((r->dfr0_lowered >> 20) & 0xf) == 1 &&
+			 r->dfr0_set_late == -EBUSY,
+			 "ID_AA64DFR0_EL1 watchpoints lowered to 2 before the RD: %d, read back %llu; once populated: %d (want EBUSY)\n",
+			 r->dfr0_set, (unsigned long long)((r->dfr0_lowered >> 20) & 0xf) + 1,
+			 r->dfr0_set_late);
 }
 
 /* What a realm vCPU refuses before the realm runs. */
 static void test_limits_before_run(struct realm_vm *r)
 {
+	test_debug_resources(r);
 	struct kvm_vcpu_events serror = { .exception.serror_pending = 1 };
 	struct kvm_vcpu_events dabt = { .exception.ext_dabt_pending = 1 };
 	const __u32 psci = 1u << KVM_ARM_VCPU_PSCI_0_2;
@@ -599,13 +660,16 @@ int main(void)
 	struct sigaction usr1 = { .sa_handler = on_usr1 };
 	struct secondary s = { .r = &r, .ret = -EINPROGRESS };
 	bool threaded;
-	int ret;
+	int kmsg, ret;
 
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(17);
+	ksft_set_plan(19);
+	kmsg = kmsg_open();
 	ret = module_load();
+	read_rmm_debug(kmsg);
+	close(kmsg);
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
 	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -618,7 +682,7 @@ int main(void)
 	if (!ret)
 		test_limits_before_run(&r);
 	else
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 7; i++)
 			ksft_test_result_fail("limits before the first run: no realm\n");
 	sigaction(SIGUSR1, &usr1, NULL);
 	threaded = !ret && !pthread_create(&s.thread, NULL, secondary_run, &s);
