@@ -62,6 +62,18 @@ pub(crate) const DEFAULT_IPA_BITS: u8 = 40;
 
 /// `RmiRealmFlags0.LPA2` (bit 0).
 const FLAGS0_LPA2: u64 = 1 << 0;
+/// `RmiRealmFlags0.SVE` (bit 1).
+const FLAGS0_SVE: u64 = 1 << 1;
+
+/// The longest SVE vector, in bytes, the RMM gives realms (0 without SVE):
+/// feature register 0 `SVE_VL` is the vector length in quadwords minus one.
+pub(crate) fn rmm_sve_max_vl(f: &RmiFeatureRegs) -> u32 {
+    if f.f0.sve_en() {
+        (u32::from(f.f0.sve_vl()) + 1) * 16
+    } else {
+        0
+    }
+}
 
 /// `RmiHashAlgorithm` values.
 const HASH_SHA256: u8 = 0;
@@ -84,6 +96,9 @@ pub(crate) enum ParamsError {
     NoHash,
     /// The RMM reports no breakpoints or watchpoints; a realm needs one each.
     NoDebugResources,
+    /// SVE with a vector length (bytes) the RMM does not offer: not a
+    /// multiple of 16 in `16..=`[`rmm_sve_max_vl`].
+    SveVl(u32),
 }
 
 /// What the host decides about a realm before creating it.
@@ -148,6 +163,15 @@ pub(crate) struct DebugResources {
     pub(crate) wrps: u8,
 }
 
+/// What the VMM chose for a realm, taken when its RD is created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RealmOptions {
+    /// Breakpoints and watchpoints; all the RMM offers if `None`.
+    pub(crate) debug: Option<DebugResources>,
+    /// The SVE vector length in bytes; no SVE if `None`.
+    pub(crate) sve_vl: Option<u32>,
+}
+
 /// `ID_AA64DFR0_EL1` fields: `BRPs` [15:12], `WRPs` [23:20], `CTX_CMPs`
 /// [31:28], each the count minus one.
 const DFR0_BRPS_SHIFT: u32 = 12;
@@ -194,15 +218,17 @@ pub(crate) fn realm_dfr0(f: &RmiFeatureRegs, dfr0: u64) -> u64 {
 /// start at `rtt_base` (delegated, aligned to their total size).
 ///
 /// Measurements use SHA-256 if offered, else SHA-512; the realm gets the
-/// breakpoints and watchpoints `debug` asks for, within what the RMM accepts
-/// (all it offers without `debug`; 2 of each, the architecture's minimum,
-/// for the reserved encoding 0); SVE and PMU stay off.
+/// breakpoints and watchpoints `options.debug` asks for, within what the
+/// RMM accepts (all it offers without it; 2 of each, the architecture's
+/// minimum, for the reserved encoding 0), SVE with `options.sve_vl` if
+/// set, and no PMU.
 pub(crate) fn realm_params(
     f: &RmiFeatureRegs,
     shape: &RealmShape,
     rtt_base: Granule,
-    debug: Option<DebugResources>,
+    options: RealmOptions,
 ) -> Result<RmiRealmParams, ParamsError> {
+    let RealmOptions { debug, sve_vl } = options;
     let algorithm = if f.f1.sha256() {
         HASH_SHA256
     } else if f.f1.sha512() {
@@ -220,6 +246,13 @@ pub(crate) fn realm_params(
     });
     let mut p = RmiRealmParams::zeroed();
     p.flags0 = if shape.lpa2 { FLAGS0_LPA2 } else { 0 };
+    if let Some(vl) = sve_vl {
+        if vl < 16 || vl % 16 != 0 || vl > rmm_sve_max_vl(f) {
+            return Err(ParamsError::SveVl(vl));
+        }
+        p.flags0 |= FLAGS0_SVE;
+        p.sve_vl = vl / 16 - 1;
+    }
     p.s2sz = u32::from(shape.s2sz);
     p.num_bps = u32::from(bps);
     p.num_wps = u32::from(wps);
@@ -267,6 +300,10 @@ impl fmt::Display for ParamsError {
             Self::Lpa2Unsupported => f.write_str("the host uses LPA2 and the RMM does not"),
             Self::NoHash => f.write_str("the RMM offers no measurement hash"),
             Self::NoDebugResources => f.write_str("the RMM offers no breakpoints or watchpoints"),
+            Self::SveVl(vl) => write!(
+                f,
+                "SVE vector length {vl} bytes, which the RMM does not offer"
+            ),
         }
     }
 }
@@ -359,7 +396,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     pub(crate) fn create(
         &mut self,
         features: &RmiFeatureRegs,
-        debug: Option<DebugResources>,
+        options: RealmOptions,
     ) -> Result<(), RealmError> {
         match self.state {
             RealmState::None => {}
@@ -370,7 +407,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         let rd = DelegatedGranule::alloc(rmi).map_err(|e| self.mem_error(e))?;
         let order = self.shape.geometry.num_root.trailing_zeros();
         let root = DelegatedBlock::alloc(rmi, order).map_err(|e| self.mem_error(e))?;
-        let params = realm_params(features, &self.shape, root.range().base(), debug)
+        let params = realm_params(features, &self.shape, root.range().base(), options)
             .map_err(RealmError::Params)?;
         let page = rmi.pages().alloc().ok_or(RealmError::NoMemory)?;
         let written = params

@@ -35,6 +35,7 @@ use kernel::{
 };
 
 use core::sync::atomic::{
+    AtomicU32,
     AtomicU64,
     Ordering, //
 };
@@ -66,11 +67,13 @@ use crate::populate::{
 use crate::realm::{
     realm_dfr0,
     realm_shape,
+    rmm_sve_max_vl,
     DebugResources,
     PopulatePageError,
     Realm,
     RealmConfig,
     RealmError,
+    RealmOptions,
     RealmState, //
 };
 use crate::realm_vcpu::RecVcpu;
@@ -79,12 +82,12 @@ use crate::rec::{
     check_init_features,
     check_reg_write,
     max_recs,
+    realm_regs,
     rec_params,
     RealmStage,
     Rec,
     RegRefusal,
-    VcpuSetup,
-    REALM_REGS, //
+    VcpuSetup, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
 use crate::rmi_smc::RmiError;
@@ -186,6 +189,9 @@ pub(crate) struct RealmVm {
     /// The RD's address once created, else 0: for unmapping under
     /// `mmu_lock`, where the realm's mutex cannot be taken.
     rd: AtomicU64,
+    /// The SVE vector length in bytes the RD was created with (0: no SVE).
+    /// Written once, with the RD, under `realm`.
+    sve_vl: AtomicU32,
 }
 
 impl RealmVm {
@@ -205,10 +211,20 @@ impl RealmVm {
             .ok_or(RealmError::WrongState(realm.state()))?;
         let created = realm.rd().is_none();
         // The breakpoints and watchpoints the VMM left in ID_AA64DFR0_EL1,
-        // which `check_reg_write` locks from now on.
+        // and the SVE vector length of the first vCPU, which
+        // `check_reg_write` locks from now on; activation checks that every
+        // vCPU has the same.
         let debug = DebugResources::from_dfr0(kvm.id_aa64dfr0());
-        realm.create(features, Some(debug))?;
+        let sve_vl = Self::vcpu_sve_vl(kvm, 0).filter(|&vl| vl != 0);
+        realm.create(
+            features,
+            RealmOptions {
+                debug: Some(debug),
+                sve_vl,
+            },
+        )?;
         if created {
+            self.sve_vl.store(sve_vl.unwrap_or(0), Ordering::Relaxed);
             record_rd_and_root(self, realm);
             if let Some(rd) = realm.rd() {
                 self.rd.store(rd.pa(), Ordering::Release);
@@ -227,6 +243,16 @@ impl RealmVm {
         Error::from(e)
     }
 
+    /// The SVE vector length in bytes of vCPU `index`, 0 without SVE.
+    fn vcpu_sve_vl(kvm: &Kvm, index: u32) -> Option<u32> {
+        let vcpu = kvm.vcpu(index)?;
+        Some(if kvm.vcpu_has_feature(bindings::KVM_ARM_VCPU_SVE) {
+            vcpu.sve_max_vl()
+        } else {
+            0
+        })
+    }
+
     /// What REC number `index` is made from: vCPU `index` as it is now.
     fn vcpu_setup(kvm: &Kvm, index: u32) -> Option<VcpuSetup> {
         let vcpu = kvm.vcpu(index)?;
@@ -239,6 +265,7 @@ impl RealmVm {
             powered_off: vcpu.stopped(),
             pc: vcpu.pc(),
             gprs: core::array::from_fn(|n| vcpu.gpr(n)),
+            sve_vl: Self::vcpu_sve_vl(kvm, index).unwrap_or(0),
         })
     }
 
@@ -248,10 +275,11 @@ impl RealmVm {
         let features = RMM_FEATURES.as_ref().ok_or(ENODEV)?;
         let rd = realm.rd().ok_or(EINVAL)?;
         let max = max_recs(features);
+        let sve_vl = self.sve_vl.load(Ordering::Relaxed);
         let n = kvm.online_vcpus();
         for i in 0..n {
             let vcpu = Self::vcpu_setup(kvm, i).ok_or(EINVAL)?;
-            rec_params(i.into(), &vcpu, max).map_err(|e| {
+            rec_params(i.into(), &vcpu, max, sve_vl).map_err(|e| {
                 pr_info!("realm {} not activated: {}\n", self.id, Shown(e));
                 EINVAL
             })?;
@@ -261,7 +289,7 @@ impl RealmVm {
         // An earlier attempt may have stopped part way (ENOMEM).
         for i in recs.len() as u32..n {
             let vcpu = Self::vcpu_setup(kvm, i).ok_or(EINVAL)?;
-            let params = rec_params(i.into(), &vcpu, max).map_err(|_| EINVAL)?;
+            let params = rec_params(i.into(), &vcpu, max, sve_vl).map_err(|_| EINVAL)?;
             let aux = GranuleList::new(self.owner(RealmPart::RecAux));
             let rec = Rec::create(&RMI, rd, i.into(), &params, aux).map_err(|e| match e {
                 SroError::NoMemory => ENOMEM,
@@ -585,26 +613,26 @@ impl From<RealmError> for Error {
 }
 
 /// Whether a realm VM is offered capability `ext`: the upstream series'
-/// allow-list, plus device control (the SMCCC filter) and vCPU events
-/// (external aborts on MMIO, with the RMM's rules), minus SVE, which
-/// realms do not get yet.
-fn realm_ext_allowed(ext: u32) -> bool {
-    matches!(
-        ext,
-        bindings::KVM_CAP_IRQCHIP
-            | bindings::KVM_CAP_ARM_PSCI
-            | bindings::KVM_CAP_ARM_PSCI_0_2
-            | bindings::KVM_CAP_NR_VCPUS
-            | bindings::KVM_CAP_MAX_VCPUS
-            | bindings::KVM_CAP_MAX_VCPU_ID
-            | bindings::KVM_CAP_MSI_DEVID
-            | bindings::KVM_CAP_ARM_VM_IPA_SIZE
-            | bindings::KVM_CAP_ARM_PTRAUTH_ADDRESS
-            | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
-            | bindings::KVM_CAP_DEVICE_CTRL
-            | bindings::KVM_CAP_VCPU_EVENTS
-            | bindings::KVM_CAP_ARM_RMI
-    )
+/// allow-list (SVE if the RMM has it), plus device control (the SMCCC
+/// filter) and vCPU events (external aborts on MMIO, with the RMM's rules).
+fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
+    (ext == bindings::KVM_CAP_ARM_SVE && features.f0.sve_en())
+        || matches!(
+            ext,
+            bindings::KVM_CAP_IRQCHIP
+                | bindings::KVM_CAP_ARM_PSCI
+                | bindings::KVM_CAP_ARM_PSCI_0_2
+                | bindings::KVM_CAP_NR_VCPUS
+                | bindings::KVM_CAP_MAX_VCPUS
+                | bindings::KVM_CAP_MAX_VCPU_ID
+                | bindings::KVM_CAP_MSI_DEVID
+                | bindings::KVM_CAP_ARM_VM_IPA_SIZE
+                | bindings::KVM_CAP_ARM_PTRAUTH_ADDRESS
+                | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
+                | bindings::KVM_CAP_DEVICE_CTRL
+                | bindings::KVM_CAP_VCPU_EVENTS
+                | bindings::KVM_CAP_ARM_RMI
+        )
 }
 
 // The core's copy of the `KVM_ARM_VCPU_*` feature bits is the uAPI's.
@@ -615,6 +643,27 @@ kernel::static_assert!(
         && rec::vcpu_feature::SVE == bindings::KVM_ARM_VCPU_SVE
         && rec::vcpu_feature::HAS_EL2 == bindings::KVM_ARM_VCPU_HAS_EL2
         && rec::vcpu_feature::HAS_EL2_E2H0 == bindings::KVM_ARM_VCPU_HAS_EL2_E2H0
+);
+
+// The core's register ids are the uAPI's.
+kernel::static_assert!(
+    rec::REALM_REG_CORE_BASE
+        == bindings::KVM_REG_ARM64 | bindings::KVM_REG_SIZE_U64 | bindings::KVM_REG_ARM_CORE as u64
+);
+kernel::static_assert!(
+    rec::SVE_VLS_REG
+        == bindings::KVM_REG_ARM64
+            | bindings::KVM_REG_SIZE_U512
+            | bindings::KVM_REG_ARM64_SVE as u64
+            | 0xffff
+);
+kernel::static_assert!(
+    rec::ID_AA64DFR0_EL1_REG
+        == bindings::KVM_REG_ARM64
+            | bindings::KVM_REG_SIZE_U64
+            | bindings::KVM_REG_ARM64_SYSREG as u64
+            | (3 << bindings::KVM_REG_ARM64_SYSREG_OP0_SHIFT)
+            | (5 << bindings::KVM_REG_ARM64_SYSREG_CRM_SHIFT)
 );
 
 /// `KVM_ARM_RMI_POPULATE`: `_IOWR(KVMIO, 0xd7, struct kvm_arm_rmi_populate)`.
@@ -661,6 +710,7 @@ impl RealmOps for RealmProvider {
                 realm <- new_mutex!(realm, "RealmVm::realm"),
                 recs <- new_mutex!(KVec::new(), "RealmVm::recs"),
                 rd: AtomicU64::new(0),
+                sve_vl: AtomicU32::new(0),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -778,8 +828,12 @@ impl RealmOps for RealmProvider {
         })
     }
 
-    fn vcpu_reg_list(_vm: Pin<&RealmVm>) -> &'static [u64] {
-        &REALM_REGS
+    fn vcpu_reg_list(vcpu: &Vcpu, _vm: Pin<&RealmVm>) -> &'static [u64] {
+        realm_regs(vcpu.kvm().vcpu_has_feature(bindings::KVM_ARM_VCPU_SVE))
+    }
+
+    fn sve_max_vl(_vm: Pin<&RealmVm>) -> u32 {
+        RMM_FEATURES.as_ref().map_or(0, rmm_sve_max_vl)
     }
 
     fn sanitise_id_reg(_vm: Pin<&RealmVm>, encoding: u32, value: u64) -> u64 {
@@ -792,12 +846,16 @@ impl RealmOps for RealmProvider {
     }
 
     fn vcpu_check_features(_vcpu: &Vcpu, vm: Pin<&RealmVm>, features: u64) -> Result {
-        // A REC cannot be reset: KVM_ARM_VCPU_INIT again after activation
-        // would change KVM's view of the vCPU only.
-        if !matches!(vm.realm.lock().state(), RealmState::None | RealmState::New) {
-            return Err(EBUSY);
-        }
-        check_init_features(features).map_err(|_| EINVAL)
+        let rmm_sve = RMM_FEATURES.as_ref().is_some_and(|f| f.f0.sve_en());
+        // SVE while the realm's parameters are open, or as they were fixed.
+        let sve_offered = match vm.realm.lock().state() {
+            RealmState::None => rmm_sve,
+            RealmState::New => vm.sve_vl.load(Ordering::Relaxed) != 0,
+            // A REC cannot be reset: KVM_ARM_VCPU_INIT again after
+            // activation would change KVM's view of the vCPU only.
+            _ => return Err(EBUSY),
+        };
+        check_init_features(features, sve_offered).map_err(|_| EINVAL)
     }
 
     fn vm_stage2_teardown(_kvm: &Kvm, vm: Pin<&RealmVm>) {
@@ -848,7 +906,10 @@ impl RealmOps for RealmProvider {
     }
 
     fn ext_allowed(_vm: Pin<&RealmVm>, ext: i64) -> bool {
-        u32::try_from(ext).is_ok_and(realm_ext_allowed)
+        match (u32::try_from(ext), RMM_FEATURES.as_ref()) {
+            (Ok(ext), Some(features)) => realm_ext_allowed(ext, features),
+            _ => false,
+        }
     }
 
     fn check_extension(_vm: Pin<&RealmVm>, ext: i64, value: i32) -> i32 {

@@ -60,6 +60,8 @@ pub(crate) struct VcpuSetup {
     pub(crate) pc: u64,
     /// Initial x0..x7 (the rest of the registers start zero in a REC).
     pub(crate) gprs: [u64; 8],
+    /// The SVE vector length in bytes, 0 without SVE.
+    pub(crate) sve_vl: u32,
 }
 
 /// Why a vCPU cannot become a REC (`EINVAL`).
@@ -91,8 +93,15 @@ pub(crate) enum VcpuRefusal {
     BootVcpuOff,
     /// A PMU: realms run with the RMM's PMU support off.
     Pmu,
-    /// SVE: realms run with the RMM's SVE support off.
+    /// SVE, which the RMM or the realm as created does not have.
     Sve,
+    /// An SVE vector length (bytes) other than the realm's.
+    SveVl {
+        /// The vCPU's.
+        vcpu: u32,
+        /// The realm's (0 without SVE).
+        realm: u32,
+    },
 }
 
 impl fmt::Display for VcpuRefusal {
@@ -111,7 +120,11 @@ impl fmt::Display for VcpuRefusal {
             Self::TooMany { max } => write!(f, "more than {max} vCPUs"),
             Self::BootVcpuOff => f.write_str("vCPU 0 is powered off"),
             Self::Pmu => f.write_str("vCPU with a PMU"),
-            Self::Sve => f.write_str("vCPU with SVE"),
+            Self::Sve => f.write_str("vCPU with SVE, which the realm does not have"),
+            Self::SveVl { vcpu, realm } => write!(
+                f,
+                "vCPU with SVE vectors of {vcpu} bytes in a realm with {realm}"
+            ),
         }
     }
 }
@@ -137,9 +150,10 @@ pub(crate) mod vcpu_feature {
 /// of `KVM_ARM_VCPU_*`), so that a vCPU that could never become a REC is
 /// refused at once rather than at activation.
 ///
-/// The RMM gives realms neither a PMU nor SVE as configured here (both off
-/// in the realm parameters), so a vCPU asking for them is refused too.
-pub(crate) fn check_init_features(features: u64) -> Result<(), VcpuRefusal> {
+/// Realms get no PMU (off in the realm parameters), and SVE only if
+/// `sve_offered` (the RMM has it and the realm's RD does not exist yet or
+/// was made with SVE).
+pub(crate) fn check_init_features(features: u64, sve_offered: bool) -> Result<(), VcpuRefusal> {
     let has = |bit: u32| features & (1u64 << bit) != 0;
     if has(vcpu_feature::EL1_32BIT) {
         return Err(VcpuRefusal::AArch32);
@@ -153,7 +167,7 @@ pub(crate) fn check_init_features(features: u64) -> Result<(), VcpuRefusal> {
     if has(vcpu_feature::PMU_V3) {
         return Err(VcpuRefusal::Pmu);
     }
-    if has(vcpu_feature::SVE) {
+    if has(vcpu_feature::SVE) && !sve_offered {
         return Err(VcpuRefusal::Sve);
     }
     Ok(())
@@ -162,7 +176,7 @@ pub(crate) fn check_init_features(features: u64) -> Result<(), VcpuRefusal> {
 /// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE`: the id of a
 /// 64-bit core register is this plus its offset in `struct kvm_regs` in
 /// 32-bit words.
-const CORE_REG_U64: u64 = 0x6030_0000_0010_0000;
+pub(crate) const REALM_REG_CORE_BASE: u64 = 0x6030_0000_0010_0000;
 /// The word offset of `regs.pc` in `struct kvm_regs` (after x0..x30, sp).
 const CORE_PC_WORD: u64 = 64;
 
@@ -171,19 +185,36 @@ const CORE_PC_WORD: u64 = 64;
 /// (3, 0, 0, 5, 0).
 pub(crate) const ID_AA64DFR0_EL1_REG: u64 = 0x6030_0000_0013_0000 | (3 << 14) | (5 << 3);
 
-/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU: x0..x30, the
-/// PC and `ID_AA64DFR0_EL1`, the ones [`check_reg_write`] may let through.
-pub(crate) const REALM_REGS: [u64; 33] = {
-    let mut ids = [0u64; 33];
+/// `KVM_REG_ARM64_SVE_VLS`: `KVM_REG_ARM64 | KVM_REG_SIZE_U512 |
+/// KVM_REG_ARM64_SVE | 0xffff`.
+pub(crate) const SVE_VLS_REG: u64 = 0x6060_0000_0015_ffff;
+
+/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU with SVE:
+/// x0..x30, the PC, `ID_AA64DFR0_EL1` and `KVM_REG_ARM64_SVE_VLS`, the ones
+/// [`check_reg_write`] may let through. Without SVE, all but the last
+/// ([`realm_regs`]).
+const REALM_REGS_SVE: [u64; 34] = {
+    let mut ids = [0u64; 34];
     let mut n = 0;
     while n < 31 {
-        ids[n] = CORE_REG_U64 + 2 * n as u64;
+        ids[n] = REALM_REG_CORE_BASE + 2 * n as u64;
         n += 1;
     }
-    ids[31] = CORE_REG_U64 + CORE_PC_WORD;
+    ids[31] = REALM_REG_CORE_BASE + CORE_PC_WORD;
     ids[32] = ID_AA64DFR0_EL1_REG;
+    ids[33] = SVE_VLS_REG;
     ids
 };
+
+/// The registers `KVM_GET_REG_LIST` lists for a realm vCPU, with SVE's if
+/// it has SVE.
+pub(crate) fn realm_regs(sve: bool) -> &'static [u64] {
+    if sve {
+        &REALM_REGS_SVE
+    } else {
+        &REALM_REGS_SVE[..33]
+    }
+}
 
 /// How far a realm has been built, as register writes see it (in order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -212,8 +243,9 @@ pub(crate) enum RegRefusal {
 /// x0..x30 always: before activation x0..x7 seed the REC, afterwards they
 /// carry the VMM's answer to a host call or a filtered PSCI call. The PC
 /// until the REC is created from it. `ID_AA64DFR0_EL1` (to lower the
-/// breakpoints and watchpoints) until the realm parameters are fixed with
-/// the RD. Everything else is the RMM's.
+/// breakpoints and watchpoints) and `KVM_REG_ARM64_SVE_VLS` (the vector
+/// length) until the realm parameters are fixed with the RD. Everything
+/// else is the RMM's.
 pub(crate) fn check_reg_write(id: u64, stage: RealmStage) -> Result<(), RegRefusal> {
     let locked_from = |from: RealmStage| {
         if stage >= from {
@@ -222,10 +254,10 @@ pub(crate) fn check_reg_write(id: u64, stage: RealmStage) -> Result<(), RegRefus
             Ok(())
         }
     };
-    if id == ID_AA64DFR0_EL1_REG {
+    if id == ID_AA64DFR0_EL1_REG || id == SVE_VLS_REG {
         return locked_from(RealmStage::Created);
     }
-    let word = id.wrapping_sub(CORE_REG_U64);
+    let word = id.wrapping_sub(REALM_REG_CORE_BASE);
     if word < 2 * 31 && word % 2 == 0 {
         return Ok(());
     }
@@ -280,14 +312,16 @@ pub(crate) fn max_recs(features: &RmiFeatureRegs) -> u64 {
     (1u64 << features.f1.max_recs_order()) - 1
 }
 
-/// The REC params of the vCPU that becomes REC number `position`, or
-/// why it cannot. Only vCPU 0 is runnable at creation: the others wait for
+/// The REC params of the vCPU that becomes REC number `position` of a realm
+/// with SVE vectors of `realm_sve_vl` bytes (0 without SVE), or why it
+/// cannot. Only vCPU 0 is runnable at creation: the others wait for
 /// PSCI `CPU_ON` from the realm, as the RMM only lets a REC turn another
 /// on (a REC made runnable at creation would also be measured).
 pub(crate) fn rec_params(
     position: u64,
     vcpu: &VcpuSetup,
     max: u64,
+    realm_sve_vl: u32,
 ) -> Result<RecParams, VcpuRefusal> {
     if !vcpu.initialized {
         return Err(VcpuRefusal::NotInitialized);
@@ -300,6 +334,12 @@ pub(crate) fn rec_params(
     }
     if !vcpu.psci_0_2 {
         return Err(VcpuRefusal::NoPsci02);
+    }
+    if vcpu.sve_vl != realm_sve_vl {
+        return Err(VcpuRefusal::SveVl {
+            vcpu: vcpu.sve_vl,
+            realm: realm_sve_vl,
+        });
     }
     if position >= max {
         return Err(VcpuRefusal::TooMany { max });

@@ -476,6 +476,13 @@ impl Vcpu {
         unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.ctxt.regs.regs[n]) }
     }
 
+    /// The longest SVE vector, in bytes, of a vCPU with SVE (as the VMM left
+    /// it with `KVM_REG_ARM64_SVE_VLS`); meaningless without SVE.
+    pub fn sve_max_vl(&self) -> u32 {
+        // SAFETY: The vCPU is live; a `u32` load.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.sve_max_vl) }
+    }
+
     /// The PC as KVM holds it (see [`Vcpu::gpr`] on concurrency).
     pub fn pc(&self) -> u64 {
         // SAFETY: The vCPU is live; a `u64` load.
@@ -897,9 +904,14 @@ pub trait RealmOps: Sized {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
-    /// The register ids `KVM_GET_REG_LIST` lists for a vCPU of the realm,
+    /// The register ids `KVM_GET_REG_LIST` lists for `vcpu` of the realm,
     /// instead of a normal vCPU's.
-    fn vcpu_reg_list(_realm: Pin<&Self::Realm>) -> &'static [u64] {
+    fn vcpu_reg_list(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> &'static [u64] {
+        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The longest SVE vector, in bytes, a vCPU of the realm may have.
+    fn sve_max_vl(_realm: Pin<&Self::Realm>) -> u32 {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -1040,7 +1052,11 @@ impl<T: RealmOps> Registration<T> {
                 } else {
                     None
                 },
-                sve_max_vl: None,
+                sve_max_vl: if T::HAS_SVE_MAX_VL {
+                    Some(Self::sve_max_vl_callback)
+                } else {
+                    None
+                },
             },
             GFP_KERNEL,
         )?;
@@ -1366,7 +1382,7 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         // CAST: A slice length fits `c_ulong`, 64 bits wide on arm64.
-        T::vcpu_reg_list(realm).len() as c_ulong
+        T::vcpu_reg_list(v, realm).len() as c_ulong
     }
 
     /// # Safety
@@ -1384,6 +1400,15 @@ impl<T: RealmOps> Registration<T> {
 
     /// # Safety
     ///
+    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
+    unsafe extern "C" fn sve_max_vl_callback(kvm: *mut bindings::kvm) -> c_uint {
+        // SAFETY: By the function's safety requirements.
+        let realm = unsafe { realm_of::<T>(kvm) };
+        T::sve_max_vl(realm)
+    }
+
+    /// # Safety
+    ///
     /// As `num_regs_callback`; `uindices` is the user buffer KVM checked to
     /// have room for that many ids.
     unsafe extern "C" fn copy_reg_indices_callback(
@@ -1394,7 +1419,7 @@ impl<T: RealmOps> Registration<T> {
         let v = unsafe { Vcpu::from_raw(vcpu) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
-        let ids = T::vcpu_reg_list(realm);
+        let ids = T::vcpu_reg_list(v, realm);
         let len = core::mem::size_of_val(ids);
         let mut writer = UserSlice::new(UserPtr::from_ptr(uindices.cast()), len).writer();
         from_result(|| {

@@ -32,6 +32,7 @@ use crate::realm::{
     PopulatePageError,
     Realm,
     RealmError,
+    RealmOptions,
     RealmState, //
 };
 use crate::realm_tests::{
@@ -69,7 +70,9 @@ fn ipa(a: u64) -> Ipa {
 fn created(h: &TestRmi) -> TestRealm<'_> {
     let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
     let mut realm = Realm::new(h, shape, Ledger::default());
-    realm.create(&qemu(), None).expect("create");
+    realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
     realm
 }
 
@@ -289,7 +292,7 @@ fn scenario(h: &TestRmi) {
     let mut realm = Realm::new(h, shape, Ledger::default());
     let ipas = layout();
     let pages = h.pages().guest_alloc(ipas.len()).expect("pages");
-    if realm.create(&qemu(), None).is_ok() {
+    if realm.create(&qemu(), RealmOptions::default()).is_ok() {
         for (a, g) in ipas.iter().zip(&pages) {
             let _ = realm.populate_page(*g, ipa(*a), src, true);
         }

@@ -36,6 +36,7 @@ use crate::realm::{
     PopulatePageError,
     Realm,
     RealmError,
+    RealmOptions,
     RealmState, //
 };
 use crate::realm_tests::{
@@ -373,7 +374,9 @@ impl PopulateHost for FakeGmem<'_> {
     type Error = Errno;
 
     fn begin(&mut self) -> Result<(), Errno> {
-        self.realm.create(&qemu(), None).map_err(Errno::Realm)?;
+        self.realm
+            .create(&qemu(), RealmOptions::default())
+            .map_err(Errno::Realm)?;
         if self.realm.state() != RealmState::New {
             return Err(Errno::Inval);
         }
@@ -644,7 +647,9 @@ fn smcs_per_page(mode: RangeMode) -> (u64, u64) {
     h.smc().set_range_mode(mode);
     let src_page = h.pages().alloc().expect("source");
     let mut gmem = FakeGmem::new(&h, &BENCH_SLOTS, FakePages::granule(&src_page));
-    gmem.realm.create(&qemu(), None).expect("create");
+    gmem.realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
     let total = |h: &TestRmi| -> u64 {
         RMI_FID_TABLE
             .iter()

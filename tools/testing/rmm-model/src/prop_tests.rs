@@ -260,6 +260,7 @@ fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
         realm_shape,
         Realm,
         RealmConfig,
+        RealmOptions,
         RealmState, //
     };
     use crate::rmi_cmds::RmiFeatureRegs;
@@ -291,7 +292,7 @@ fn check_realm(mode: RangeMode, steps: &[RealmStep]) {
         let ipa = |slot: u64| Ipa::new(slot * (1 << 37) + 0x20_0000).expect("ipa");
         match *s {
             RealmStep::Create => {
-                let _ = realm.create(&features, None);
+                let _ = realm.create(&features, RealmOptions::default());
             }
             RealmStep::Activate => {
                 let _ = realm.activate();

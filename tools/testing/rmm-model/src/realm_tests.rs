@@ -8,9 +8,11 @@ use crate::realm::{
     realm_dfr0,
     realm_params,
     realm_shape,
+    rmm_sve_max_vl,
     DebugResources,
     ParamsError,
-    RealmConfig, //
+    RealmConfig,
+    RealmOptions, //
 };
 use crate::rmi_cmds::RmiFeatureRegs;
 use crate::rmi_smc::{
@@ -48,7 +50,7 @@ fn default_ipa_size_gives_40_bits_and_two_level_1_roots() {
     assert_eq!(shape.geometry.start.get(), 1);
     assert_eq!(shape.geometry.num_root, 2);
     let base = Granule::new(0x8000_2000).expect("aligned");
-    let p = realm_params(&qemu(), &shape, base, None).expect("params");
+    let p = realm_params(&qemu(), &shape, base, RealmOptions::default()).expect("params");
     assert_eq!(p.flags0, 0);
     assert_eq!(p.s2sz, 40);
     // QEMU's RMM: NUM_BPS 5, NUM_WPS 3, the largest values it accepts.
@@ -69,7 +71,7 @@ fn lpa2_hosts_need_an_lpa2_rmm_and_reach_52_bits() {
     );
     let base = Granule::new(0x10_0000).expect("aligned");
     assert_eq!(
-        realm_params(&qemu(), &shape, base, None).map(|p| p.flags0),
+        realm_params(&qemu(), &shape, base, RealmOptions::default()).map(|p| p.flags0),
         Ok(1)
     );
     let no_lpa2 = features(QEMU_FEATURES[0] & !(1 << 8), QEMU_FEATURES[1]);
@@ -116,17 +118,17 @@ fn hash_and_debug_resources_follow_the_features() {
     let base = Granule::new(0x2000).expect("aligned");
     let sha512_only = features(QEMU_FEATURES[0], QEMU_FEATURES[1] & !(1 << 3));
     assert_eq!(
-        realm_params(&sha512_only, &shape, base, None).map(|p| p.algorithm),
+        realm_params(&sha512_only, &shape, base, RealmOptions::default()).map(|p| p.algorithm),
         Ok(1)
     );
     let no_hash = features(QEMU_FEATURES[0], QEMU_FEATURES[1] & !((1 << 3) | (1 << 5)));
     assert_eq!(
-        realm_params(&no_hash, &shape, base, None).err(),
+        realm_params(&no_hash, &shape, base, RealmOptions::default()).err(),
         Some(ParamsError::NoHash)
     );
     let no_bps = features(QEMU_FEATURES[0] & !(0x3f << 14), QEMU_FEATURES[1]);
     assert_eq!(
-        realm_params(&no_bps, &shape, base, None).err(),
+        realm_params(&no_bps, &shape, base, RealmOptions::default()).err(),
         Some(ParamsError::NoDebugResources)
     );
 }
@@ -136,8 +138,11 @@ fn the_vmm_lowers_breakpoints_and_watchpoints_within_the_rmm_s() {
     let shape = realm_shape(&qemu(), cfg(0, false)).expect("shape");
     let base = Granule::new(0x2000).expect("aligned");
     let params = |brps, wrps| {
-        realm_params(&qemu(), &shape, base, Some(DebugResources { brps, wrps }))
-            .map(|p| (p.num_bps, p.num_wps))
+        let options = RealmOptions {
+            debug: Some(DebugResources { brps, wrps }),
+            sve_vl: None,
+        };
+        realm_params(&qemu(), &shape, base, options).map(|p| (p.num_bps, p.num_wps))
     };
     // QEMU's RMM offers BRPs 5, WRPs 3 (6 and 4, minus one).
     assert_eq!(params(2, 1), Ok((2, 1)));
@@ -155,6 +160,43 @@ fn the_vmm_lowers_breakpoints_and_watchpoints_within_the_rmm_s() {
     assert_eq!(
         DebugResources::from_dfr0(dfr0(1, 2, 3)),
         DebugResources { brps: 3, wrps: 2 }
+    );
+}
+
+#[test]
+fn sve_takes_a_vector_length_the_rmm_offers() {
+    let shape = realm_shape(&qemu(), cfg(0, false)).expect("shape");
+    let base = Granule::new(0x2000).expect("aligned");
+    // QEMU's RMM: SVE_EN, SVE_VL 15 (2048 bits, 256 bytes).
+    assert_eq!(rmm_sve_max_vl(&qemu()), 256);
+    let sve = |vl| {
+        let options = RealmOptions {
+            debug: None,
+            sve_vl: Some(vl),
+        };
+        realm_params(&qemu(), &shape, base, options).map(|p| (p.flags0, p.sve_vl))
+    };
+    assert_eq!(sve(16), Ok((1 << 1, 0)));
+    assert_eq!(sve(32), Ok((1 << 1, 1)));
+    assert_eq!(sve(256), Ok((1 << 1, 15)));
+    for bad in [0, 8, 24, 272] {
+        assert_eq!(sve(bad), Err(ParamsError::SveVl(bad)), "{bad}");
+    }
+    // Without SVE_EN no length is offered.
+    let no_sve = features(QEMU_FEATURES[0] & !(1 << 9), QEMU_FEATURES[1]);
+    assert_eq!(rmm_sve_max_vl(&no_sve), 0);
+    let options = RealmOptions {
+        debug: None,
+        sve_vl: Some(16),
+    };
+    assert_eq!(
+        realm_params(&no_sve, &shape, base, options).err(),
+        Some(ParamsError::SveVl(16))
+    );
+    // No SVE asked: the flag and the length stay 0.
+    assert_eq!(
+        realm_params(&qemu(), &shape, base, RealmOptions::default()).map(|p| (p.flags0, p.sve_vl)),
+        Ok((0, 0))
     );
 }
 
@@ -211,6 +253,7 @@ mod lifecycle {
         realm_shape,
         Realm,
         RealmError,
+        RealmOptions,
         RealmState, //
     };
     use crate::rmi_smc::{
@@ -251,7 +294,9 @@ mod lifecycle {
     fn created(h: &TestRmi, s2sz: u8) -> Realm<'_, Rmm, FakePages, Ledger<'_>> {
         let shape = realm_shape(&qemu(), cfg(s2sz, false)).expect("shape");
         let mut realm = Realm::new(h, shape, Ledger::default());
-        realm.create(&qemu(), None).expect("create");
+        realm
+            .create(&qemu(), RealmOptions::default())
+            .expect("create");
         realm
     }
 
@@ -268,7 +313,7 @@ mod lifecycle {
         let shape = realm_shape(&qemu(), cfg(s2sz, lpa2)).map_err(RealmError::Params)?;
         let mut realm = Realm::new(h, shape, Ledger::default());
         assert_eq!(realm.state(), RealmState::None);
-        realm.create(&qemu(), None)?;
+        realm.create(&qemu(), RealmOptions::default())?;
         assert_eq!(realm.state(), RealmState::New);
         for ipa in ipas(s2sz) {
             realm.ensure_rtt(ipa, leaf())?;
@@ -310,7 +355,9 @@ mod lifecycle {
         realm.teardown_stage2(&mut || {}).expect("before create");
         assert_eq!(realm.state(), RealmState::None);
         assert_eq!(h.smc().calls(RMI_REALM_TERMINATE), 0);
-        realm.create(&qemu(), None).expect("create");
+        realm
+            .create(&qemu(), RealmOptions::default())
+            .expect("create");
         let rd = realm.rd().expect("rd");
         for ipa in ipas(48) {
             realm.ensure_rtt(ipa, leaf()).expect("rtt");
@@ -534,13 +581,15 @@ mod lifecycle {
             let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
             let mut realm = Realm::new(&h, shape, Ledger::default());
             assert_eq!(
-                realm.create(&qemu(), None),
+                realm.create(&qemu(), RealmOptions::default()),
                 Err(RealmError::NoMemory),
                 "{budget}"
             );
             assert_eq!(realm.state(), RealmState::None);
             h.smc().mem_mut().set_alloc_budget(None);
-            realm.create(&qemu(), None).expect("retry");
+            realm
+                .create(&qemu(), RealmOptions::default())
+                .expect("retry");
             drop(realm);
             assert_ownership(&h, &BTreeSet::new());
             assert!(h.smc().mem().allocated().is_empty());

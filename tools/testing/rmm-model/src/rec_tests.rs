@@ -19,6 +19,7 @@ use crate::model::{
 use crate::realm::{
     realm_shape,
     Realm, //
+    RealmOptions,
 };
 use crate::realm_tests::{
     cfg,
@@ -28,13 +29,13 @@ use crate::rec::{
     check_init_features,
     check_reg_write,
     max_recs,
+    realm_regs,
     rec_params,
     vcpu_feature,
     Rec,
     RegRefusal,
     VcpuRefusal,
     VcpuSetup,
-    REALM_REGS,
     REC_AUX_GRANULES, //
 };
 use crate::rmi_smc::{
@@ -73,6 +74,7 @@ fn vcpu(id: u32) -> VcpuSetup {
         powered_off: id != 0,
         pc: 0x8_0000 + u64::from(id),
         gprs: [u64::from(id), 1, 2, 3, 4, 5, 6, 7],
+        sve_vl: 0,
     }
 }
 
@@ -80,7 +82,9 @@ fn vcpu(id: u32) -> VcpuSetup {
 fn new_realm(h: &TestRmi) -> TestRealm<'_> {
     let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
     let mut realm = Realm::new(h, shape, Ledger::default());
-    realm.create(&qemu(), None).expect("create");
+    realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
     realm
 }
 
@@ -94,7 +98,7 @@ fn create_recs<'r>(
     let max = max_recs(&qemu());
     (0..n)
         .map(|i| {
-            let params = rec_params(u64::from(i), &vcpu(i), max).expect("params");
+            let params = rec_params(u64::from(i), &vcpu(i), max, 0).expect("params");
             Rec::create(h, rd, u64::from(i), &params, Ledger::default())
         })
         .collect()
@@ -118,11 +122,11 @@ fn assert_all_back(h: &TestRmi) {
 fn rec_params_follow_the_vcpu_and_only_the_boot_vcpu_runs() {
     let max = max_recs(&qemu());
     assert_eq!(max, 1023, "TF-RMM: 2^10 - 1");
-    let p0 = rec_params(0, &vcpu(0), max).expect("vcpu 0");
+    let p0 = rec_params(0, &vcpu(0), max, 0).expect("vcpu 0");
     assert_eq!(p0.flags, REC_PARAMS_FLAG_RUNNABLE);
     assert_eq!((p0.mpidr, p0.pc), (0, 0x8_0000));
     assert_eq!(p0.gprs, [0, 1, 2, 3, 4, 5, 6, 7]);
-    let p17 = rec_params(17, &vcpu(17), max).expect("vcpu 17");
+    let p17 = rec_params(17, &vcpu(17), max, 0).expect("vcpu 17");
     assert_eq!(p17.flags, 0, "secondaries wait for CPU_ON");
     assert_eq!(p17.mpidr, 0x101, "Aff0 = 1, Aff1 = 1: 16 per cluster");
     assert_eq!(
@@ -141,7 +145,7 @@ fn vcpus_a_realm_cannot_run_are_refused() {
     let with = |f: fn(&mut VcpuSetup)| {
         let mut v = vcpu(1);
         f(&mut v);
-        rec_params(1, &v, max)
+        rec_params(1, &v, max, 0)
     };
     assert_eq!(
         with(|v| v.initialized = false),
@@ -155,17 +159,32 @@ fn vcpus_a_realm_cannot_run_are_refused() {
         Err(VcpuRefusal::IdOutOfOrder { position: 1, id: 2 })
     );
     assert_eq!(
-        rec_params(max, &vcpu(5), max),
+        rec_params(max, &vcpu(5), max, 0),
         Err(VcpuRefusal::TooMany { max })
     );
     let mut boot = vcpu(0);
     boot.powered_off = true;
-    assert_eq!(rec_params(0, &boot, max), Err(VcpuRefusal::BootVcpuOff));
+    assert_eq!(rec_params(0, &boot, max, 0), Err(VcpuRefusal::BootVcpuOff));
     // A secondary that is not powered off is not refused: it only stays
     // not runnable until CPU_ON, as the RMM decides.
     let mut on = vcpu(1);
     on.powered_off = false;
-    assert_eq!(rec_params(1, &on, max).map(|p| p.flags), Ok(0));
+    assert_eq!(rec_params(1, &on, max, 0).map(|p| p.flags), Ok(0));
+    // Every vCPU has the realm's SVE vector length, or none without SVE.
+    let mut sve = vcpu(1);
+    sve.sve_vl = 32;
+    assert!(rec_params(1, &sve, max, 32).is_ok());
+    assert_eq!(
+        rec_params(1, &sve, max, 64),
+        Err(VcpuRefusal::SveVl {
+            vcpu: 32,
+            realm: 64
+        })
+    );
+    assert_eq!(
+        rec_params(1, &vcpu(1), max, 32),
+        Err(VcpuRefusal::SveVl { vcpu: 0, realm: 32 })
+    );
 }
 
 #[test]
@@ -173,25 +192,33 @@ fn vcpu_init_features_are_checked_as_kvm_arm_vcpu_init_passes_them() {
     let bit = |b: u32| 1u64 << b;
     let psci = bit(vcpu_feature::PSCI_0_2);
     // POWER_OFF (0) and the pointer authentication features (5, 6) are fine.
-    assert_eq!(check_init_features(psci | bit(0) | bit(5) | bit(6)), Ok(()));
-    assert_eq!(check_init_features(0), Err(VcpuRefusal::NoPsci02));
     assert_eq!(
-        check_init_features(psci | bit(vcpu_feature::EL1_32BIT)),
+        check_init_features(psci | bit(0) | bit(5) | bit(6), false),
+        Ok(())
+    );
+    assert_eq!(check_init_features(0, false), Err(VcpuRefusal::NoPsci02));
+    assert_eq!(
+        check_init_features(psci | bit(vcpu_feature::EL1_32BIT), false),
         Err(VcpuRefusal::AArch32)
     );
     for el2 in [vcpu_feature::HAS_EL2, vcpu_feature::HAS_EL2_E2H0] {
         assert_eq!(
-            check_init_features(psci | bit(el2)),
+            check_init_features(psci | bit(el2), false),
             Err(VcpuRefusal::Nested)
         );
     }
     assert_eq!(
-        check_init_features(psci | bit(vcpu_feature::PMU_V3)),
+        check_init_features(psci | bit(vcpu_feature::PMU_V3), false),
         Err(VcpuRefusal::Pmu)
     );
     assert_eq!(
-        check_init_features(psci | bit(vcpu_feature::SVE)),
+        check_init_features(psci | bit(vcpu_feature::SVE), false),
         Err(VcpuRefusal::Sve)
+    );
+    // SVE where the realm can have it.
+    assert_eq!(
+        check_init_features(psci | bit(vcpu_feature::SVE), true),
+        Ok(())
     );
     // The uAPI bit numbers.
     assert_eq!(
@@ -223,15 +250,22 @@ fn only_gprs_the_pc_and_dfr0_are_writable_each_until_it_is_used() {
     }
     // The listed registers are the writable ones: x0..x30, the pc, DFR0.
     assert_eq!(
-        REALM_REGS[..31],
+        realm_regs(false)[..31],
         core::array::from_fn::<u64, 31, _>(|n| core(2 * n as u64))
     );
-    assert_eq!(REALM_REGS[31], core(64));
+    assert_eq!(realm_regs(false)[31], core(64));
     // KVM_REG_ARM64_SYSREG (0x13 << 16), op0 3, op1 0, CRn 0, CRm 5, op2 0.
-    assert_eq!(REALM_REGS[32], 0x6030_0000_0013_c028);
-    assert!(REALM_REGS
+    assert_eq!(realm_regs(false)[32], 0x6030_0000_0013_c028);
+    assert!(realm_regs(true)
         .iter()
         .all(|&id| check_reg_write(id, NoRd).is_ok()));
+    // With SVE, KVM_REG_ARM64_SVE_VLS too, locked once the RD exists.
+    assert_eq!(realm_regs(true)[..33], *realm_regs(false));
+    assert_eq!(realm_regs(true)[33], 0x6060_0000_0015_ffff);
+    assert_eq!(
+        check_reg_write(realm_regs(true)[33], Created),
+        Err(RegRefusal::Locked)
+    );
     // The pc until activation, DFR0 until the RD exists.
     assert_eq!(check_reg_write(core(64), Created), Ok(()));
     assert_eq!(
@@ -239,11 +273,11 @@ fn only_gprs_the_pc_and_dfr0_are_writable_each_until_it_is_used() {
         Err(RegRefusal::Locked)
     );
     assert_eq!(
-        check_reg_write(REALM_REGS[32], Created),
+        check_reg_write(realm_regs(false)[32], Created),
         Err(RegRefusal::Locked)
     );
     assert_eq!(
-        check_reg_write(REALM_REGS[32], Activated),
+        check_reg_write(realm_regs(false)[32], Activated),
         Err(RegRefusal::Locked)
     );
     // sp (word 62), pstate (66), odd words, a 32-bit access to x0, a system
@@ -288,7 +322,7 @@ fn recs_live_between_realm_creation_and_realm_destruction() {
         Some(ModelState::Active)
     );
     // No REC after activation: ERROR_REALM, and the granules come back.
-    let late = rec_params(3, &vcpu(3), 1023).expect("params");
+    let late = rec_params(3, &vcpu(3), 1023, 0).expect("params");
     let rd = realm.rd().expect("rd");
     assert_eq!(
         Rec::create(&h, rd, 3, &late, Ledger::default())
@@ -340,7 +374,7 @@ fn a_rec_out_of_order_gives_everything_back() {
     let h = host(Rmm::active());
     let realm = new_realm(&h);
     let rd = realm.rd().expect("rd");
-    let params = rec_params(1, &vcpu(1), 1023).expect("params");
+    let params = rec_params(1, &vcpu(1), 1023, 0).expect("params");
     let before = h.smc().mem().allocated().len();
     assert_eq!(
         Rec::create(&h, rd, 1, &params, Ledger::default())
@@ -365,7 +399,7 @@ fn out_of_memory_never_leaves_a_rec_half_built() {
         let h = host(Rmm::active());
         let realm = new_realm(&h);
         let rd = realm.rd().expect("rd");
-        let params = rec_params(0, &vcpu(0), 1023).expect("params");
+        let params = rec_params(0, &vcpu(0), 1023, 0).expect("params");
         h.smc().mem_mut().set_alloc_budget(Some(budget));
         let r = Rec::create(&h, rd, 0, &params, Ledger::default());
         h.smc().mem_mut().set_alloc_budget(None);
@@ -377,7 +411,7 @@ fn out_of_memory_never_leaves_a_rec_half_built() {
     let h = host(Rmm::active());
     let realm = new_realm(&h);
     let rd = realm.rd().expect("rd");
-    let params = rec_params(0, &vcpu(0), 1023).expect("params");
+    let params = rec_params(0, &vcpu(0), 1023, 0).expect("params");
     h.smc().mem_mut().set_alloc_budget(Some(needed));
     let rec = Rec::create(&h, rd, 0, &params, Ledger::default()).expect("just enough");
     h.smc().mem_mut().set_alloc_budget(None);

@@ -25,6 +25,7 @@ use crate::model::{
 use crate::realm::{
     realm_shape,
     Realm, //
+    RealmOptions,
 };
 use crate::realm_tests::{
     cfg,
@@ -85,7 +86,9 @@ impl<'r> Running<'r> {
     fn new(h: &'r TestRmi, n: u32) -> Self {
         let shape = realm_shape(&qemu(), cfg(IPA_BITS, false)).expect("shape");
         let mut realm = Realm::new(h, shape, Ledger::default());
-        realm.create(&qemu(), None).expect("create");
+        realm
+            .create(&qemu(), RealmOptions::default())
+            .expect("create");
         let rd = realm.rd().expect("rd");
         let recs = (0..n)
             .map(|i| {
@@ -98,8 +101,9 @@ impl<'r> Running<'r> {
                     powered_off: i != 0,
                     pc: 0,
                     gprs: [0; 8],
+                    sve_vl: 0,
                 };
-                let p = rec_params(u64::from(i), &v, max_recs(&qemu())).expect("params");
+                let p = rec_params(u64::from(i), &v, max_recs(&qemu()), 0).expect("params");
                 Rec::create(h, rd, u64::from(i), &p, Ledger::default()).expect("rec")
             })
             .collect();

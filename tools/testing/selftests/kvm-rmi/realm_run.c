@@ -447,6 +447,7 @@ static void test_reg_list(struct realm_vm *r)
 
 /* The RMM's breakpoints and watchpoints, from the module's load log. */
 static long rmm_bps = -1, rmm_wps = -1;
+static bool rmm_sve;
 
 /* The number before `what` ("N BPs") in `line`, or -1. */
 static long count_before(const char *line, const char *what)
@@ -470,6 +471,7 @@ static void read_rmm_debug(int kmsg)
 			continue;
 		rmm_bps = count_before(lines[i], " BPs");
 		rmm_wps = count_before(lines[i], " WPs");
+		rmm_sve = strstr(lines[i], "SVE yes");
 	}
 }
 
@@ -517,14 +519,16 @@ static void test_limits_before_run(struct realm_vm *r)
 			 ev_serror, ev_dabt);
 	ksft_test_result(aarch32 == -EINVAL && el2 == -EINVAL && pmu == -EINVAL && sve == -EINVAL &&
 			 no_psci == -EINVAL,
-			 "KVM_ARM_VCPU_INIT refused: AArch32 %d, EL2 %d, PMU %d, SVE %d, no PSCI 0.2 %d (want EINVAL)\n",
+			 "KVM_ARM_VCPU_INIT refused: AArch32 %d, EL2 %d, PMU %d, SVE in a realm made without %d, no PSCI 0.2 %d (want EINVAL)\n",
 			 aarch32, el2, pmu, sve, no_psci);
 	test_reg_list(r);
 	ksft_test_result(ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_EVENTS) == 1 &&
-			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) == 0 &&
+			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) ==
+				 (rmm_sve && ioctl(r->kvm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) > 0) &&
 			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_INJECT_EXT_DABT) == 0 &&
 			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_NISV_TO_USER) == 0,
-			 "realm capabilities: VCPU_EVENTS, no ARM_SVE, INJECT_EXT_DABT or NISV_TO_USER\n");
+			 "realm capabilities: VCPU_EVENTS, ARM_SVE if both the RMM (%d) and KVM have it, no INJECT_EXT_DABT or NISV_TO_USER\n",
+			 rmm_sve);
 }
 
 /* What a realm vCPU refuses once the realm is active. */
