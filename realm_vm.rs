@@ -20,7 +20,8 @@ use kernel::{
         RunNext,
         SlotsLockGuard,
         Vcpu,
-        VcpuEvents, //
+        VcpuEvents,
+        SYS_ID_AA64DFR0_EL1, //
     },
     new_mutex,
     prelude::*,
@@ -837,8 +838,6 @@ impl RealmOps for RealmProvider {
     }
 
     fn sanitise_id_reg(_vm: Pin<&RealmVm>, encoding: u32, value: u64) -> u64 {
-        // sys_reg(3, 0, 0, 5, 0), as `Kvm::id_aa64dfr0` reads it.
-        const SYS_ID_AA64DFR0_EL1: u32 = (3 << 19) | (5 << 8);
         match (encoding, RMM_FEATURES.as_ref()) {
             (SYS_ID_AA64DFR0_EL1, Some(f)) => realm_dfr0(f, value),
             _ => value,

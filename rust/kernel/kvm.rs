@@ -96,9 +96,6 @@ impl Kvm {
     /// The VM's value of `ID_AA64DFR0_EL1` (what its vCPUs are shown, the
     /// VMM may lower fields of it until the VM first runs).
     pub fn id_aa64dfr0(&self) -> u64 {
-        // sys_reg(3, 0, 0, 5, 0): op0 [20:19], op1 [18:16], CRn [15:12],
-        // CRm [11:8], op2 [7:5].
-        const SYS_ID_AA64DFR0_EL1: u32 = (3 << 19) | (5 << 8);
         // SAFETY: The VM is live; the encoding is in the ID register range.
         unsafe { bindings::kvm_read_vm_id_reg(self.as_raw(), SYS_ID_AA64DFR0_EL1) }
     }
@@ -921,6 +918,11 @@ pub trait RealmOps: Sized {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 }
+
+/// The encoding of `ID_AA64DFR0_EL1` as KVM passes ID registers around:
+/// `sys_reg(3, 0, 0, 5, 0)`, with op0 [20:19], op1 [18:16], CRn [15:12],
+/// CRm [11:8], op2 [7:5].
+pub const SYS_ID_AA64DFR0_EL1: u32 = (3 << 19) | (5 << 8);
 
 /// What `KVM_SET_VCPU_EVENTS` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
