@@ -43,6 +43,7 @@ use crate::rmi_cmds::{
     rtt_destroy,
     rtt_fold,
     rtt_init_ripas,
+    rtt_set_ripas,
     RmiFeatureRegs,
     SmcConduit, //
 };
@@ -567,6 +568,54 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             }
         }
         Ok(unchanged)
+    }
+
+    /// Carries out the RIPAS change REC `rec` of this ACTIVE realm asked
+    /// for, from `*at` to `top` (`RMI_RTT_SET_RIPAS`), splitting blocks as
+    /// it goes; `*at` follows the RMM's progress. Stops early at a page
+    /// that cannot take the RIPAS (the realm sees how far it got and
+    /// decides).
+    ///
+    /// # Errors
+    ///
+    /// [`RealmError::NoMemory`] (the request can be carried on from `*at`
+    /// later); after an unexpected RMM answer the realm is DEAD.
+    pub(crate) fn set_ripas(
+        &mut self,
+        rec: Granule,
+        at: &mut Ipa,
+        top: Ipa,
+    ) -> Result<(), RealmError> {
+        let rd = self.rd_in(&[RealmState::Active])?;
+        let mut last_split = None;
+        while at.get() < top.get() {
+            let err = match rtt_set_ripas(self.rmi.smc(), rd, rec, *at, top) {
+                Ok(reached) => {
+                    *at = reached;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // CAST: The index of ERROR_RTT is a level.
+            let level = RttLevel::new(err.index() as i8)
+                .filter(|_| err.status() == RmiStatus::ErrorRtt)
+                .ok_or_else(|| self.kill(err))?;
+            match level.below() {
+                // Split again at the same place: the RMM is not moving.
+                Some(_) if last_split == Some((*at, level)) => {
+                    return Err(self.kill(RmiError::bad_output()))
+                }
+                // A block crosses `at` or `top`: split it.
+                Some(below) => {
+                    self.ensure_rtt(*at, below)?;
+                    last_split = Some((*at, level));
+                }
+                // This page cannot take the RIPAS: the realm learns where
+                // its request stopped.
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     /// Maps guest page `page` at `ipa` (protected half) of a NEW realm with

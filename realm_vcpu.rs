@@ -64,6 +64,9 @@ const fn hvc64_esr(imm: u32) -> u64 {
     (0x16 << 26) | (1 << 25) | (imm & 0xffff) as u64
 }
 
+/// `RmiRipas` RAM, as a RIPAS change exit reports it.
+const RIPAS_RAM: u8 = 1;
+
 /// The size of a granule, as a memory fault exit reports it.
 const GRANULE_SIZE: u64 = 1 << GRANULE_SHIFT;
 
@@ -142,6 +145,14 @@ impl RecVcpu {
         }
         // A PSCI call userspace answered (SMCCC filter): x0 is its answer.
         self.complete_psci(&mut run, vcpu, vm, rec)?;
+        // A RIPAS change the VMM let through by re-entering.
+        if let Some(req) = run.rec.ripas_request() {
+            let done = vm.set_ripas(vcpu.kvm(), rec, req);
+            let (Ok(reached) | Err((reached, _))) = done;
+            run.rec.ripas_progress(reached);
+            done.map_err(|(_, e)| e)?;
+            run.rec.answer_ripas(true).map_err(|_| EINVAL)?;
+        }
         // As KVM does for normal vCPUs: WFE traps when others want the CPU.
         // SAFETY: No preconditions.
         let trap_wfe = !unsafe { bindings::single_task_running() };
@@ -323,11 +334,13 @@ impl RecVcpu {
                 }
                 vcpu.handle_trap(hvc64_esr(imm))
             }
-            RecExit::RipasChange { .. } => {
-                // RIPAS changes come with issue 5's runtime memory
-                // management; until then the host refuses them.
-                run.rec.answer_ripas(false).map_err(|_| EINVAL)?;
-                Ok(RunNext::Enter)
+            RecExit::RipasChange { base, top, ripas } => {
+                // The VMM gets the range ready (it discards the copy the
+                // realm gives up) and re-enters, which carries the change
+                // out; to refuse it, it does not re-enter.
+                let size = top.checked_sub(base).ok_or(EINVAL)?;
+                vcpu.exit_memory_fault(base, size, ripas == RIPAS_RAM);
+                Err(EFAULT)
             }
             RecExit::Unhandled => {
                 vm.vcpu_unhandled_exit(vcpu.kvm(), vcpu.index(), exit.exit_reason, exit.esr);

@@ -92,6 +92,7 @@ use crate::rec::{
 };
 use crate::rmi_cmds::RmiFeatureRegs;
 use crate::rmi_smc::RmiError;
+use crate::run::RipasRequest;
 use crate::sro::SroError;
 use crate::{
     Delegated,
@@ -333,6 +334,30 @@ impl RealmVm {
     pub(crate) fn rec_granule(&self, index: u64) -> Option<Granule> {
         let i = usize::try_from(index).ok()?;
         self.recs.lock().get(i)?.rec.granule()
+    }
+
+    /// Carries out RIPAS change `req` of REC `rec` (before its next entry).
+    /// Returns how far it got, also with the error: `ENOMEM` (the next
+    /// `KVM_RUN` goes on from there), or the VM is dead.
+    pub(crate) fn set_ripas(
+        &self,
+        kvm: &Kvm,
+        rec: Granule,
+        req: RipasRequest,
+    ) -> Result<u64, (u64, Error)> {
+        let (Some(mut at), Some(top)) = (Ipa::new(req.base), Ipa::new(req.top)) else {
+            return Err((req.base, EINVAL));
+        };
+        let mut realm = self.realm.lock();
+        let done = realm.set_ripas(rec, &mut at, top);
+        done.map(|()| at.get()).map_err(|e| {
+            let what = if req.ram {
+                "setting RIPAS RAM"
+            } else {
+                "setting RIPAS EMPTY"
+            };
+            (at.get(), self.fail(kvm, &realm, what, e))
+        })
     }
 
     /// Records whether a `CPU_ON` of REC `index` is being completed.

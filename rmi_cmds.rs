@@ -55,6 +55,7 @@ use crate::rmi_smc::{
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_RTT_INIT_RIPAS,
+    RMI_RTT_SET_RIPAS,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -501,6 +502,30 @@ pub(crate) fn rtt_init_ripas(
 ) -> Result<Ipa, RmiError> {
     let args = [rd.pa(), base.get(), top.get(), 0, 0, 0];
     let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_INIT_RIPAS, args));
+    rmi_result(out.x(0))?;
+    Ipa::new(out.x(1))
+        .filter(|reached| reached.get() > base.get() && reached.get() <= top.get())
+        .ok_or(RmiError::bad_output())
+}
+
+/// `RMI_RTT_SET_RIPAS`: goes on with the RIPAS change REC `rec` of realm
+/// `rd` asked for, over `[base, top)` (`base` where the last call got to),
+/// as far as one RTT's entries go. Returns the IPA reached, which the RMM
+/// records in the REC.
+///
+/// `RMI_ERROR_RTT` carries the level the walk reached when no entry could
+/// change: `base` is not aligned to it or the entry there crosses `top`
+/// (level < 3: a table is missing below it), or the entry cannot take the
+/// RIPAS asked for (for example DESTROYED to RAM without the realm's leave).
+pub(crate) fn rtt_set_ripas(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    rec: Granule,
+    base: Ipa,
+    top: Ipa,
+) -> Result<Ipa, RmiError> {
+    let args = [rd.pa(), rec.pa(), base.get(), top.get(), 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_SET_RIPAS, args));
     rmi_result(out.x(0))?;
     Ipa::new(out.x(1))
         .filter(|reached| reached.get() > base.get() && reached.get() <= top.get())

@@ -147,6 +147,20 @@ enum Answerable {
     Ripas,
 }
 
+/// `RmiRipas` RAM, as a RIPAS change exit reports it (0 is EMPTY).
+const RIPAS_RAM: u8 = 1;
+
+/// A RIPAS change a realm asked for (`RSI_IPA_STATE_SET`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RipasRequest {
+    /// First IPA (still to change).
+    pub(crate) base: u64,
+    /// IPA past the last.
+    pub(crate) top: u64,
+    /// To RAM (private), else to EMPTY.
+    pub(crate) ram: bool,
+}
+
 /// Why the host's answer to an exit is not one the RMM would take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CompletionError {
@@ -182,6 +196,8 @@ pub(crate) struct RecRun {
     host_call: Option<[u64; 31]>,
     /// A PSCI call that needs `PSCI_COMPLETE` before the next entry.
     psci: Option<PsciCall>,
+    /// The RIPAS change the last exit asked for, until it is answered.
+    ripas: Option<RipasRequest>,
     /// Whether the REC is known to be on: it ran, and did not turn off.
     on: bool,
 }
@@ -195,6 +211,7 @@ impl RecRun {
             read_value: None,
             host_call: None,
             psci: None,
+            ripas: None,
             on: false,
         }
     }
@@ -242,6 +259,14 @@ impl RecRun {
         if !matches!(exit, RecExit::ProtectedFault { .. }) {
             self.host_call = None;
         }
+        self.ripas = match *exit {
+            RecExit::RipasChange { base, top, ripas } => Some(RipasRequest {
+                base,
+                top,
+                ram: ripas == RIPAS_RAM,
+            }),
+            _ => None,
+        };
         self.answerable = match exit {
             RecExit::SharedFault { access, .. } => Answerable::SharedAbort {
                 emulatable: access.is_some(),
@@ -304,10 +329,25 @@ impl RecRun {
         Ok(())
     }
 
-    /// Answers a RIPAS change request: `accept`ed, or rejected.
+    /// The RIPAS change the last exit asked for, until it is answered;
+    /// `base` is where it is still to be carried out from.
+    pub(crate) fn ripas_request(&self) -> Option<RipasRequest> {
+        self.ripas
+    }
+
+    /// Records that the RIPAS change asked for is done up to `reached`.
+    pub(crate) fn ripas_progress(&mut self, reached: u64) {
+        if let Some(r) = self.ripas.as_mut() {
+            r.base = reached.clamp(r.base, r.top);
+        }
+    }
+
+    /// Answers a RIPAS change request: `accept`ed (as far as the host got
+    /// with `RMI_RTT_SET_RIPAS`), or rejected.
     pub(crate) fn answer_ripas(&mut self, accept: bool) -> Result<(), CompletionError> {
         self.answer(|a| a == Answerable::Ripas)?;
         self.answerable = Answerable::Nothing;
+        self.ripas = None;
         if !accept {
             self.flags = REC_ENTRY_FLAG_RIPAS_RESPONSE;
         }

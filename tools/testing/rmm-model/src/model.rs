@@ -75,6 +75,7 @@ use crate::rmi_smc::{
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_RTT_INIT_RIPAS,
+    RMI_RTT_SET_RIPAS,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -1633,6 +1634,7 @@ impl SmcConduit for Rmm {
             RMI_RTT_DATA_MAP_INIT => self.rtt_data_map_init(args),
             RMI_RTT_DATA_UNMAP => self.rtt_data_unmap(args),
             RMI_RTT_INIT_RIPAS => self.rtt_init_ripas(args),
+            RMI_RTT_SET_RIPAS => self.rtt_set_ripas(args),
             RMI_RTT_DESTROY => self.rtt_take_out(args, true),
             RMI_RTT_FOLD => self.rtt_take_out(args, false),
             RMI_REC_CREATE => self.rec_create(args),

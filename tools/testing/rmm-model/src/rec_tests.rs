@@ -18,8 +18,8 @@ use crate::model::{
 };
 use crate::realm::{
     realm_shape,
-    Realm, //
-    RealmOptions,
+    Realm,
+    RealmOptions, //
 };
 use crate::realm_tests::{
     cfg,

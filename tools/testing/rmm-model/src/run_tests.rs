@@ -6,7 +6,10 @@
 
 use proptest::prelude::*;
 
-use crate::addr::Granule;
+use crate::addr::{
+    Granule,
+    Ipa, //
+};
 use crate::exit::{
     decode,
     RecExit, //
@@ -24,8 +27,9 @@ use crate::model::{
 };
 use crate::realm::{
     realm_shape,
-    Realm, //
+    Realm,
     RealmOptions,
+    RealmState, //
 };
 use crate::realm_tests::{
     cfg,
@@ -575,4 +579,73 @@ fn psci_host_calls_are_told_apart_from_other_smccc_calls() {
     ] {
         assert!(!host_call_is_psci(fid), "{fid:#x}");
     }
+}
+
+#[test]
+fn a_ripas_change_is_carried_out_with_set_ripas_splitting_blocks() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let rd = r.realm.rd().expect("rd");
+    // Neither range starts on a 2 MiB boundary: level 2 and 3 tables are
+    // created on the way. EMPTY over [1 MiB + 4 KiB, 3 MiB), then RAM back
+    // over part of it.
+    let (base, top) = (0x10_1000, 0x30_0000);
+    r.script(
+        0,
+        &[
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 0,
+            },
+            ScriptedExit::RipasChange {
+                base: 0x20_0000,
+                top: 0x20_3000,
+                ripas: 1,
+            },
+            ScriptedExit::Irq,
+        ],
+    );
+    let ipa = |a: u64| Ipa::new(a).expect("ipa");
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::RipasChange { ripas: 0, .. }));
+    let req = r.state[0].ripas_request().expect("request");
+    assert_eq!((req.base, req.top, req.ram), (base, top, false));
+    let mut at = ipa(req.base);
+    r.realm
+        .set_ripas(r.rec(0), &mut at, ipa(req.top))
+        .expect("set ripas");
+    assert_eq!(at.get(), top);
+    r.state[0].ripas_progress(at.get());
+    assert_eq!(r.state[0].ripas_request().map(|q| q.base), Some(top));
+    r.state[0].answer_ripas(true).expect("accept");
+    assert_eq!(r.state[0].ripas_request(), None);
+    assert!(h.smc().realm_ram(rd).is_empty());
+
+    let exit = r.enter(0).expect("enter");
+    assert!(matches!(exit, RecExit::RipasChange { ripas: 1, .. }));
+    let req = r.state[0].ripas_request().expect("request");
+    let mut at = ipa(req.base);
+    r.realm
+        .set_ripas(r.rec(0), &mut at, ipa(req.top))
+        .expect("set ripas");
+    assert_eq!(at.get(), 0x20_3000);
+    r.state[0].answer_ripas(true).expect("accept");
+    assert_eq!(h.smc().realm_ram(rd), vec![(0x20_0000, 0x20_3000)]);
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+    // Both answers were acceptances.
+    let answers: Vec<_> = h
+        .smc()
+        .rec_entries(r.rec(0))
+        .iter()
+        .map(|e| e.ripas_answer)
+        .collect();
+    assert_eq!(answers, vec![None, Some(false), Some(false)]);
+    // Without a request the RMM refuses the call: a host bug, the realm dies.
+    let mut at = ipa(0x40_0000);
+    assert!(r
+        .realm
+        .set_ripas(r.rec(0), &mut at, ipa(0x40_1000))
+        .is_err());
+    assert_eq!(r.realm.state(), RealmState::Dead);
 }

@@ -3,7 +3,8 @@
  * A realm guest that runs: MMIO through the unprotected alias, host calls
  * (forwarded by the SMCCC filter, answered by KVM, refused for PSCI), PSCI
  * CPU_ON and AFFINITY_INFO, a virtual timer interrupt through the vGIC, an
- * external abort injected with KVM_SET_VCPU_EVENTS, and PSCI SYSTEM_OFF.
+ * external abort injected with KVM_SET_VCPU_EVENTS, RIPAS changes to EMPTY
+ * and back to RAM, and PSCI SYSTEM_OFF.
  *
  * The guest reports with stores to UCALL (an unprotected IPA no memslot
  * covers), which reach userspace as KVM_EXIT_MMIO at the IPA with the
@@ -14,6 +15,7 @@
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <time.h>
@@ -128,6 +130,28 @@ asm(".pushsection .rodata.krmi_run_guest, \"a\"\n"
     "	ldr	x9, [x19, #0x18]\n"
     "	mov	x9, #0xd0e\n"
     "	str	x9, [x19]\n"
+    /* RIPAS of [0x4000, 0x6000) to EMPTY, then RAM: each set and read back. */
+    "	mov	x23, #0\n"
+    "5:	movz	x0, #0x0197\n"			/* RSI_IPA_STATE_SET */
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, #0x4000\n"
+    "	mov	x2, #0x6000\n"
+    "	mov	x3, x23\n"
+    "	mov	x4, #0\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    "	str	x1, [x19]\n"
+    "	str	x2, [x19]\n"
+    "	movz	x0, #0x0198\n"			/* RSI_IPA_STATE_GET */
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, #0x4000\n"
+    "	mov	x2, #0x6000\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    "	str	x2, [x19]\n"
+    "	add	x23, x23, #1\n"
+    "	cmp	x23, #2\n"
+    "	b.lo	5b\n"
     /* PSCI SYSTEM_OFF. */
     "	movz	x0, #0x0008\n"
     "	movk	x0, #0x8400, lsl #16\n"
@@ -645,6 +669,55 @@ static void test_abort(struct realm_vm *r)
 	       "KVM_SET_VCPU_EVENTS ext_dabt_pending after an MMIO read: the guest takes a synchronous external abort");
 }
 
+/* Runs vCPU 0 to a KVM_EXIT_MEMORY_FAULT (-EFAULT) for [gpa, gpa + size). */
+static bool expect_memory_fault(struct realm_vm *r, __u64 gpa, __u64 size, bool private)
+{
+	struct kvm_run *run = r->run[0];
+	int ret;
+
+	if (lost)
+		return false;
+	ret = vcpu_run_bounded(r->vcpu[0], 10);
+	if (ret == -EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+	    run->memory_fault.gpa == gpa && run->memory_fault.size == size &&
+	    !!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) == private)
+		return true;
+	snprintf(why, sizeof(why), "KVM_RUN %d, exit %u (gpa 0x%llx size 0x%llx flags 0x%llx); wanted a memory fault",
+		 ret, run->exit_reason, (unsigned long long)run->memory_fault.gpa,
+		 (unsigned long long)run->memory_fault.size,
+		 (unsigned long long)run->memory_fault.flags);
+	lost = true;
+	return false;
+}
+
+/*
+ * RSI_IPA_STATE_SET of [0x4000, 0x6000): the VMM sees a memory fault
+ * (shared for EMPTY, private for RAM), gets the range ready and re-enters;
+ * the guest sees the change done and reads the RIPAS back.
+ */
+static void test_ripas(struct realm_vm *r)
+{
+	/* x0 SUCCESS, x1 the top reached, x2 ACCEPT; then STATE_GET x0, x2 = RIPAS. */
+	const __u64 to_empty[5] = { 0, 0x6000, 0, 0, 0 }, to_ram[5] = { 0, 0x6000, 0, 0, 1 };
+	bool ok = expect_memory_fault(r, 0x4000, 0x2000, false);
+	int punch;
+
+	/* What a VMM does for EMPTY: discard the private copy. */
+	punch = ok ? fallocate(r->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x4000, 0x2000) : 0;
+	if (punch) {
+		snprintf(why, sizeof(why), "hole punch: %s", strerror(errno));
+		lost = true;
+		ok = false;
+	}
+	for (int i = 0; ok && i < 5; i++)
+		ok = expect_write(r, REPORT, to_empty[i]);
+	report(ok, "RIPAS to EMPTY: KVM_EXIT_MEMORY_FAULT (shared), then done: the guest reads EMPTY");
+	ok = expect_memory_fault(r, 0x4000, 0x2000, true);
+	for (int i = 0; ok && i < 5; i++)
+		ok = expect_write(r, REPORT, to_ram[i]);
+	report(ok, "RIPAS back to RAM: KVM_EXIT_MEMORY_FAULT (private), then done: the guest reads RAM");
+}
+
 static void test_system_off(struct realm_vm *r)
 {
 	bool ok = run0(r) && exited_off(r->run[0]);
@@ -669,7 +742,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(19);
+	ksft_set_plan(21);
 	kmsg = kmsg_open();
 	ret = module_load();
 	read_rmm_debug(kmsg);
@@ -703,6 +776,7 @@ int main(void)
 		report(false, "PSCI CPU_ON");
 	test_timer(&r);
 	test_abort(&r);
+	test_ripas(&r);
 	test_system_off(&r);
 	realm_free(&r);
 	close(r.kvm);

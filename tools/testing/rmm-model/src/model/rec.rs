@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use super::{
+    rtt_error,
     status,
     Effect,
     Op,
@@ -16,7 +17,10 @@ use super::{
     Rmm,
     State, //
 };
-use crate::addr::Granule;
+use crate::addr::{
+    Granule,
+    GRANULE_SIZE, //
+};
 use crate::mem::{
     GranuleState,
     Mem, //
@@ -160,8 +164,22 @@ pub(super) struct ModelRec {
     last_exit: LastExit,
     /// x0 as the realm sees it after the last PSCI completion.
     psci_result: Option<u64>,
+    /// The RIPAS change requested at the last exit: `[addr, top)` still
+    /// to do, to RAM if `ram`. `RTT_SET_RIPAS` advances `addr`.
+    set_ripas: Option<SetRipas>,
     script: VecDeque<ScriptedExit>,
     entries: Vec<Entered>,
+}
+
+/// A RIPAS change in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SetRipas {
+    /// Where the next `RTT_SET_RIPAS` must start.
+    pub(super) addr: u64,
+    /// The end of the request.
+    pub(super) top: u64,
+    /// RAM, else EMPTY.
+    pub(super) ram: bool,
 }
 
 /// The arguments of a `REC_CREATE` in progress.
@@ -248,6 +266,7 @@ impl Rmm {
                 pending: Pending::None,
                 last_exit: LastExit::Other,
                 psci_result: None,
+                set_ripas: None,
                 script: VecDeque::new(),
                 entries: Vec::new(),
             },
@@ -372,6 +391,7 @@ impl Rmm {
         });
         if !unmapped {
             rec.pending = Pending::None;
+            rec.set_ripas = None;
         }
         rec.last_exit = LastExit::Other;
         let out = Self::take_exit(rec, exit);
@@ -468,9 +488,75 @@ impl Rmm {
                 w[RIPAS + 1] = top;
                 w[RIPAS + 2] = u64::from(ripas);
                 rec.pending = Pending::Ripas;
+                rec.set_ripas = Some(SetRipas {
+                    addr: base,
+                    top,
+                    ram: ripas == 1,
+                });
             }
         }
         w
+    }
+
+    /// `RMI_RTT_SET_RIPAS` (rtt.c `smc_rtt_set_ripas`): x1 = RD, x2 = REC,
+    /// x3 = base, x4 = top. The REC's request must go on at x3 and not past
+    /// its end. From the entry at x3 (which must start there) to the end of
+    /// its table, each entry wholly below x4 takes the RIPAS asked for,
+    /// except a DESTROYED one going to RAM (`RSI_CHANGE_DESTROYED` is not
+    /// modelled); a table or such an entry ends the run. x1 = where it
+    /// stopped, which the REC records; no progress is `RMI_ERROR_RTT`.
+    pub(super) fn rtt_set_ripas(&self, args: &SmcRegs) -> SmcRegs {
+        let (Some(rd), Some(g)) = (Granule::new(args.x(1)), Granule::new(args.x(2))) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let (base, top) = (args.x(3), args.x(4));
+        if top <= base || top % GRANULE_SIZE != 0 {
+            return status(RmiStatus::ErrorInput);
+        }
+        let mut st = self.state.borrow_mut();
+        let Some(rec) = st.recs.get(&g) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if rec.rd != rd {
+            return status(RmiStatus::ErrorRec);
+        }
+        let Some(req) = rec.set_ripas else {
+            return status(RmiStatus::ErrorInput);
+        };
+        if base != req.addr || top > req.top {
+            return status(RmiStatus::ErrorInput);
+        }
+        let Some(r) = st.realms.get_mut(&rd) else {
+            return status(RmiStatus::ErrorInput);
+        };
+        let (level, end) = match r.range_walk(base) {
+            Ok(walked) => walked,
+            Err(out) => return out,
+        };
+        let size = level.entry_size();
+        let mut addr = base;
+        while addr < end {
+            let next = addr + size;
+            if next > top || r.is_table(addr, level) || (req.ram && r.destroyed.contains(&addr)) {
+                break;
+            }
+            if req.ram {
+                r.set_ram(addr, next);
+            } else {
+                r.clear_ram(addr, next);
+                r.destroyed.remove(&addr);
+            }
+            addr = next;
+        }
+        if addr == base {
+            return rtt_error(level);
+        }
+        if let Some(rec) = st.recs.get_mut(&g) {
+            rec.set_ripas = Some(SetRipas { addr, ..req });
+        }
+        let mut out = status(RmiStatus::Success);
+        out.0[1] = addr;
+        out
     }
 
     /// `RMI_PSCI_COMPLETE` (rec.c `smc_psci_complete`, psci.c
