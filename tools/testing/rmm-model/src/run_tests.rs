@@ -28,6 +28,7 @@ use crate::model::{
 use crate::realm::{
     realm_shape,
     Realm,
+    RealmError,
     RealmOptions,
     RealmState, //
 };
@@ -648,4 +649,50 @@ fn a_ripas_change_is_carried_out_with_set_ripas_splitting_blocks() {
         .set_ripas(r.rec(0), &mut at, ipa(0x40_1000))
         .is_err());
     assert_eq!(r.realm.state(), RealmState::Dead);
+}
+
+#[test]
+fn a_ripas_change_out_of_memory_goes_on_where_it_stopped() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let rd = r.realm.rd().expect("rd");
+    // [2 MiB - 8 KiB, 4 MiB + 8 KiB): level-3 tables at both ends, one
+    // 2 MiB block in between.
+    let (base, top) = (0x1f_e000, 0x40_2000);
+    r.script(
+        0,
+        &[
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 0,
+            },
+            ScriptedExit::Irq,
+        ],
+    );
+    assert!(matches!(r.enter(0), Ok(RecExit::RipasChange { .. })));
+    let ipa = |a: u64| Ipa::new(a).expect("ipa");
+    // Each retry gets one more page than the last, until none is missing.
+    let mut budget = 0;
+    loop {
+        let req = r.state[0].ripas_request().expect("request");
+        h.smc().mem_mut().set_alloc_budget(Some(budget));
+        let mut at = ipa(req.base);
+        let done = r.realm.set_ripas(r.rec(0), &mut at, ipa(req.top));
+        h.smc().mem_mut().set_alloc_budget(None);
+        assert!(at.get() >= req.base && at.get() <= top);
+        r.state[0].ripas_progress(at.get());
+        match done {
+            Ok(()) => break,
+            Err(RealmError::NoMemory) => budget += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(budget < 16, "no progress");
+    }
+    assert!(budget > 0, "the range needed tables");
+    assert_eq!(r.state[0].ripas_request().map(|q| q.base), Some(top));
+    r.state[0].answer_ripas(true).expect("accept");
+    assert!(h.smc().realm_ram(rd).is_empty());
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+    assert_eq!(r.realm.state(), RealmState::Active);
 }
