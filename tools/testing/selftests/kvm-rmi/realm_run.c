@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "krmi_guest.h"
+#include "krmi_mem.h"
 
 #define IPA_BITS 40
 #define UNPROTECTED (1ULL << (IPA_BITS - 1))
@@ -742,11 +743,10 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(21);
+	ksft_set_plan(22);
 	kmsg = kmsg_open();
 	ret = module_load();
 	read_rmm_debug(kmsg);
-	close(kmsg);
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
 	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -781,5 +781,12 @@ int main(void)
 	realm_free(&r);
 	close(r.kvm);
 	ksft_test_result(module_unload() == 0, "unload\n");
+	{
+		char lines[MAX_LINES][256];
+		int n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+
+		ksft_test_result(!bad_lines(lines, n), "no failure, leak, death or GPF logged\n");
+	}
+	close(kmsg);
 	ksft_finished();
 }

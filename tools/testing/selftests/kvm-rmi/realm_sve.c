@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "krmi_guest.h"
+#include "krmi_mem.h"
 
 #define IPA_BITS 40
 #define UNPROTECTED (1ULL << (IPA_BITS - 1))
@@ -173,11 +174,12 @@ static void test_mismatch(int kvm)
 
 int main(void)
 {
-	int kvm, vm, sve, ret;
+	int kvm, kmsg, vm, sve, ret;
 
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
+	kmsg = kmsg_open();
 	ret = module_load();
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME ": %s\n", strerror(-ret));
@@ -193,10 +195,17 @@ int main(void)
 		module_unload();
 		ksft_exit_skip("the RMM gives realms no SVE\n");
 	}
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	test_vector_length(kvm);
 	test_mismatch(kvm);
 	close(kvm);
 	ksft_test_result(module_unload() == 0, "unload\n");
+	{
+		char lines[MAX_LINES][256];
+		int n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+
+		ksft_test_result(!bad_lines(lines, n), "no failure, leak, death or GPF logged\n");
+	}
+	close(kmsg);
 	ksft_finished();
 }
