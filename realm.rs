@@ -534,39 +534,19 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         if top.get() > protected_top.get() || base.get() > top.get() {
             return Err(RealmError::WrongState(self.state));
         }
+        let rmi = self.rmi;
         let mut at = base;
         let mut unchanged = 0;
-        let mut last_split = None;
-        while at.get() < top.get() {
-            let err = match rtt_init_ripas(self.rmi.smc(), rd, at, top) {
-                Ok(reached) => {
-                    at = reached;
-                    continue;
-                }
-                Err(e) => e,
-            };
-            // CAST: The index of ERROR_RTT is a level.
-            let level = RttLevel::new(err.index() as i8)
-                .filter(|_| err.status() == RmiStatus::ErrorRtt)
-                .ok_or_else(|| self.kill(err))?;
-            match level.below() {
-                // Split again at the same place: the RMM is not moving.
-                Some(_) if last_split == Some((at, level)) => {
-                    return Err(self.kill(RmiError::bad_output()))
-                }
-                // A block crosses `at` or `top`: split it.
-                Some(below) => {
-                    self.ensure_rtt(at, below)?;
-                    last_split = Some((at, level));
-                }
-                // This page cannot become RAM.
-                None => {
-                    unchanged += 1;
-                    at = Ipa::new(at.get() + GRANULE_SIZE)
-                        .ok_or_else(|| self.kill(RmiError::bad_output()))?;
-                }
-            }
-        }
+        self.ripas_walk(
+            &mut at,
+            top,
+            |at| rtt_init_ripas(rmi.smc(), rd, at, top),
+            // This page cannot become RAM: skip it.
+            |at| {
+                unchanged += 1;
+                Ipa::new(at.get() + GRANULE_SIZE)
+            },
+        )?;
         Ok(unchanged)
     }
 
@@ -587,9 +567,32 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         top: Ipa,
     ) -> Result<(), RealmError> {
         let rd = self.rd_in(&[RealmState::Active])?;
+        let rmi = self.rmi;
+        self.ripas_walk(
+            at,
+            top,
+            |at| rtt_set_ripas(rmi.smc(), rd, rec, at, top),
+            // This page cannot take the RIPAS: the realm learns where its
+            // request stopped.
+            |_| None,
+        )
+    }
+
+    /// The loop `RMI_RTT_INIT_RIPAS` and `RMI_RTT_SET_RIPAS` share: `call`
+    /// goes on from `*at` towards `top`; `RMI_ERROR_RTT` above level 3
+    /// means a block crosses `*at` or `top`, which is split before trying
+    /// again; at level 3 the page at `*at` cannot change, and `stuck` says
+    /// where to go on from, or `None` to stop there.
+    fn ripas_walk(
+        &mut self,
+        at: &mut Ipa,
+        top: Ipa,
+        mut call: impl FnMut(Ipa) -> Result<Ipa, RmiError>,
+        mut stuck: impl FnMut(Ipa) -> Option<Ipa>,
+    ) -> Result<(), RealmError> {
         let mut last_split = None;
         while at.get() < top.get() {
-            let err = match rtt_set_ripas(self.rmi.smc(), rd, rec, *at, top) {
+            let err = match call(*at) {
                 Ok(reached) => {
                     *at = reached;
                     continue;
@@ -605,14 +608,14 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
                 Some(_) if last_split == Some((*at, level)) => {
                     return Err(self.kill(RmiError::bad_output()))
                 }
-                // A block crosses `at` or `top`: split it.
                 Some(below) => {
                     self.ensure_rtt(*at, below)?;
                     last_split = Some((*at, level));
                 }
-                // This page cannot take the RIPAS: the realm learns where
-                // its request stopped.
-                None => break,
+                None => match stuck(*at) {
+                    Some(next) => *at = next,
+                    None => break,
+                },
             }
         }
         Ok(())
