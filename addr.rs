@@ -214,14 +214,15 @@ impl RttLevel {
 ///
 /// # Invariants
 ///
-/// `self.0 < 2^52`, the largest IPA space there is.
+/// `self.0 <= 2^52`, the end of the largest IPA space there is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Ipa(u64);
 
 impl Ipa {
-    /// The IPA `ipa`, if below 2^52.
+    /// The IPA `ipa`, if at most 2^52 (the end of the largest IPA space,
+    /// which a range's top may be).
     pub(crate) const fn new(ipa: u64) -> Option<Self> {
-        if ipa >> 52 != 0 {
+        if ipa > 1 << 52 {
             return None;
         }
         // INVARIANT: Checked just above.
@@ -235,7 +236,7 @@ impl Ipa {
 
     /// Rounded down to a multiple of `size` (a power of two).
     pub(crate) const fn align_down(self, size: u64) -> Self {
-        // INVARIANT: Rounding down keeps it below 2^52.
+        // INVARIANT: Rounding down keeps it at most 2^52.
         Self(self.0 & !(size.wrapping_sub(1)))
     }
 }

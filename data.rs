@@ -57,6 +57,18 @@ impl<'g, G: GuestPages> GuestPageRef<'g, G> {
         Self { pages, granule }
     }
 
+    /// Takes over a reference the caller holds on the guest page
+    /// `granule` (one `kvm_gmem_get_pfn()` took, say).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds one reference on the page, taken as
+    /// [`GuestPages::get`] does, and hands it over.
+    pub(crate) unsafe fn adopt(pages: &'g G, granule: Granule) -> Self {
+        // INVARIANT: The caller's reference, handed over.
+        Self { pages, granule }
+    }
+
     /// The page's granule.
     pub(crate) fn granule(&self) -> Granule {
         self.granule

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A realm's memory mappings: which memslots a realm accepts, and
-//! unmapping guest pages from the protected half of its IPA space, handing
-//! them back to guest_memfd.
+//! A realm's memory mappings: which memslots a realm accepts, serving its
+//! stage-2 faults (guest_memfd pages at protected IPAs, the VMM's pages at
+//! their unprotected aliases), and unmapping both, handing guest pages back
+//! to guest_memfd.
 //!
 //! Part of the sans-IO core. Unmapping runs where KVM holds `mmu_lock` for
 //! writing (MMU notifiers, guest_memfd invalidation, memslot changes), so
@@ -18,16 +19,26 @@ use crate::addr::{
 };
 use crate::data::{
     DelegatedGuestPage,
+    GuestPageRef,
     GuestPages,
     MappedGuestPage, //
 };
+use crate::exit::FaultKind;
 use crate::granule::{
     PageSource,
     Rmi, //
 };
 use crate::rmi_cmds::{
     data_unmapped,
+    page_mapped,
+    rtt_data_map_call,
     rtt_data_unmap_call,
+    rtt_read_entry,
+    rtt_unprot_map,
+    rtt_unprot_unmap_call,
+    unmapped_to,
+    Ripas,
+    RttEntryState,
     SmcConduit, //
 };
 use crate::rmi_smc::{
@@ -152,22 +163,250 @@ pub(crate) fn unmap_protected<C: SmcConduit, P: PageSource + GuestPages>(
                 }
                 at = step.out_top;
             }
-            Err(e) if e.status() == RmiStatus::ErrorRtt => {
-                // CAST: The index of ERROR_RTT is a level.
-                let skip = RttLevel::new(e.index() as i8)
-                    .filter(|l| l.get() < 3)
-                    .map(RttLevel::entry_size)
-                    .ok_or((done, e))?;
-                let next = at
-                    .align_down(skip)
-                    .get()
-                    .checked_add(skip)
-                    .map_or(top.get(), |n| n.min(top.get()));
-                at = Ipa::new(next).ok_or((done, RmiError::bad_output()))?;
-            }
-            Err(e) => return Err((done, e)),
+            Err(e) => at = past_unmapped(at, top, e).map_err(|e| (done, e))?,
         }
         resched();
     }
     Ok(done)
+}
+
+/// Where an unmap from `at` goes on after the RMM refused with `e`: past
+/// the block without tables the walk stopped in (`RMI_ERROR_RTT` above
+/// level 3: the host maps only pages, so nothing is mapped there), at most
+/// `top`. Any other refusal is returned.
+fn past_unmapped(at: Ipa, top: Ipa, e: RmiError) -> Result<Ipa, RmiError> {
+    // CAST: The index of ERROR_RTT is a level.
+    let skip = RttLevel::new(e.index() as i8)
+        .filter(|l| e.status() == RmiStatus::ErrorRtt && l.get() < 3)
+        .map(RttLevel::entry_size)
+        .ok_or(e)?;
+    let next = at
+        .align_down(skip)
+        .get()
+        .checked_add(skip)
+        .map_or(top.get(), |n| n.min(top.get()));
+    Ipa::new(next).ok_or(RmiError::bad_output())
+}
+
+/// Unmaps every NS page mapped in `[base, top)` (unprotected half) of
+/// realm `rd` (`RMI_RTT_UNPROT_UNMAP`). Like [`unmap_protected`], for
+/// where KVM holds `mmu_lock`; the pages stay the host's throughout.
+///
+/// # Errors
+///
+/// An unexpected RMM answer; the rest of the range stays mapped.
+pub(crate) fn unmap_shared(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    base: Ipa,
+    top: Ipa,
+    resched: &mut dyn FnMut(),
+) -> Result<(), RmiError> {
+    let mut at = base;
+    while at.get() < top.get() {
+        let answer = run_no_memory(smc, &rtt_unprot_unmap_call(rd, at, top))
+            .and_then(|out| unmapped_to(&out, at, top));
+        at = match answer {
+            Ok(next) => next,
+            Err(e) => past_unmapped(at, top, e)?,
+        };
+        resched();
+    }
+    Ok(())
+}
+
+/// Why a page could not be mapped at a realm IPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapError {
+    /// The level-3 RTT for the IPA is missing: create it, then try again.
+    NeedRtt,
+    /// The IPA's entry maps something already (or, for a guest page, the
+    /// page is not the host's to delegate: it is mapped already).
+    Mapped,
+    /// An unexpected RMM answer.
+    Rmi(RmiError),
+}
+
+/// Sorts an `RMI_ERROR_RTT` of a level-3 map: a missing table above
+/// level 3, or a live entry at level 3.
+fn map_error(e: RmiError) -> MapError {
+    // CAST: The index of ERROR_RTT is a level.
+    match RttLevel::new(e.index() as i8).filter(|_| e.status() == RmiStatus::ErrorRtt) {
+        Some(l) if l.get() < 3 => MapError::NeedRtt,
+        Some(_) => MapError::Mapped,
+        None => MapError::Rmi(e),
+    }
+}
+
+/// Maps the guest page `page` (from guest_memfd, its reference handed
+/// over) at the protected IPA `ipa` of realm `rd` (`RMI_RTT_DATA_MAP`): it
+/// is delegated, and zeroed by the RMM; the entry keeps its RIPAS. On
+/// success the mapping owns the page's reference and delegation, until
+/// [`unmap_protected`] gives them back.
+///
+/// # Errors
+///
+/// On every error the page is back in the NS PAS and its reference put
+/// (or, if it cannot be undelegated, leaked and counted).
+pub(crate) fn map_protected<C: SmcConduit, P: PageSource + GuestPages>(
+    rmi: &Rmi<C, P>,
+    rd: Granule,
+    ipa: Ipa,
+    page: GuestPageRef<'_, P>,
+) -> Result<MappedGuestPage, MapError> {
+    let data = match DelegatedGuestPage::delegate(rmi, page) {
+        Ok(data) => data,
+        // Not NS: mapped already (by a fault on another vCPU, say).
+        Err((Some(_), e)) if e.status() == RmiStatus::ErrorInput => return Err(MapError::Mapped),
+        Err((_, e)) => return Err(MapError::Rmi(e)),
+    };
+    // On every error `data` drops: undelegated, then put.
+    let call = rtt_data_map_call(rd, ipa, data.granule()).map_err(MapError::Rmi)?;
+    run_no_memory(rmi.smc(), &call)
+        .and_then(|out| page_mapped(&out, ipa))
+        .map_err(map_error)?;
+    Ok(data.into_mapping())
+}
+
+/// How serving a fault with [`map_with_rtts`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ServeError<E> {
+    /// The map failed (`NeedRtt` again: the RMM does not see the RTT that
+    /// was just created).
+    Map(MapError),
+    /// Creating the RTT failed.
+    Grow(E),
+}
+
+/// Runs `map` (a level-3 map, under KVM's `mmu_lock`), and when it needs
+/// the level-3 RTT, `grow` (which creates it, under the realm's mutex,
+/// without `mmu_lock`) and `map` again.
+pub(crate) fn map_with_rtts<T, E>(
+    mut map: impl FnMut() -> Result<T, MapError>,
+    mut grow: impl FnMut() -> Result<(), E>,
+) -> Result<T, ServeError<E>> {
+    match map() {
+        Err(MapError::NeedRtt) => grow().map_err(ServeError::Grow)?,
+        other => return other.map_err(ServeError::Map),
+    }
+    // RTTs go only at teardown: one creation is enough.
+    map().map_err(ServeError::Map)
+}
+
+/// Whether the protected IPA `ipa` of realm `rd` maps a page the realm can
+/// use (assigned, RIPAS RAM): a fault there was spurious, already served.
+/// Otherwise (DESTROYED after the host took a page away) the realm cannot
+/// use it until it changes the RIPAS itself.
+pub(crate) fn protected_page_usable(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    ipa: Ipa,
+) -> Result<bool, RmiError> {
+    let leaf = RttLevel::new(3).ok_or(RmiError::bad_output())?;
+    let entry = rtt_read_entry(smc, rd, ipa, leaf)?;
+    Ok(entry.level == leaf && entry.state == RttEntryState::Assigned && entry.ripas == Ripas::Ram)
+}
+
+/// Maps the host's NS page `pa` at the unprotected IPA `alias` of realm
+/// `rd`, writable if `write` (`RMI_RTT_UNPROT_MAP`).
+///
+/// # Errors
+///
+/// [`MapError::Mapped`] if the entry maps another page, or the same one
+/// with other permissions: unmap it first.
+pub(crate) fn map_shared(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    alias: Ipa,
+    pa: Granule,
+    write: bool,
+) -> Result<(), MapError> {
+    rtt_unprot_map(smc, rd, alias, pa, write).map_err(map_error)
+}
+
+/// What the host knows of the memslot holding a faulting guest frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotFacts {
+    /// Its protected memory comes from guest_memfd.
+    pub(crate) gmem: bool,
+    /// Its shared memory is read-only to the guest.
+    pub(crate) readonly: bool,
+    /// The frame's memory attribute is PRIVATE (the default of realm
+    /// guest_memfd memslots; a VMM that manages attributes may change it).
+    pub(crate) private: bool,
+}
+
+/// A stage-2 fault of a realm, as the RMM reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RealmFault {
+    /// The IPA with the unprotected bit cleared, page aligned.
+    pub(crate) gpa: u64,
+    /// At the protected IPA (else its unprotected alias).
+    pub(crate) protected: bool,
+    /// The kind of fault.
+    pub(crate) kind: FaultKind,
+    /// Whether it was a write, when the RMM said (it does only for
+    /// emulatable accesses at unprotected IPAs).
+    pub(crate) write: Option<bool>,
+}
+
+/// What to do about a realm's stage-2 fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FaultPlan {
+    /// Map the guest_memfd page of the frame at the protected IPA.
+    MapProtected,
+    /// Map the memslot's user page at the unprotected alias, writable if
+    /// `write`; `replace`: a read-only mapping is there, unmap it first.
+    MapShared {
+        /// Map it writable (the guest wrote).
+        write: bool,
+        /// Unmap what is there first.
+        replace: bool,
+    },
+    /// No memory there: emulate the access (MMIO), as KVM does for a
+    /// normal VM.
+    Emulate,
+    /// Tell the VMM (`KVM_EXIT_MEMORY_FAULT`), asking for the frame to be
+    /// private or shared.
+    MemoryFault {
+        /// The guest wanted it private.
+        private: bool,
+    },
+}
+
+/// Decides how to serve `fault`, given the memslot holding its frame.
+///
+/// Protected IPAs are served from guest_memfd while the frame is private;
+/// their unprotected aliases from the memslot's user mapping, whatever the
+/// attribute (the VMM need never set one). A read maps read-only, so that
+/// copy-on-write and the zero page keep working; a write maps writable,
+/// and a permission fault (a write to a read-only mapping: the RMM injects
+/// aborts for instruction fetches there) upgrades.
+pub(crate) fn plan_fault(fault: &RealmFault, slot: Option<SlotFacts>) -> FaultPlan {
+    if fault.protected {
+        return match slot {
+            Some(s) if s.gmem && s.private && fault.kind == FaultKind::Translation => {
+                FaultPlan::MapProtected
+            }
+            _ => FaultPlan::MemoryFault { private: true },
+        };
+    }
+    let Some(slot) = slot else {
+        return FaultPlan::Emulate;
+    };
+    let write = fault.write == Some(true) || fault.kind == FaultKind::Permission;
+    if write && slot.readonly {
+        return FaultPlan::Emulate;
+    }
+    match fault.kind {
+        FaultKind::Translation | FaultKind::AccessFlag => FaultPlan::MapShared {
+            write,
+            replace: false,
+        },
+        FaultKind::Permission => FaultPlan::MapShared {
+            write: true,
+            replace: true,
+        },
+        FaultKind::Other => FaultPlan::MemoryFault { private: false },
+    }
 }

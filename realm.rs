@@ -32,7 +32,10 @@ use crate::granule::{
     PageSource,
     Rmi, //
 };
-use crate::memory::unmap_protected;
+use crate::memory::{
+    unmap_protected,
+    unmap_shared, //
+};
 use crate::rmi_cmds::{
     realm_activate,
     realm_create,
@@ -693,6 +696,8 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             .protected_range()
             .ok_or(RealmError::WrongState(self.state))?;
         unmap_protected(self.rmi, rd, base, top, resched).map_err(|(_, e)| self.kill(e))?;
+        let all = Ipa::new(1u64 << self.shape.s2sz).ok_or(RealmError::WrongState(self.state))?;
+        unmap_shared(self.rmi.smc(), rd, top, all, resched).map_err(|e| self.kill(e))?;
         if let Some(level) = self.shape.geometry.start.below() {
             let top = 1u64 << self.shape.s2sz;
             self.destroy_rtts(rd, level, 0, top)

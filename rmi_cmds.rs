@@ -24,6 +24,7 @@ use crate::rmi_smc::{
     RmiFeatures3,
     RmiFid,
     RmiMemCategory,
+    RmiMemState,
     RmiStatus,
     RmiTrackingState,
     RmiVersion,
@@ -50,12 +51,16 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
+    RMI_RTT_DATA_MAP,
     RMI_RTT_DATA_MAP_INIT,
     RMI_RTT_DATA_UNMAP,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_RTT_INIT_RIPAS,
+    RMI_RTT_READ_ENTRY,
     RMI_RTT_SET_RIPAS,
+    RMI_RTT_UNPROT_MAP,
+    RMI_RTT_UNPROT_UNMAP,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -580,4 +585,197 @@ pub(crate) fn data_unmapped(out: &SmcRegs, base: Ipa, top: Ipa) -> Result<DataUn
         }
     };
     Ok(DataUnmapped { out_top, granules })
+}
+
+/// `RmiRttAddrType` NONE: an unmap reports nothing but how far it got.
+const RMI_ADDR_TYPE_NONE: u64 = 0;
+
+/// A level-3 descriptor of the one granule `g` in `state`, as the map
+/// commands take it in x5 (SINGLE).
+fn one_page_desc(g: Granule, state: RmiMemState) -> Result<u64, RmiError> {
+    RmiAddrRangeDesc::new(g, RmiBlockSize::Page, 1, state)
+        .map(|d| d.0)
+        .ok_or(RmiError::bad_output())
+}
+
+/// The first call of `RMI_RTT_DATA_MAP`: maps the delegated granule `data`
+/// at the protected IPA `ipa` (a level-3 entry, unassigned) of realm `rd`
+/// as zeroed DATA, keeping the entry's RIPAS. A stateful operation: run it
+/// with `sro::run_no_memory`, then check its answer with [`page_mapped`].
+///
+/// `RMI_ERROR_RTT` carries the level the walk reached: below 3, a table
+/// is missing; 3, the entry is not unassigned (mapped, maybe to another
+/// granule).
+pub(crate) fn rtt_data_map_call(rd: Granule, ipa: Ipa, data: Granule) -> Result<SmcRegs, RmiError> {
+    let desc = one_page_desc(data, RmiMemState::Delegated)?;
+    let top = ipa
+        .get()
+        .checked_add(GRANULE_SIZE)
+        .ok_or(RmiError::bad_output())?;
+    Ok(SmcRegs::new(
+        RMI_RTT_DATA_MAP,
+        [rd.pa(), ipa.get(), top, RMI_ADDR_TYPE_SINGLE, desc, 0],
+    ))
+}
+
+/// Checks the final registers of a one-page map at `ipa` that succeeded:
+/// `out_top` (x1) is the end of the page.
+pub(crate) fn page_mapped(out: &SmcRegs, ipa: Ipa) -> Result<(), RmiError> {
+    if Some(out.x(1)) == ipa.get().checked_add(GRANULE_SIZE) {
+        Ok(())
+    } else {
+        Err(RmiError::bad_output())
+    }
+}
+
+/// Stage-2 memory attributes of `RmiRttUnprotMapFlags` (S2TTE bits [4:2]
+/// with FEAT_S2FWB): normal memory, inner and outer write-back.
+const S2_MEMATTR_FWB_NORMAL_WB: u64 = 6;
+
+/// `RMI_RTT_UNPROT_MAP`: maps the NS granule `pa` at the unprotected IPA
+/// `ipa` (a level-3 entry) of realm `rd`, as normal write-back memory,
+/// readable, and writable if `write`.
+///
+/// `RMI_ERROR_RTT` carries the level the walk reached: below 3, a table
+/// is missing; 3, the entry maps something else (another granule, or the
+/// same one with other permissions).
+pub(crate) fn rtt_unprot_map(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    ipa: Ipa,
+    pa: Granule,
+    write: bool,
+) -> Result<(), RmiError> {
+    // S2AP, direct encoding: bit 0 write, bit 1 read.
+    let s2ap = 0b10 | u64::from(write);
+    let flags = RMI_ADDR_TYPE_SINGLE | (S2_MEMATTR_FWB_NORMAL_WB << 16) | (s2ap << 19);
+    let desc = one_page_desc(pa, RmiMemState::Undelegated)?;
+    let top = ipa
+        .get()
+        .checked_add(GRANULE_SIZE)
+        .ok_or(RmiError::bad_output())?;
+    let out = call_retrying(
+        smc,
+        &SmcRegs::new(
+            RMI_RTT_UNPROT_MAP,
+            [rd.pa(), ipa.get(), top, flags, desc, 0],
+        ),
+    );
+    rmi_result(out.x(0))?;
+    page_mapped(&out, ipa)
+}
+
+/// The first call of `RMI_RTT_UNPROT_UNMAP` over `[base, top)` (the
+/// unprotected half) of realm `rd`, reporting only how far it got. A
+/// stateful operation: run it with `sro::run_no_memory`, then decode its
+/// answer with [`unmapped_to`].
+pub(crate) fn rtt_unprot_unmap_call(rd: Granule, base: Ipa, top: Ipa) -> SmcRegs {
+    SmcRegs::new(
+        RMI_RTT_UNPROT_UNMAP,
+        [rd.pa(), base.get(), top.get(), RMI_ADDR_TYPE_NONE, 0, 0],
+    )
+}
+
+/// The `out_top` (x1) of an unmap over `[base, top)` that succeeded: it
+/// must make progress and stay within the range.
+pub(crate) fn unmapped_to(out: &SmcRegs, base: Ipa, top: Ipa) -> Result<Ipa, RmiError> {
+    Ipa::new(out.x(1))
+        .filter(|t| t.get() > base.get() && t.get() <= top.get())
+        .ok_or(RmiError::bad_output())
+}
+
+/// A realm IPA's RIPAS (`RmiRipas`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ripas {
+    /// No memory: the realm takes an abort on access.
+    Empty,
+    /// Memory the realm accepted.
+    Ram,
+    /// Memory the host took away from under the realm.
+    Destroyed,
+    /// Device memory.
+    Dev,
+}
+
+impl Ripas {
+    /// Decodes `RmiRipas`.
+    pub(crate) const fn from_raw(raw: u64) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Empty),
+            1 => Some(Self::Ram),
+            2 => Some(Self::Destroyed),
+            3 => Some(Self::Dev),
+            _ => None,
+        }
+    }
+
+    /// The `RmiRipas` encoding.
+    pub(crate) const fn raw(self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Ram => 1,
+            Self::Destroyed => 2,
+            Self::Dev => 3,
+        }
+    }
+}
+
+/// The state of an RTT entry (`RmiRttEntryState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RttEntryState {
+    /// Maps nothing.
+    Unassigned,
+    /// Maps a DATA granule (protected) or NS memory (unprotected).
+    Assigned,
+    /// Points to the next level's RTT.
+    Table,
+    /// Maps device memory.
+    AssignedDev,
+}
+
+/// What `RMI_RTT_READ_ENTRY` reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RttEntry {
+    /// The level the walk reached (at most the one asked for).
+    pub(crate) level: RttLevel,
+    /// The entry's state.
+    pub(crate) state: RttEntryState,
+    /// The output address of an assigned entry, else 0.
+    pub(crate) addr: u64,
+    /// The RIPAS of a protected entry.
+    pub(crate) ripas: Ripas,
+}
+
+/// `RMI_RTT_READ_ENTRY`: the entry for `ipa` of realm `rd` at `level`, or
+/// above it where the walk stops.
+pub(crate) fn rtt_read_entry(
+    smc: &impl SmcConduit,
+    rd: Granule,
+    ipa: Ipa,
+    level: RttLevel,
+) -> Result<RttEntry, RmiError> {
+    let args = [rd.pa(), ipa.get(), level.raw(), 0, 0, 0];
+    let out = call_retrying(smc, &SmcRegs::new(RMI_RTT_READ_ENTRY, args));
+    rmi_result(out.x(0))?;
+    // CAST: Two's complement level.
+    let reached = i8::try_from(out.x(1) as i64)
+        .ok()
+        .and_then(RttLevel::new)
+        .filter(|l| *l <= level);
+    let state = match out.x(2) {
+        0 => Some(RttEntryState::Unassigned),
+        1 => Some(RttEntryState::Assigned),
+        2 => Some(RttEntryState::Table),
+        3 => Some(RttEntryState::AssignedDev),
+        _ => None,
+    };
+    match (reached, state, Ripas::from_raw(out.x(4))) {
+        (Some(level), Some(state), Some(ripas)) => Ok(RttEntry {
+            level,
+            state,
+            addr: out.x(3),
+            ripas,
+        }),
+        _ => Err(RmiError::bad_output()),
+    }
 }

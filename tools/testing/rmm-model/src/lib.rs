@@ -73,6 +73,8 @@ mod data_tests;
 #[cfg(test)]
 mod exit_tests;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod granule_tests;
 #[cfg(test)]
 mod init_tests;

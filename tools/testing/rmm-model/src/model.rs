@@ -70,12 +70,16 @@ use crate::rmi_smc::{
     RMI_RMM_CONFIG_GET,
     RMI_RMM_CONFIG_SET,
     RMI_RTT_CREATE,
+    RMI_RTT_DATA_MAP,
     RMI_RTT_DATA_MAP_INIT,
     RMI_RTT_DATA_UNMAP,
     RMI_RTT_DESTROY,
     RMI_RTT_FOLD,
     RMI_RTT_INIT_RIPAS,
+    RMI_RTT_READ_ENTRY,
     RMI_RTT_SET_RIPAS,
+    RMI_RTT_UNPROT_MAP,
+    RMI_RTT_UNPROT_UNMAP,
     RMI_VERSION,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -175,6 +179,9 @@ struct ModelRealm {
     ram: BTreeMap<u64, u64>,
     /// Level-3 IPAs whose RIPAS is DESTROYED (DATA unmapped from RAM).
     destroyed: BTreeSet<u64>,
+    /// Level-3 entries of the unprotected half mapping NS granules, by
+    /// IPA: the granule and whether it is writable.
+    ns: BTreeMap<u64, (Granule, bool)>,
     /// RECs created so far (the next REC's index; never goes down).
     rec_count: u64,
     /// RECs alive: `REALM_DESTROY` waits for none.
@@ -578,6 +585,17 @@ impl Rmm {
             .realms
             .get(&rd)
             .map(|r| r.ram.iter().map(|(s, e)| (*s, *e)).collect())
+            .unwrap_or_default()
+    }
+
+    /// NS pages mapped at unprotected IPAs of realm `rd`: (IPA, granule,
+    /// writable).
+    pub(crate) fn realm_ns(&self, rd: Granule) -> Vec<(u64, Granule, bool)> {
+        self.state
+            .borrow()
+            .realms
+            .get(&rd)
+            .map(|r| r.ns.iter().map(|(ipa, (g, w))| (*ipa, *g, *w)).collect())
             .unwrap_or_default()
     }
 
@@ -1245,6 +1263,7 @@ impl Rmm {
                 data: BTreeMap::new(),
                 ram: BTreeMap::new(),
                 destroyed: BTreeSet::new(),
+                ns: BTreeMap::new(),
                 rec_count: 0,
                 rec_refs: 0,
             },
@@ -1500,8 +1519,11 @@ impl Rmm {
                         }
                     }
                     r.data.remove(&addr);
-                    r.clear_ram(addr, next);
-                    r.destroyed.insert(addr);
+                    // RAM (and DESTROYED) become DESTROYED; EMPTY stays.
+                    if r.is_ram(addr, next) || r.destroyed.contains(&addr) {
+                        r.clear_ram(addr, next);
+                        r.destroyed.insert(addr);
+                    }
                     r.table_live(addr, level, -1);
                     mem.borrow_mut().set_state(g, GranuleState::Delegated);
                 }
@@ -1513,6 +1535,190 @@ impl Rmm {
                 // Size 0 (4 KiB), count [11:2], PA [51:12].
                 out.0[2] = first | (n << 2);
             }
+            out
+        })
+    }
+
+    /// `RMI_RTT_DATA_MAP` (`unprot` false) and `RMI_RTT_UNPROT_MAP` over
+    /// `[x2, x3)`, x4 = flags, x5 = one descriptor (SINGLE; LIST and blocks
+    /// are not modelled). The walk must reach level 3 (else `RMI_ERROR_RTT`
+    /// with the level reached); from there, one granule per entry to the
+    /// end of the table, the descriptor or the range. DATA: the range is in
+    /// PAR, granules DELEGATED, entries unassigned (or mapping the same
+    /// granule), keeping their RIPAS. UNPROT: outside PAR, x4 [22:19] the
+    /// permissions, entries unassigned or identical. Any progress is
+    /// `RMI_SUCCESS` with x1 = where it stopped.
+    fn rtt_map(&self, args: &SmcRegs, unprot: bool) -> SmcRegs {
+        let (base, top, flags, desc) = (args.x(2), args.x(3), args.x(4), args.x(5));
+        let mem = Rc::clone(&self.mem);
+        self.with_realm(args, |r, _| {
+            if !matches!(r.state, RealmState::New | RealmState::Active) {
+                return status(RmiStatus::ErrorRealm);
+            }
+            let desc = RmiAddrRangeDesc(desc);
+            let protected_top = 1u64 << (r.s2sz - 1);
+            let in_par = top <= protected_top;
+            let outside_par = base >= protected_top && top <= 1u64 << r.s2sz;
+            // S2AP: write [19], read [20], [22:21] SBZ; memattr [18:16].
+            let s2ap = (flags >> 19) & 0xf;
+            let bad_flags = if unprot {
+                s2ap & !0b11 != 0 || (flags >> 16) & 0x7 == 0b100
+            } else {
+                false
+            };
+            if top <= base
+                || flags & 0b11 != 1
+                || bad_flags
+                || desc.size() != RmiBlockSize::Page
+                || desc.count() == 0
+                || (!unprot && desc.state() != RmiMemState::Delegated)
+                || base % GRANULE_SIZE != 0
+                || top % GRANULE_SIZE != 0
+                || (if unprot { !outside_par } else { !in_par })
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            let Some(leaf) = RttLevel::new(3) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            let reached = r.walk(base, leaf);
+            if reached < leaf {
+                return rtt_error(reached);
+            }
+            let end = r.table_end(base, leaf);
+            let write = s2ap & 1 != 0;
+            let mut addr = base;
+            let mut result = status(RmiStatus::Success);
+            for i in 0..desc.count() {
+                let g = Granule::new(desc.base().pa() + i * GRANULE_SIZE);
+                let Some(g) = g.filter(|_| addr < end && addr + GRANULE_SIZE <= top) else {
+                    if addr + GRANULE_SIZE > top {
+                        result = rtt_error(leaf);
+                    }
+                    break;
+                };
+                if unprot {
+                    match r.ns.get(&addr) {
+                        Some(&(mapped, w)) if mapped == g && w == write => {}
+                        Some(_) => {
+                            result = rtt_error(leaf);
+                            break;
+                        }
+                        None => {
+                            r.ns.insert(addr, (g, write));
+                            r.table_live(addr, leaf, 1);
+                        }
+                    }
+                } else {
+                    match r.data.get(&addr) {
+                        Some(&mapped) if mapped == g => {}
+                        Some(_) => {
+                            result = rtt_error(leaf);
+                            break;
+                        }
+                        None if mem.borrow().state(g) != Some(GranuleState::Delegated) => {
+                            result = status(RmiStatus::ErrorInput);
+                            break;
+                        }
+                        None => {
+                            mem.borrow_mut().scrub(g);
+                            mem.borrow_mut().set_state(g, GranuleState::InUse);
+                            r.data.insert(addr, g);
+                            r.table_live(addr, leaf, 1);
+                        }
+                    }
+                }
+                addr += GRANULE_SIZE;
+            }
+            if addr > base {
+                result = status(RmiStatus::Success);
+                result.0[1] = addr;
+            }
+            result
+        })
+    }
+
+    /// `RMI_RTT_UNPROT_UNMAP` over `[x2, x3)` (outside PAR), x4 = flags
+    /// (NONE only). As `RMI_RTT_DATA_UNMAP`: within the leaf table the walk
+    /// lands in, non-live entries are skipped and NS mappings removed; a
+    /// table or an entry crossing x3 ends the run (`RMI_ERROR_RTT` if it is
+    /// the first). x1 = where it stopped.
+    fn rtt_unprot_unmap(&self, args: &SmcRegs) -> SmcRegs {
+        let (base, top, flags, oaddr) = (args.x(2), args.x(3), args.x(4), args.x(5));
+        self.with_realm(args, |r, _| {
+            let protected_top = 1u64 << (r.s2sz - 1);
+            if flags != 0
+                || oaddr != 0
+                || top <= base
+                || base % GRANULE_SIZE != 0
+                || top % GRANULE_SIZE != 0
+                || base < protected_top
+                || top > 1u64 << r.s2sz
+            {
+                return status(RmiStatus::ErrorInput);
+            }
+            let (level, end) = match r.range_walk(base) {
+                Ok(walked) => walked,
+                Err(out) => return out,
+            };
+            let size = level.entry_size();
+            let mut addr = base;
+            while addr < end {
+                let next = addr + size;
+                if next > top || r.is_table(addr, level) {
+                    if addr == base {
+                        return rtt_error(level);
+                    }
+                    break;
+                }
+                if level.get() == 3 && r.ns.remove(&addr).is_some() {
+                    r.table_live(addr, level, -1);
+                }
+                addr = next;
+            }
+            let mut out = status(RmiStatus::Success);
+            out.0[1] = addr;
+            out
+        })
+    }
+
+    /// `RMI_RTT_READ_ENTRY` of x2 at level x3: x1 = the level the walk
+    /// reached, x2 = the state, x3 = the output address, x4 = the RIPAS.
+    fn rtt_read_entry(&self, args: &SmcRegs) -> SmcRegs {
+        let (ipa, level) = (args.x(2), args.x(3));
+        self.with_realm(args, |r, _| {
+            // CAST: Two's complement level argument.
+            let Some(level) = i8::try_from(level as i64).ok().and_then(RttLevel::new) else {
+                return status(RmiStatus::ErrorInput);
+            };
+            if level < r.start || ipa >= 1u64 << r.s2sz || ipa % level.entry_size() != 0 {
+                return status(RmiStatus::ErrorInput);
+            }
+            let reached = r.walk(ipa, level);
+            let at = ipa & !(reached.entry_size() - 1);
+            let next = at + reached.entry_size();
+            let ripas = if r.destroyed.contains(&at) {
+                2
+            } else if r.is_ram(at, next) {
+                1
+            } else {
+                0
+            };
+            let (state, addr) = if r.is_table(at, reached) {
+                (2, 0)
+            } else if let Some(g) = r.data.get(&at).filter(|_| reached.get() == 3) {
+                (1, g.pa())
+            } else if let Some((g, _)) = r.ns.get(&at).filter(|_| reached.get() == 3) {
+                (1, g.pa())
+            } else {
+                (0, 0)
+            };
+            let mut out = status(RmiStatus::Success);
+            // CAST: Two's complement level.
+            out.0[1] = reached.get() as i64 as u64;
+            out.0[2] = state;
+            out.0[3] = addr;
+            out.0[4] = if at >= 1u64 << (r.s2sz - 1) { 0 } else { ripas };
             out
         })
     }
@@ -1633,6 +1839,10 @@ impl SmcConduit for Rmm {
             RMI_RTT_CREATE => self.rtt_create(args),
             RMI_RTT_DATA_MAP_INIT => self.rtt_data_map_init(args),
             RMI_RTT_DATA_UNMAP => self.rtt_data_unmap(args),
+            RMI_RTT_DATA_MAP => self.rtt_map(args, false),
+            RMI_RTT_UNPROT_MAP => self.rtt_map(args, true),
+            RMI_RTT_UNPROT_UNMAP => self.rtt_unprot_unmap(args),
+            RMI_RTT_READ_ENTRY => self.rtt_read_entry(args),
             RMI_RTT_INIT_RIPAS => self.rtt_init_ripas(args),
             RMI_RTT_SET_RIPAS => self.rtt_set_ripas(args),
             RMI_RTT_DESTROY => self.rtt_take_out(args, true),

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A running realm's stage-2 faults: guest_memfd pages mapped at protected
+//! IPAs (`RMI_RTT_DATA_MAP`), the VMM's pages at unprotected ones
+//! (`RMI_RTT_UNPROT_MAP`, read-only until written), RTTs created on
+//! demand, and both unmapped again, with faults injected at every call.
+
+use std::collections::BTreeSet;
+
+use crate::addr::{
+    Granule,
+    Ipa,
+    RttLevel,
+    GRANULE_SIZE, //
+};
+use crate::data::{
+    GuestPageRef,
+    GuestPages, //
+};
+use crate::exit::FaultKind;
+use crate::granule::PageSource;
+use crate::mem::{
+    FakePages,
+    GranuleState, //
+};
+use crate::memory::{
+    map_protected,
+    map_shared,
+    map_with_rtts,
+    plan_fault,
+    protected_page_usable,
+    unmap_protected,
+    unmap_shared,
+    FaultPlan,
+    MapError,
+    RealmFault,
+    ServeError,
+    SlotFacts, //
+};
+use crate::model::Rmm;
+use crate::realm::{
+    realm_shape,
+    Realm,
+    RealmOptions, //
+};
+use crate::realm_tests::{
+    cfg,
+    qemu, //
+};
+use crate::rmi_smc::{
+    RmiFid,
+    RmiStatus,
+    RMI_GRANULE_RANGE_DELEGATE,
+    RMI_GRANULE_RANGE_UNDELEGATE,
+    RMI_RTT_CREATE,
+    RMI_RTT_DATA_MAP,
+    RMI_RTT_DATA_UNMAP,
+    RMI_RTT_DESTROY,
+    RMI_RTT_READ_ENTRY,
+    RMI_RTT_UNPROT_MAP,
+    RMI_RTT_UNPROT_UNMAP, //
+};
+use crate::support::{
+    assert_ownership,
+    host,
+    Ledger,
+    TestRmi, //
+};
+
+type TestRealm<'h> = Realm<'h, Rmm, FakePages, Ledger<'h>>;
+
+const MIB: u64 = 1 << 20;
+
+/// Where the unprotected half of a 40-bit realm starts.
+const SHARED: u64 = 1 << 39;
+
+fn ipa(a: u64) -> Ipa {
+    Ipa::new(a).expect("ipa")
+}
+
+/// An ACTIVE 40-bit realm on `h`, RIPAS RAM over its first 16 MiB.
+fn running(h: &TestRmi) -> TestRealm<'_> {
+    let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+    let mut realm = Realm::new(h, shape, Ledger::default());
+    realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
+    realm.init_ripas(ipa(0), ipa(16 * MIB)).expect("ripas");
+    realm.activate().expect("activate");
+    realm
+}
+
+/// Serves a protected fault at `at` with guest page `g` as the kernel
+/// does: a reference from guest_memfd, the map, the RTT on demand.
+fn fault_in(
+    h: &TestRmi,
+    realm: &mut TestRealm<'_>,
+    at: u64,
+    g: Granule,
+) -> Result<(), ServeError<()>> {
+    let rd = realm.rd().expect("rd");
+    let leaf = RttLevel::new(3).expect("leaf");
+    let mut realm_ref = Some(realm);
+    map_with_rtts(
+        || {
+            // guest_memfd hands out the page with a reference.
+            h.pages().get(g);
+            // SAFETY: The reference just taken is handed over.
+            let page = unsafe { GuestPageRef::adopt(h.pages(), g) };
+            map_protected(h, rd, ipa(at), page).map(|_| ())
+        },
+        || {
+            let realm = realm_ref.take().ok_or(())?;
+            realm.ensure_rtt(ipa(at), leaf).map_err(|_| ())
+        },
+    )
+}
+
+/// Everything is back: nothing delegated, allocated or leaked, and no
+/// guest page left.
+fn assert_all_back(h: &TestRmi) {
+    assert_ownership(h, &BTreeSet::new());
+    assert_eq!(h.leaked(), 0);
+    assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
+    assert!(h.smc().mem().allocated().is_empty(), "all freed");
+}
+
+#[test]
+fn protected_faults_map_guest_pages_with_the_rtt_on_demand() {
+    let h = host(Rmm::active());
+    let mut realm = running(&h);
+    let rd = realm.rd().expect("rd");
+    let pages = h.pages().guest_alloc(3).expect("pages");
+    let at = [5 * MIB, 5 * MIB + GRANULE_SIZE, 64 * MIB];
+
+    let creates = h.smc().calls(RMI_RTT_CREATE);
+    fault_in(&h, &mut realm, at[0], pages[0]).expect("first fault");
+    assert!(
+        h.smc().calls(RMI_RTT_CREATE) > creates,
+        "the leaf RTT came on demand"
+    );
+    let creates = h.smc().calls(RMI_RTT_CREATE);
+    fault_in(&h, &mut realm, at[1], pages[1]).expect("next page: the RTT is there");
+    assert_eq!(h.smc().calls(RMI_RTT_CREATE), creates);
+    // Outside the RAM the realm set up: mapped, still EMPTY (an access
+    // aborts in the realm).
+    fault_in(&h, &mut realm, at[2], pages[2]).expect("EMPTY IPA");
+    assert_eq!(
+        h.smc().realm_data(rd),
+        vec![(at[0], pages[0]), (at[1], pages[1]), (at[2], pages[2])]
+    );
+    for g in &pages {
+        assert_eq!(h.smc().mem().guest_page(*g).map(|p| p.refs), Some(1));
+        assert_eq!(h.smc().mem().state(*g), Some(GranuleState::InUse));
+    }
+    assert!(h.smc().realm_ram(rd).iter().all(|(_, e)| *e <= 16 * MIB));
+
+    // A second fault on a mapped page (another vCPU served it): nothing
+    // changes, the extra reference is put, and the page is usable.
+    assert_eq!(
+        fault_in(&h, &mut realm, at[0], pages[0]),
+        Err(ServeError::Map(MapError::Mapped))
+    );
+    assert_eq!(h.smc().mem().guest_page(pages[0]).map(|p| p.refs), Some(1));
+    assert_eq!(protected_page_usable(h.smc(), rd, ipa(at[0])), Ok(true));
+    assert_eq!(protected_page_usable(h.smc(), rd, ipa(at[2])), Ok(false));
+
+    // A hole punch takes the first page: DESTROYED. A new page maps, but
+    // the realm cannot use it until it asks for RAM again.
+    let done = unmap_protected(&h, rd, ipa(at[0]), ipa(at[1]), &mut || {}).expect("unmap");
+    assert_eq!((done.pages, done.leaked), (1, 0));
+    h.pages().guest_punch(pages[0]);
+    let fresh = h.pages().guest_alloc(1).expect("page")[0];
+    fault_in(&h, &mut realm, at[0], fresh).expect("remap");
+    assert_eq!(
+        fault_in(&h, &mut realm, at[0], fresh),
+        Err(ServeError::Map(MapError::Mapped))
+    );
+    assert_eq!(protected_page_usable(h.smc(), rd, ipa(at[0])), Ok(false));
+
+    // Teardown gives every page back.
+    realm.teardown_stage2(&mut || {}).expect("teardown");
+    for g in pages.iter().skip(1).chain([&fresh]) {
+        assert_eq!(h.smc().mem().guest_page(*g).map(|p| p.refs), Some(0));
+        h.pages().guest_punch(*g);
+    }
+    drop(realm);
+    assert_all_back(&h);
+}
+
+#[test]
+fn shared_faults_map_read_only_until_written() {
+    let h = host(Rmm::active());
+    let mut realm = running(&h);
+    let rd = realm.rd().expect("rd");
+    let leaf = RttLevel::new(3).expect("leaf");
+    let user = h.pages().alloc().expect("user page");
+    let pa = FakePages::granule(&user);
+    let alias = SHARED + 3 * MIB;
+
+    assert_eq!(
+        map_shared(h.smc(), rd, ipa(alias), pa, false),
+        Err(MapError::NeedRtt)
+    );
+    realm.ensure_rtt(ipa(alias), leaf).expect("rtt");
+    map_shared(h.smc(), rd, ipa(alias), pa, false).expect("read");
+    map_shared(h.smc(), rd, ipa(alias), pa, false).expect("the same again");
+    assert_eq!(h.smc().realm_ns(rd), vec![(alias, pa, false)]);
+    // A write to it: not over the read-only mapping; unmap, then map.
+    assert_eq!(
+        map_shared(h.smc(), rd, ipa(alias), pa, true),
+        Err(MapError::Mapped)
+    );
+    unmap_shared(
+        h.smc(),
+        rd,
+        ipa(alias),
+        ipa(alias + GRANULE_SIZE),
+        &mut || {},
+    )
+    .expect("unmap");
+    map_shared(h.smc(), rd, ipa(alias), pa, true).expect("write");
+    assert_eq!(h.smc().realm_ns(rd), vec![(alias, pa, true)]);
+    // Only the unprotected half.
+    assert!(matches!(
+        map_shared(h.smc(), rd, ipa(3 * MIB), pa, true),
+        Err(MapError::Rmi(e)) if e.status() == RmiStatus::ErrorInput
+    ));
+
+    // Unmapping the whole half skips regions without tables a block at a
+    // time; the page is never the RMM's.
+    let mut rescheds = 0;
+    let calls = h.smc().calls(RMI_RTT_UNPROT_UNMAP);
+    unmap_shared(h.smc(), rd, ipa(SHARED), ipa(1 << 40), &mut || {
+        rescheds += 1
+    })
+    .expect("all");
+    let calls = h.smc().calls(RMI_RTT_UNPROT_UNMAP) - calls;
+    assert!(calls < 2000, "{calls} calls to unmap 512 GiB");
+    assert_eq!(rescheds, calls);
+    assert!(h.smc().realm_ns(rd).is_empty());
+    assert_eq!(h.smc().mem().state(pa), Some(GranuleState::Ns));
+
+    // Teardown unmaps what is still mapped, so the RTTs can go.
+    map_shared(h.smc(), rd, ipa(alias), pa, true).expect("again");
+    realm.teardown_stage2(&mut || {}).expect("teardown");
+    drop(realm);
+    drop(user);
+    assert_all_back(&h);
+}
+
+#[test]
+fn fault_plans() {
+    let gmem = SlotFacts {
+        gmem: true,
+        readonly: false,
+        private: true,
+    };
+    let fault = |protected: bool, kind: FaultKind, write: Option<bool>| RealmFault {
+        gpa: 0x1000,
+        protected,
+        kind,
+        write,
+    };
+    let shared_only = SlotFacts {
+        gmem: false,
+        ..gmem
+    };
+    let made_shared = SlotFacts {
+        private: false,
+        ..gmem
+    };
+    let readonly = SlotFacts {
+        readonly: true,
+        ..gmem
+    };
+    let t = FaultKind::Translation;
+    let cases = [
+        // Protected: guest_memfd, while private.
+        (fault(true, t, None), Some(gmem), FaultPlan::MapProtected),
+        (
+            fault(true, t, None),
+            Some(made_shared),
+            FaultPlan::MemoryFault { private: true },
+        ),
+        (
+            fault(true, t, None),
+            Some(shared_only),
+            FaultPlan::MemoryFault { private: true },
+        ),
+        (
+            fault(true, t, None),
+            None,
+            FaultPlan::MemoryFault { private: true },
+        ),
+        (
+            fault(true, FaultKind::Permission, None),
+            Some(gmem),
+            FaultPlan::MemoryFault { private: true },
+        ),
+        // Shared: the user mapping, whatever the attribute.
+        (
+            fault(false, t, None),
+            Some(gmem),
+            FaultPlan::MapShared {
+                write: false,
+                replace: false,
+            },
+        ),
+        (
+            fault(false, t, Some(false)),
+            Some(made_shared),
+            FaultPlan::MapShared {
+                write: false,
+                replace: false,
+            },
+        ),
+        (
+            fault(false, t, Some(true)),
+            Some(shared_only),
+            FaultPlan::MapShared {
+                write: true,
+                replace: false,
+            },
+        ),
+        (
+            fault(false, FaultKind::Permission, None),
+            Some(gmem),
+            FaultPlan::MapShared {
+                write: true,
+                replace: true,
+            },
+        ),
+        (fault(false, t, Some(true)), None, FaultPlan::Emulate),
+        (fault(false, t, None), None, FaultPlan::Emulate),
+        // Read-only memslots: reads map, writes are emulated.
+        (
+            fault(false, t, Some(false)),
+            Some(readonly),
+            FaultPlan::MapShared {
+                write: false,
+                replace: false,
+            },
+        ),
+        (
+            fault(false, t, Some(true)),
+            Some(readonly),
+            FaultPlan::Emulate,
+        ),
+        (
+            fault(false, FaultKind::Permission, None),
+            Some(readonly),
+            FaultPlan::Emulate,
+        ),
+        (
+            fault(false, FaultKind::Other, None),
+            Some(gmem),
+            FaultPlan::MemoryFault { private: false },
+        ),
+    ];
+    for (f, slot, want) in cases {
+        assert_eq!(plan_fault(&f, slot), want, "{f:?} {slot:?}");
+    }
+}
+
+/// A running realm's memory life: a protected and a shared fault, a
+/// write upgrade, a hole punch, teardown; errors are ignored (the caller
+/// injects them and checks what is left).
+fn scenario(h: &TestRmi) {
+    let shape = realm_shape(&qemu(), cfg(40, false)).expect("shape");
+    let mut realm = Realm::new(h, shape, Ledger::default());
+    let pages = h.pages().guest_alloc(2).expect("pages");
+    let user = h.pages().alloc().expect("user page");
+    let pa = FakePages::granule(&user);
+    let leaf = RttLevel::new(3).expect("leaf");
+    let ok = realm.create(&qemu(), RealmOptions::default()).is_ok()
+        && realm.init_ripas(ipa(0), ipa(4 * MIB)).is_ok()
+        && realm.activate().is_ok();
+    if let (true, Some(rd)) = (ok, realm.rd()) {
+        for (i, g) in pages.iter().enumerate() {
+            let _ = fault_in(h, &mut realm, MIB + i as u64 * GRANULE_SIZE, *g);
+        }
+        let _ = fault_in(h, &mut realm, MIB, pages[0]);
+        let _ = protected_page_usable(h.smc(), rd, ipa(MIB));
+        let alias = ipa(SHARED + MIB);
+        let _ = realm.ensure_rtt(alias, leaf);
+        let _ = map_shared(h.smc(), rd, alias, pa, false);
+        let _ = unmap_shared(h.smc(), rd, alias, ipa(SHARED + 2 * MIB), &mut || {});
+        let _ = map_shared(h.smc(), rd, alias, pa, true);
+        let _ = unmap_protected(h, rd, ipa(MIB), ipa(MIB + GRANULE_SIZE), &mut || {});
+        h.pages().guest_punch(pages[0]);
+        let _ = realm.teardown_stage2(&mut || {});
+        let _ = realm.destroy(&mut || {});
+    }
+    drop(realm);
+    for g in &pages {
+        h.pages().guest_punch(*g);
+    }
+    drop(user);
+}
+
+/// The RMM fails call `nth` of `fid`, once: no page is freed or touched
+/// while delegated, and a guest page outlives its hole punch only if it is
+/// leaked (its reference kept, counted).
+#[test]
+fn faults_at_every_call_site_of_the_fault_paths() {
+    let fids: [RmiFid; 8] = [
+        RMI_GRANULE_RANGE_DELEGATE,
+        RMI_GRANULE_RANGE_UNDELEGATE,
+        RMI_RTT_CREATE,
+        RMI_RTT_DATA_MAP,
+        RMI_RTT_READ_ENTRY,
+        RMI_RTT_UNPROT_MAP,
+        RMI_RTT_UNPROT_UNMAP,
+        RMI_RTT_DATA_UNMAP,
+    ];
+    let h = host(Rmm::active());
+    scenario(&h);
+    assert_all_back(&h);
+    assert!(h.smc().calls(RMI_RTT_DESTROY) > 0);
+    let mut injected = 0;
+    for fid in fids {
+        let total = h.smc().calls(fid);
+        assert!(total > 0, "{fid:?} is exercised");
+        for nth in 0..total {
+            for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRtt] {
+                let f = host(Rmm::active());
+                f.smc().fail_call(fid, nth, status, 3);
+                scenario(&f);
+                assert_eq!(f.smc().injected_pending(), 0, "{fid:?} #{nth} was reached");
+                injected += 1;
+                assert_ownership(&f, &BTreeSet::new());
+                let mem = f.smc().mem();
+                assert_eq!(mem.violations(), &[], "{fid:?} #{nth} {status:?}");
+                assert!(
+                    mem.guest_pages() as u64 <= f.leaked(),
+                    "{fid:?} #{nth} {status:?}: {} guest pages kept, {} leaked",
+                    mem.guest_pages(),
+                    f.leaked()
+                );
+            }
+        }
+    }
+    assert!(injected > 30, "{injected} runs");
+}
