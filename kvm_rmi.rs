@@ -51,6 +51,7 @@ mod populate;
               (unmapped tables stay until teardown)"
 )]
 mod realm;
+mod realm_fault;
 mod realm_vcpu;
 mod realm_vm;
 mod rec;

@@ -37,6 +37,11 @@ use crate::exit::{
     RmiExitReason, //
 };
 use crate::granule::PageSource;
+use crate::memory::RealmFault;
+use crate::realm_fault::{
+    serve_fault,
+    Served, //
+};
 use crate::realm_vm::RealmVm;
 use crate::rmi_cmds::rec_enter;
 use crate::rmi_smc::{
@@ -249,13 +254,24 @@ impl RecVcpu {
         run.rec.entered(Ok(&decoded)).map_err(|_| EINVAL)?;
         match decoded {
             RecExit::Interrupt | RecExit::ExternalAbort | RecExit::SError => Ok(RunNext::Enter),
-            RecExit::SharedFault { gpa, access, .. } => {
-                if vcpu.has_memslot(gpa >> GRANULE_SHIFT) {
-                    // Shared memory is mapped with the realm's stage-2
-                    // faults (issue 5); until then the VMM is told.
-                    vcpu.exit_memory_fault(gpa, GRANULE_SIZE, false);
-                    return Err(EFAULT);
+            RecExit::SharedFault { gpa, kind, access } => {
+                // Memory is mapped without `run`: it may sleep long.
+                drop(run);
+                let fault = RealmFault {
+                    gpa,
+                    protected: false,
+                    kind,
+                    write: access.map(|a| a.write),
+                };
+                match serve_fault(vcpu, vm, &fault)? {
+                    Served::Mapped => return Ok(RunNext::Enter),
+                    Served::MemoryFault { private } => {
+                        vcpu.exit_memory_fault(gpa, GRANULE_SIZE, private);
+                        return Err(EFAULT);
+                    }
+                    Served::Emulate => {}
                 }
+                let mut run = self.run.lock();
                 let Some(a) = access else {
                     // No syndrome to emulate from: the coco policy.
                     run.rec.inject_sea().map_err(|_| EINVAL)?;
@@ -274,11 +290,26 @@ impl RecVcpu {
                 vcpu.exit_mmio(a.gpa, a.len, a.write, a.data);
                 Ok(RunNext::Userspace)
             }
-            RecExit::ProtectedFault { ipa, .. } => {
-                // Private memory is mapped on demand by issue 5; until then
-                // only populated memory is mapped, and the VMM is told.
-                vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);
-                Err(EFAULT)
+            RecExit::ProtectedFault { ipa, kind, .. } => {
+                drop(run);
+                let fault = RealmFault {
+                    gpa: ipa,
+                    protected: true,
+                    kind,
+                    write: None,
+                };
+                match serve_fault(vcpu, vm, &fault)? {
+                    Served::Mapped => Ok(RunNext::Enter),
+                    Served::MemoryFault { private } => {
+                        vcpu.exit_memory_fault(ipa, GRANULE_SIZE, private);
+                        Err(EFAULT)
+                    }
+                    // Nothing is emulated at protected IPAs.
+                    Served::Emulate => {
+                        vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);
+                        Err(EFAULT)
+                    }
+                }
             }
             // KVM's handlers run without `run` held: one may call back
             // into this vCPU's state (`kvm_inject_sea()`).

@@ -45,6 +45,7 @@ use crate::addr::{
     Granule,
     GranuleRange,
     Ipa,
+    RttLevel,
     GRANULE_SHIFT, //
 };
 use crate::gpf::{
@@ -56,6 +57,7 @@ use crate::granule::GranuleSet;
 use crate::memory::{
     check_memslot,
     unmap_protected,
+    unmap_shared,
     SlotChange,
     SlotLayout, //
 };
@@ -330,6 +332,31 @@ impl RealmVm {
         }
     }
 
+    /// Its number in reports.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The RD, once created.
+    pub(crate) fn rd(&self) -> Option<Granule> {
+        Granule::new(self.rd.load(Ordering::Acquire)).filter(|g| g.pa() != 0)
+    }
+
+    /// The unprotected bit of the VM's IPA space: the top one.
+    pub(crate) fn shared_bit(&self, kvm: &Kvm) -> u64 {
+        1u64 << (kvm.ipa_bits().saturating_sub(1) & 63)
+    }
+
+    /// Creates the level-3 RTT for `ipa` (and the tables above it) if
+    /// missing, for a stage-2 fault.
+    pub(crate) fn ensure_leaf_rtt(&self, kvm: &Kvm, ipa: Ipa) -> Result {
+        let leaf = RttLevel::new(3).ok_or(EINVAL)?;
+        let mut realm = self.realm.lock();
+        realm
+            .ensure_rtt(ipa, leaf)
+            .map_err(|e| self.fail(kvm, &realm, "creating an RTT", e))
+    }
+
     /// The REC with index `index` (that of vCPU `index`).
     pub(crate) fn rec_granule(&self, index: u64) -> Option<Granule> {
         let i = usize::try_from(index).ok()?;
@@ -428,10 +455,42 @@ impl RealmVm {
         })
     }
 
+    /// Unmaps the NS pages mapped at the unprotected aliases of protected
+    /// IPAs `[start, end)`, under `mmu_lock` held for writing.
+    fn unmap_shared(&self, kvm: &Kvm, start: u64, end: u64, may_block: bool) {
+        let Some(rd) = self.rd() else {
+            return;
+        };
+        // The aliases of `[start, end)`, clipped to the protected half.
+        let shared = self.shared_bit(kvm);
+        let alias = |a: u64| a.min(shared).checked_add(shared).and_then(Ipa::new);
+        let (Some(base), Some(top)) = (alias(start), alias(end)) else {
+            return;
+        };
+        if base.get() >= top.get() {
+            return;
+        }
+        let mut resched = || {
+            if may_block {
+                kvm.mmu_cond_resched();
+            }
+        };
+        if let Err(e) = unmap_shared(RMI.smc(), rd, base, top, &mut resched) {
+            pr_err!(
+                "realm {}: unmapping [{:#x}, {:#x}) failed: {}\n",
+                self.id,
+                base.get(),
+                top.get(),
+                Shown(e)
+            );
+            kvm.mark_dead();
+        }
+    }
+
     /// Unmaps and gives back the guest pages of protected IPAs
     /// `[start, end)`, under `mmu_lock` held for writing.
     fn unmap_protected(&self, kvm: &Kvm, start: u64, end: u64, may_block: bool) {
-        let Some(rd) = Granule::new(self.rd.load(Ordering::Acquire)).filter(|g| g.pa() != 0) else {
+        let Some(rd) = self.rd() else {
             return;
         };
         let protected_top = 1u64 << (kvm.ipa_bits() - 1);
@@ -460,10 +519,9 @@ impl RealmVm {
     }
 
     /// Sets RIPAS RAM over every guest_memfd memslot (before activation).
-    fn init_ripas(&self, kvm: &Kvm, realm: &mut KernelRealm) -> Result {
-        let slots = kvm.lock_slots();
+    fn init_ripas(&self, kvm: &Kvm, slots: &SlotsLockGuard<'_>, realm: &mut KernelRealm) -> Result {
         let mut failed = None;
-        kvm.walk_memslots(&slots, |slot: &MemSlot| {
+        kvm.walk_memslots(slots, |slot: &MemSlot| {
             if !slot.has_gmem() {
                 return Ok(());
             }
@@ -770,6 +828,8 @@ impl RealmOps for RealmProvider {
             pr_info!("realm {} not activated: no in-kernel vGICv3\n", vm.id);
             return Err(EINVAL);
         }
+        // Lock order: the memslots (for RIPAS) before the realm.
+        let slots = kvm.lock_slots();
         let mut realm = vm.realm.lock();
         // Lazy: the first populate may have created it already.
         vm.create(kvm, &mut realm)
@@ -777,7 +837,7 @@ impl RealmOps for RealmProvider {
         // The first vCPU to run activates the realm, with a REC for every
         // vCPU (none can be added once a vCPU has run).
         if realm.state() == RealmState::New {
-            vm.init_ripas(kvm, &mut realm)?;
+            vm.init_ripas(kvm, &slots, &mut realm)?;
             vm.create_recs(kvm, &realm)?;
         }
         realm
@@ -889,23 +949,31 @@ impl RealmOps for RealmProvider {
     }
 
     fn vm_unmap_gfn_range(kvm: &Kvm, vm: Pin<&RealmVm>, range: &GfnRange) -> bool {
-        // Only guest_memfd pages are mapped (the shared side comes with
-        // stage-2 faults).
+        let (start, end) = (range.start(), range.end());
+        let (Some(s), Some(e)) = (
+            start.checked_shl(GRANULE_SHIFT),
+            end.checked_shl(GRANULE_SHIFT),
+        ) else {
+            return false;
+        };
+        // guest_memfd invalidations take the protected pages; MMU
+        // notifiers of the user mapping, the shared aliases; attribute
+        // changes, the side the frames leave.
         if range.private() {
-            let (start, end) = (range.start(), range.end());
-            if let (Some(s), Some(e)) = (
-                start.checked_shl(GRANULE_SHIFT),
-                end.checked_shl(GRANULE_SHIFT),
-            ) {
-                vm.unmap_protected(kvm, s, e, range.may_block());
-            }
+            vm.unmap_protected(kvm, s, e, range.may_block());
+        }
+        if range.shared() {
+            vm.unmap_shared(kvm, s, e, range.may_block());
         }
         // The RMM invalidates the realm's TLB entries itself.
         false
     }
 
     fn vm_stage2_unmap_range(kvm: &Kvm, vm: Pin<&RealmVm>, start: u64, size: u64, may_block: bool) {
-        vm.unmap_protected(kvm, start, start.saturating_add(size), may_block);
+        // A memslot goes (or moves): both of its halves.
+        let end = start.saturating_add(size);
+        vm.unmap_protected(kvm, start, end, may_block);
+        vm.unmap_shared(kvm, start, end, may_block);
     }
 
     fn prepare_memory_region(

@@ -708,16 +708,6 @@ impl Ripas {
             _ => None,
         }
     }
-
-    /// The `RmiRipas` encoding.
-    pub(crate) const fn raw(self) -> u64 {
-        match self {
-            Self::Empty => 0,
-            Self::Ram => 1,
-            Self::Destroyed => 2,
-            Self::Dev => 3,
-        }
-    }
 }
 
 /// The state of an RTT entry (`RmiRttEntryState`).

@@ -225,6 +225,147 @@ impl Kvm {
         // SAFETY: The VM is live, and the lock is held as above.
         unsafe { bindings::kvm_mmu_cond_resched(self.as_raw()) };
     }
+
+    /// Enters a read-side section of the VM's `srcu`, in which memslots
+    /// can be looked up.
+    pub fn srcu_read_lock(&self) -> SrcuReadGuard<'_> {
+        // SAFETY: The VM is live, so is its `srcu`.
+        let idx = unsafe { bindings::srcu_read_lock(&raw mut (*self.as_raw()).srcu) };
+        // INVARIANT: Entered just above, with this index.
+        SrcuReadGuard { kvm: self, idx }
+    }
+
+    /// The count of MMU invalidations, to read before looking up the page
+    /// a stage-2 fault maps: [`MmuWriteGuard::must_retry`] then tells
+    /// whether an invalidation ran meanwhile.
+    pub fn mmu_invalidate_seq(&self) -> u64 {
+        // SAFETY: The VM is live.
+        let seq = unsafe { bindings::kvm_mmu_invalidate_seq_read(self.as_raw()) };
+        // CAST: `unsigned long` is 64 bits wide on arm64.
+        seq as u64
+    }
+
+    /// Whether guest frame `gfn` has the PRIVATE memory attribute.
+    pub fn mem_is_private(&self, gfn: u64) -> bool {
+        // SAFETY: The VM is live; the attributes are read under RCU.
+        unsafe { bindings::kvm_mem_is_private(self.as_raw(), gfn) }
+    }
+
+    /// Takes the VM's `mmu_lock` for writing. Sleeping is not allowed
+    /// until the guard drops.
+    pub fn mmu_write_lock(&self) -> MmuWriteGuard<'_> {
+        // SAFETY: The VM is live, so is its lock.
+        unsafe { bindings::kvm_mmu_write_lock(self.as_raw()) };
+        // INVARIANT: Taken just above.
+        MmuWriteGuard { kvm: self }
+    }
+}
+
+/// A read-side section of a VM's `srcu`.
+///
+/// # Invariants
+///
+/// This thread is in a read-side section of `kvm`'s `srcu`, entered with
+/// index `idx`, until this value drops.
+pub struct SrcuReadGuard<'a> {
+    kvm: &'a Kvm,
+    idx: c_int,
+}
+
+impl SrcuReadGuard<'_> {
+    /// The memslot holding guest frame `gfn` (`gfn_to_memslot()`), if any.
+    pub fn memslot(&self, gfn: u64) -> Option<&MemSlot> {
+        // SAFETY: The VM is live, and in an `srcu` section (type invariant).
+        let slot = unsafe { bindings::gfn_to_memslot(self.kvm.as_raw(), gfn) };
+        // SAFETY: Memslots are freed only after an `srcu` grace period, so
+        // this one stays as it is while `self` is borrowed.
+        (!slot.is_null()).then(|| unsafe { MemSlot::from_raw(slot) })
+    }
+}
+
+impl Drop for SrcuReadGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Entered with `idx` (type invariant), left once, here.
+        unsafe { bindings::srcu_read_unlock(&raw mut (*self.kvm.as_raw()).srcu, self.idx) };
+    }
+}
+
+/// A VM's `mmu_lock`, held for writing.
+///
+/// # Invariants
+///
+/// `kvm`'s `mmu_lock` is held for writing by this thread until this value
+/// drops.
+pub struct MmuWriteGuard<'a> {
+    kvm: &'a Kvm,
+}
+
+impl MmuWriteGuard<'_> {
+    /// Whether an MMU invalidation that may cover `gfn` ran, or is
+    /// running, since [`Kvm::mmu_invalidate_seq`] returned `seq`: the page
+    /// looked up meanwhile must not be mapped.
+    pub fn must_retry(&self, seq: u64, gfn: u64) -> bool {
+        // CAST: `unsigned long` is 64 bits wide on arm64.
+        // SAFETY: The lock is held (type invariant).
+        unsafe { bindings::kvm_mmu_invalidate_retry_gfn(self.kvm.as_raw(), seq as c_ulong, gfn) }
+    }
+}
+
+impl Drop for MmuWriteGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Held (type invariant), and released once, here.
+        unsafe { bindings::kvm_mmu_write_unlock(self.kvm.as_raw()) };
+    }
+}
+
+/// A page of a memslot's user mapping a stage-2 fault is to map, looked up
+/// with `__kvm_faultin_pfn()`: it holds a reference on the page (if the
+/// memory has `struct page`s), dropped with [`UserPage::release`] once the
+/// page is mapped, or on drop.
+///
+/// # Invariants
+///
+/// `page` is null or a page on which this value holds one reference.
+pub struct UserPage<'a> {
+    kvm: &'a Kvm,
+    pfn: u64,
+    writable: bool,
+    page: *mut bindings::page,
+}
+
+impl UserPage<'_> {
+    /// The page frame.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// Whether the user mapping lets the page be written.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether it is ordinary memory, with a `struct page` (not device
+    /// memory of a `VM_PFNMAP` mapping).
+    pub fn is_normal_memory(&self) -> bool {
+        !self.page.is_null()
+    }
+
+    /// Drops the reference after the page was mapped (`dirty`: writable
+    /// by the guest), under `mmu_lock` (`kvm_release_faultin_page()`).
+    pub fn release(self, _mmu: &MmuWriteGuard<'_>, dirty: bool) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: The reference this value holds (type invariant), dropped
+        // once: `this` does not drop; `mmu_lock` is held (`_mmu`).
+        unsafe { bindings::kvm_release_faultin_page(this.kvm.as_raw(), this.page, false, dirty) };
+    }
+}
+
+impl Drop for UserPage<'_> {
+    fn drop(&mut self) {
+        // Not mapped: drop the reference as unused.
+        // SAFETY: The reference this value holds (type invariant), dropped once.
+        unsafe { bindings::kvm_release_faultin_page(self.kvm.as_raw(), self.page, true, false) };
+    }
 }
 
 /// KVM's `slots_lock` of a VM, held.
@@ -330,7 +471,63 @@ impl MemSlot {
     pub fn logs_dirty_pages(&self) -> bool {
         self.raw().flags & bindings::KVM_MEM_LOG_DIRTY_PAGES != 0
     }
+
+    /// Whether the guest may only read it.
+    pub fn readonly(&self) -> bool {
+        self.raw().flags & bindings::KVM_MEM_READONLY != 0
+    }
+
+    /// The guest_memfd page of guest frame `gfn` of this memslot of `kvm`
+    /// (`kvm_gmem_get_pfn()`), allocated and zeroed if new. Returns its
+    /// frame, with one page reference that the caller now owns.
+    pub fn gmem_pfn(&self, kvm: &Kvm, gfn: u64) -> Result<u64> {
+        let (mut pfn, mut page, mut max_order) = (0, core::ptr::null_mut(), 0);
+        // SAFETY: The VM is live; this memslot is fixed while referenced
+        // (type invariant); the out-pointers are valid.
+        to_result(unsafe {
+            bindings::kvm_gmem_get_pfn(
+                kvm.as_raw(),
+                self.0.get(),
+                gfn,
+                &mut pfn,
+                &mut page,
+                &mut max_order,
+            )
+        })?;
+        Ok(pfn)
+    }
+
+    /// The page of this memslot's user mapping for guest frame `gfn`
+    /// (`__kvm_faultin_pfn()`), faulted in for writing if `write`. May
+    /// sleep.
+    pub fn user_page<'a>(&self, kvm: &'a Kvm, gfn: u64, write: bool) -> Result<UserPage<'a>> {
+        let (mut writable, mut page) = (false, core::ptr::null_mut());
+        let foll = if write { bindings::FOLL_WRITE } else { 0 };
+        // SAFETY: This memslot is fixed while referenced (type invariant);
+        // the out-pointers are valid.
+        let pfn = unsafe {
+            bindings::__kvm_faultin_pfn(self.0.get(), gfn, foll, &mut writable, &mut page)
+        };
+        // SAFETY: Only looks at the value.
+        if unsafe { bindings::kvm_is_error_noslot_pfn(pfn) } {
+            return Err(if pfn == KVM_PFN_ERR_HWPOISON {
+                crate::error::code::EHWPOISON
+            } else {
+                crate::error::code::EFAULT
+            });
+        }
+        // INVARIANT: `__kvm_faultin_pfn()` took a reference on `page` if not null.
+        Ok(UserPage {
+            kvm,
+            pfn,
+            writable,
+            page,
+        })
+    }
 }
+
+/// `KVM_PFN_ERR_HWPOISON`: the page is poisoned.
+const KVM_PFN_ERR_HWPOISON: u64 = (0x7ff << 52) + 1;
 
 /// A memslot change (`enum kvm_mr_change`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -624,16 +821,6 @@ impl Vcpu {
         // SAFETY: Locked just above with this index.
         unsafe { bindings::srcu_read_unlock(&raw mut (*kvm).srcu, idx) };
         r
-    }
-
-    /// Whether a memslot covers guest frame `gfn`.
-    pub fn has_memslot(&self, gfn: u64) -> bool {
-        let vcpu = self.as_raw();
-        self.with_srcu(|| {
-            // SAFETY: The live vCPU, under `srcu` (`with_srcu`).
-            let slot = unsafe { bindings::kvm_vcpu_gfn_to_memslot(vcpu, gfn) };
-            !slot.is_null()
-        })
     }
 
     /// Writes the low `len` bytes of `value` at `gpa` to an in-kernel MMIO

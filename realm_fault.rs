@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A realm's stage-2 faults in the kernel: guest_memfd pages at protected
+//! IPAs, the memslot's user pages at their unprotected aliases.
+//!
+//! Part of the kernel shell, over the core's `memory` plans and maps. The
+//! page is looked up under the VM's `srcu` and mapped under `mmu_lock`,
+//! unless an MMU invalidation ran meanwhile (KVM's `mmu_invalidate_seq`
+//! protocol), so that an unmap (hole punch, `madvise`, memslot deletion)
+//! never misses a page mapped while it ran. Missing RTTs are created under
+//! the realm's mutex, with neither `srcu` nor `mmu_lock` held.
+
+use kernel::{
+    kvm::{
+        Kvm,
+        Vcpu, //
+    },
+    prelude::*,
+};
+
+use crate::addr::{
+    Granule,
+    Ipa,
+    GRANULE_SHIFT,
+    GRANULE_SIZE, //
+};
+use crate::data::GuestPageRef;
+use crate::memory::{
+    map_protected,
+    map_shared,
+    map_with_rtts,
+    plan_fault,
+    protected_page_usable,
+    unmap_shared,
+    FaultPlan,
+    MapError,
+    RealmFault,
+    ServeError,
+    SlotFacts, //
+};
+use crate::realm_vm::RealmVm;
+use crate::rmi_smc::RmiError;
+use crate::{
+    Shown,
+    RMI, //
+};
+
+/// What became of a realm's stage-2 fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Mapped (or an invalidation raced, or another vCPU mapped it): enter
+    /// the realm again, which retries the access.
+    Mapped,
+    /// No memory there: emulate the access as MMIO.
+    Emulate,
+    /// The VMM is to make the frame private, or shared
+    /// (`KVM_EXIT_MEMORY_FAULT`).
+    MemoryFault {
+        /// The guest wanted it private.
+        private: bool,
+    },
+}
+
+/// Serves `fault` of vCPU `vcpu` of realm `vm`.
+///
+/// # Errors
+///
+/// An unexpected RMM answer kills the VM (`EIO`); out of memory for an RTT
+/// is `ENOMEM`.
+pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Result<Served> {
+    let kvm = vcpu.kvm();
+    let gfn = fault.gpa >> GRANULE_SHIFT;
+    let plan = {
+        let srcu = kvm.srcu_read_lock();
+        let facts = srcu.memslot(gfn).map(|slot| SlotFacts {
+            gmem: slot.has_gmem(),
+            readonly: slot.readonly(),
+            private: kvm.mem_is_private(gfn),
+        });
+        plan_fault(fault, facts)
+    };
+    let rd = vm.rd().ok_or(EINVAL)?;
+    let ipa = if fault.protected {
+        fault.gpa
+    } else {
+        fault.gpa | vm.shared_bit(kvm)
+    };
+    let ipa = Ipa::new(ipa).ok_or(EINVAL)?;
+    let served = match plan {
+        FaultPlan::Emulate => return Ok(Served::Emulate),
+        FaultPlan::MemoryFault { private } => return Ok(Served::MemoryFault { private }),
+        FaultPlan::MapProtected => map_with_rtts(
+            || map_private_page(kvm, rd, ipa, gfn),
+            || vm.ensure_leaf_rtt(kvm, ipa),
+        ),
+        FaultPlan::MapShared { write, replace } => map_with_rtts(
+            || map_user_page(kvm, rd, ipa, gfn, write, replace),
+            || vm.ensure_leaf_rtt(kvm, ipa),
+        ),
+    };
+    served.map_err(|e| match e {
+        ServeError::Grow(e) => e,
+        ServeError::Map(e) => {
+            // `NeedRtt` again, or `Mapped` right after an unmap: the RMM
+            // contradicts itself.
+            let e = match e {
+                MapError::Rmi(e) => Shown(e),
+                _ => Shown(RmiError::bad_output()),
+            };
+            pr_err!(
+                "realm {}: mapping IPA {:#x} failed: {}\n",
+                vm.id(),
+                ipa.get(),
+                e
+            );
+            kvm.mark_dead();
+            EIO
+        }
+    })
+}
+
+/// Maps the guest_memfd page of `gfn` at protected IPA `ipa` of realm
+/// `rd`, once.
+fn map_private_page(kvm: &Kvm, rd: Granule, ipa: Ipa, gfn: u64) -> Result<Served, MapError> {
+    let srcu = kvm.srcu_read_lock();
+    // The memslot may have gone since the plan.
+    let Some(slot) = srcu.memslot(gfn).filter(|s| s.has_gmem()) else {
+        return Ok(Served::MemoryFault { private: true });
+    };
+    let seq = kvm.mmu_invalidate_seq();
+    let Ok(pfn) = slot.gmem_pfn(kvm, gfn) else {
+        return Ok(Served::MemoryFault { private: true });
+    };
+    let granule = pfn
+        .checked_shl(GRANULE_SHIFT)
+        .and_then(Granule::new)
+        .ok_or(MapError::Rmi(RmiError::bad_output()))?;
+    // SAFETY: `kvm_gmem_get_pfn()` took one reference on the page; it is
+    // handed over.
+    let page = unsafe { GuestPageRef::adopt(RMI.pages(), granule) };
+    let mmu = kvm.mmu_write_lock();
+    if mmu.must_retry(seq, gfn) {
+        // `page` drops: the reference goes.
+        return Ok(Served::Mapped);
+    }
+    match map_protected(&RMI, rd, ipa, page) {
+        Ok(_) => Ok(Served::Mapped),
+        // Another vCPU mapped it; or the host unmapped a page the realm
+        // accepted (DESTROYED), which only the realm can take back.
+        Err(MapError::Mapped) => match protected_page_usable(RMI.smc(), rd, ipa) {
+            Ok(true) => Ok(Served::Mapped),
+            Ok(false) => Ok(Served::MemoryFault { private: true }),
+            Err(e) => Err(MapError::Rmi(e)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Maps the page of `gfn`'s user mapping at unprotected IPA `alias` of
+/// realm `rd`, once: writable if `write`, after unmapping what is there if
+/// `replace`.
+fn map_user_page(
+    kvm: &Kvm,
+    rd: Granule,
+    alias: Ipa,
+    gfn: u64,
+    write: bool,
+    replace: bool,
+) -> Result<Served, MapError> {
+    let srcu = kvm.srcu_read_lock();
+    let Some(slot) = srcu.memslot(gfn) else {
+        return Ok(Served::Emulate);
+    };
+    let seq = kvm.mmu_invalidate_seq();
+    let Ok(user) = slot.user_page(kvm, gfn, write) else {
+        return Ok(Served::MemoryFault { private: false });
+    };
+    // Device memory (a `VM_PFNMAP` mapping) is not given to realms.
+    if !user.is_normal_memory() {
+        return Ok(Served::MemoryFault { private: false });
+    }
+    let pa = user
+        .pfn()
+        .checked_shl(GRANULE_SHIFT)
+        .and_then(Granule::new)
+        .ok_or(MapError::Rmi(RmiError::bad_output()))?;
+    let writable = write && user.writable();
+    let mmu = kvm.mmu_write_lock();
+    if mmu.must_retry(seq, gfn) {
+        return Ok(Served::Mapped);
+    }
+    if replace {
+        let top = alias
+            .get()
+            .checked_add(GRANULE_SIZE)
+            .and_then(Ipa::new)
+            .ok_or(MapError::Rmi(RmiError::bad_output()))?;
+        unmap_shared(RMI.smc(), rd, alias, top, &mut || {}).map_err(MapError::Rmi)?;
+    }
+    match map_shared(RMI.smc(), rd, alias, pa, writable) {
+        Ok(()) => {
+            user.release(&mmu, writable);
+            Ok(Served::Mapped)
+        }
+        // Mapped meanwhile, by another vCPU: the access is retried.
+        Err(MapError::Mapped) if !replace => Ok(Served::Mapped),
+        Err(e) => Err(e),
+    }
+}
