@@ -93,6 +93,52 @@ static inline int vgic_v3_init(int fd)
 	return device_attr(fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, NULL);
 }
 
+/* A realm guest's fds: its VM, vGICv3, vCPUs, code memslot's guest_memfd. */
+struct guest_realm {
+	int vm, gic, gmem, vcpu[2];
+	/* The code memslot's userspace mapping, `size` bytes. */
+	void *shared;
+	__u64 size;
+};
+
+#define GUEST_REALM_INIT \
+	{ .vm = -1, .gic = -1, .gmem = -1, .vcpu = { -1, -1 }, .shared = MAP_FAILED }
+
+/* The realm VM (`ipa_bits` wide) with its vGICv3: 0 or -errno. */
+static inline int guest_realm_open(struct guest_realm *g, int kvm, unsigned int ipa_bits)
+{
+	g->vm = ioctl(kvm, KVM_CREATE_VM,
+		      KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(ipa_bits));
+	if (g->vm < 0)
+		return -errno;
+	g->gic = vgic_v3_create(g->vm);
+	return g->gic < 0 ? g->gic : 0;
+}
+
+/* vCPU `i`, initialised with PSCI 0.2 and `features`: 0 or -errno. */
+static inline int guest_realm_add_vcpu(struct guest_realm *g, int i, __u32 features)
+{
+	g->vcpu[i] = ioctl(g->vm, KVM_CREATE_VCPU, i);
+	if (g->vcpu[i] < 0)
+		return -errno;
+	return vcpu_init(g->vm, g->vcpu[i], features);
+}
+
+static inline void guest_realm_close(struct guest_realm *g)
+{
+	for (int i = 0; i < 2; i++)
+		if (g->vcpu[i] >= 0)
+			close(g->vcpu[i]);
+	if (g->gic >= 0)
+		close(g->gic);
+	if (g->vm >= 0)
+		close(g->vm);
+	if (g->gmem >= 0)
+		close(g->gmem);
+	if (g->shared != MAP_FAILED)
+		munmap(g->shared, g->size);
+}
+
 /* The kvm_run of `vcpu`, or NULL. */
 static inline struct kvm_run *vcpu_run_map(int kvm, int vcpu)
 {
@@ -186,6 +232,14 @@ static inline int realm_code_slot(int vm, __u64 size, const char *code, const ch
 		ret = ioctl(vm, KVM_ARM_RMI_POPULATE, &args) ? -errno : 0;
 	munmap(src, len);
 	return ret;
+}
+
+/* realm_code_slot() for `g`: its code memslot of `size` bytes. */
+static inline int guest_realm_code(struct guest_realm *g, __u64 size, const char *code,
+				   const char *end)
+{
+	g->size = size;
+	return realm_code_slot(g->vm, size, code, end, &g->gmem, &g->shared);
 }
 
 #endif /* KRMI_GUEST_SELFTEST_H */

@@ -22,6 +22,7 @@
 
 #include "krmi_guest.h"
 #include "krmi_mem.h"
+#include "krmi_step.h"
 
 #define IPA_BITS 40
 #define UNPROTECTED (1ULL << (IPA_BITS - 1))
@@ -204,9 +205,9 @@ extern const char run_guest[], run_guest_end[];
 
 /* The realm: its fds and kvm_run pages, and what building it saw. */
 struct realm_vm {
-	int kvm, vm, gic, gmem, vcpu[2];
+	int kvm;
+	struct guest_realm g;
 	struct kvm_run *run[2];
-	void *shared;
 	/* ID_AA64DFR0_EL1 as shown, then with WRPs lowered to 1 (2 watchpoints). */
 	__u64 dfr0, dfr0_lowered;
 	/* Getting it, setting it before the RD exists, and after. */
@@ -235,7 +236,7 @@ static void *secondary_run(void *arg)
 	sigemptyset(&alrm);
 	sigaddset(&alrm, SIGALRM);
 	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
-	s->ret = ioctl(s->r->vcpu[1], KVM_RUN, 0) ? -errno : 0;
+	s->ret = ioctl(s->r->g.vcpu[1], KVM_RUN, 0) ? -errno : 0;
 	__atomic_store_n(&s->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -253,28 +254,6 @@ static void secondary_join(struct secondary *s, int seconds)
 	}
 }
 
-static int set_reg(int vcpu, __u64 id, __u64 value)
-{
-	struct kvm_one_reg reg = { .id = id, .addr = (unsigned long)&value };
-
-	return ioctl(vcpu, KVM_SET_ONE_REG, &reg) ? -errno : 0;
-}
-
-static int get_reg(int vcpu, __u64 id, __u64 *value)
-{
-	struct kvm_one_reg reg = { .id = id, .addr = (unsigned long)value };
-
-	return ioctl(vcpu, KVM_GET_ONE_REG, &reg) ? -errno : 0;
-}
-
-/* The ONE_REG id of xN. */
-static __u64 xreg(int n)
-{
-	/* Core register ids count 32-bit words of struct kvm_regs. */
-	return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
-	       (KVM_REG_ARM_CORE_REG(regs.regs[0]) + 2 * n);
-}
-
 /* Builds the realm with the guest, the filter and both vCPUs: 0 or -errno. */
 static int realm_build(struct realm_vm *r)
 {
@@ -284,113 +263,49 @@ static int realm_build(struct realm_vm *r)
 	};
 	int ret;
 
-	r->vm = ioctl(r->kvm, KVM_CREATE_VM,
-		      KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(IPA_BITS));
-	if (r->vm < 0)
-		return -errno;
-	r->gic = vgic_v3_create(r->vm);
-	if (r->gic < 0)
-		return r->gic;
-	for (int i = 0; i < 2; i++) {
-		r->vcpu[i] = ioctl(r->vm, KVM_CREATE_VCPU, i);
-		if (r->vcpu[i] < 0)
-			return -errno;
-		ret = vcpu_init(r->vm, r->vcpu[i], i ? 1u << KVM_ARM_VCPU_POWER_OFF : 0);
-		if (ret)
-			return ret;
-		r->run[i] = vcpu_run_map(r->kvm, r->vcpu[i]);
-		if (!r->run[i])
-			return -ENOMEM;
+	ret = guest_realm_open(&r->g, r->kvm, IPA_BITS);
+	for (int i = 0; !ret && i < 2; i++) {
+		ret = guest_realm_add_vcpu(&r->g, i, i ? 1u << KVM_ARM_VCPU_POWER_OFF : 0);
+		r->run[i] = ret ? NULL : vcpu_run_map(r->kvm, r->g.vcpu[i]);
+		if (!ret && !r->run[i])
+			ret = -ENOMEM;
 	}
-	/* Breakpoints and watchpoints: lowered before the RD exists, not after. */
-	r->dfr0_get = get_reg(r->vcpu[0], ID_AA64DFR0_EL1, &r->dfr0);
-	r->dfr0_set = set_reg(r->vcpu[0], ID_AA64DFR0_EL1,
-			      (r->dfr0 & ~(0xfULL << 20)) | 1ULL << 20);
-	get_reg(r->vcpu[0], ID_AA64DFR0_EL1, &r->dfr0_lowered);
-	/* Populating creates the RD. */
-	ret = realm_code_slot(r->vm, SLOT_BYTES, run_guest, run_guest_end, &r->gmem,
-			      &r->shared) ?:
-	      device_attr(r->vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
 	if (ret)
 		return ret;
-	r->dfr0_set_late = set_reg(r->vcpu[0], ID_AA64DFR0_EL1, r->dfr0_lowered);
-	return vgic_v3_init(r->gic) ?:
-	       set_reg(r->vcpu[0], xreg(0), UNPROTECTED | UCALL) ?:
-	       set_reg(r->vcpu[0], xreg(1), UNPROTECTED | GICD_BASE) ?:
-	       set_reg(r->vcpu[0], xreg(2), UNPROTECTED | GICR_BASE);
+	/* Breakpoints and watchpoints: lowered before the RD exists, not after. */
+	r->dfr0_get = get_reg(r->g.vcpu[0], ID_AA64DFR0_EL1, &r->dfr0);
+	r->dfr0_set = set_reg(r->g.vcpu[0], ID_AA64DFR0_EL1,
+			      (r->dfr0 & ~(0xfULL << 20)) | 1ULL << 20);
+	get_reg(r->g.vcpu[0], ID_AA64DFR0_EL1, &r->dfr0_lowered);
+	/* Populating creates the RD. */
+	ret = guest_realm_code(&r->g, SLOT_BYTES, run_guest, run_guest_end) ?:
+	      device_attr(r->g.vm, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, &filter);
+	if (ret)
+		return ret;
+	r->dfr0_set_late = set_reg(r->g.vcpu[0], ID_AA64DFR0_EL1, r->dfr0_lowered);
+	return vgic_v3_init(r->g.gic) ?:
+	       set_reg(r->g.vcpu[0], xreg(0), UNPROTECTED | UCALL) ?:
+	       set_reg(r->g.vcpu[0], xreg(1), UNPROTECTED | GICD_BASE) ?:
+	       set_reg(r->g.vcpu[0], xreg(2), UNPROTECTED | GICR_BASE);
 }
 
 static void realm_free(struct realm_vm *r)
 {
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 2; i++)
 		vcpu_run_unmap(r->kvm, r->run[i]);
-		if (r->vcpu[i] >= 0)
-			close(r->vcpu[i]);
-	}
-	if (r->gic >= 0)
-		close(r->gic);
-	if (r->vm >= 0)
-		close(r->vm);
-	if (r->gmem >= 0)
-		close(r->gmem);
-	if (r->shared != MAP_FAILED)
-		munmap(r->shared, SLOT_BYTES);
+	guest_realm_close(&r->g);
 }
 
-/* Set once a step went wrong: the guest is out of step from then on. */
-static bool lost;
-static char why[160];
-
-/* Runs vCPU 0 to its next exit: false (and `why`) if KVM_RUN failed. */
+/* Runs vCPU 0 to its next exit. */
 static bool run0(struct realm_vm *r)
 {
-	int ret;
-
-	if (lost)
-		return false;
-	ret = vcpu_run_bounded(r->vcpu[0], 10);
-	if (ret) {
-		snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(-ret));
-		lost = true;
-	}
-	return !lost;
-}
-
-/* The exit is an MMIO access of `len` bytes at `gpa`, a write or a read. */
-static bool is_mmio(const struct kvm_run *run, __u64 gpa, __u32 len, bool write)
-{
-	return run->exit_reason == KVM_EXIT_MMIO && run->mmio.phys_addr == gpa &&
-	       run->mmio.len == len && !!run->mmio.is_write == write;
-}
-
-static __u64 mmio_data(const struct kvm_run *run)
-{
-	__u64 v = 0;
-
-	memcpy(&v, run->mmio.data, run->mmio.len <= 8 ? run->mmio.len : 8);
-	return v;
+	return step(r->g.vcpu[0]);
 }
 
 /* Runs vCPU 0 to a write of `want` at `gpa` (8 bytes): true if it was. */
 static bool expect_write(struct realm_vm *r, __u64 gpa, __u64 want)
 {
-	struct kvm_run *run = r->run[0];
-
-	if (!run0(r))
-		return false;
-	if (is_mmio(run, gpa, 8, true) && mmio_data(run) == want)
-		return true;
-	if (run->exit_reason == KVM_EXIT_MMIO)
-		snprintf(why, sizeof(why), "MMIO %s of %u at 0x%llx, data 0x%llx; wanted a write of 0x%llx at 0x%llx",
-			 run->mmio.is_write ? "write" : "read", run->mmio.len,
-			 (unsigned long long)run->mmio.phys_addr,
-			 (unsigned long long)mmio_data(run), (unsigned long long)want,
-			 (unsigned long long)gpa);
-	else
-		snprintf(why, sizeof(why), "exit %u; wanted a write of 0x%llx at 0x%llx",
-			 run->exit_reason, (unsigned long long)want, (unsigned long long)gpa);
-	lost = true;
-	return false;
+	return step_write(r->g.vcpu[0], r->run[0], gpa, want);
 }
 
 /* Runs vCPU 0 to a read of `len` bytes at `gpa` and answers `value`. */
@@ -420,20 +335,12 @@ static bool expect_host_call_reports(struct realm_vm *r, const __u64 want[6])
 	return true;
 }
 
-static void report(bool ok, const char *what)
-{
-	if (ok)
-		ksft_test_result_pass("%s\n", what);
-	else
-		ksft_test_result_fail("%s: %s\n", what, lost ? why : "not reached");
-}
-
 /* KVM_ARM_VCPU_INIT of `vcpu` with the preferred target and `features`. */
 static int init_with(struct realm_vm *r, int vcpu, __u32 features)
 {
 	struct kvm_vcpu_init init;
 
-	if (ioctl(r->vm, KVM_ARM_PREFERRED_TARGET, &init))
+	if (ioctl(r->g.vm, KVM_ARM_PREFERRED_TARGET, &init))
 		return -errno;
 	init.features[0] = features;
 	return ioctl(vcpu, KVM_ARM_VCPU_INIT, &init) ? -errno : 0;
@@ -453,8 +360,8 @@ static void test_reg_list(struct realm_vm *r)
 		__u64 ids[64];
 	} list = { .head.n = 64 };
 	struct kvm_reg_list small = { .n = 1 };
-	int ret = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
-	int e2big = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &small) ? -errno : 0;
+	int ret = ioctl(r->g.vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
+	int e2big = ioctl(r->g.vcpu[0], KVM_GET_REG_LIST, &small) ? -errno : 0;
 	bool ok = !ret && list.head.n == 33 && e2big == -E2BIG && small.n == 33;
 
 	for (unsigned int i = 0; ok && i < 31; i++)
@@ -464,7 +371,7 @@ static void test_reg_list(struct realm_vm *r)
 	for (unsigned int i = 0; ok && i < 33; i++) {
 		__u64 v;
 
-		ok = !get_reg(r->vcpu[0], list.ids[i], &v);
+		ok = !get_reg(r->g.vcpu[0], list.ids[i], &v);
 	}
 	ksft_test_result(ok, "KVM_GET_REG_LIST: %d, %llu ids (want 33: x0..x30, pc, ID_AA64DFR0_EL1, all readable); n = 1: %d (want E2BIG)\n",
 			 ret, (unsigned long long)list.head.n, e2big);
@@ -524,17 +431,17 @@ static void test_limits_before_run(struct realm_vm *r)
 	struct kvm_vcpu_events serror = { .exception.serror_pending = 1 };
 	struct kvm_vcpu_events dabt = { .exception.ext_dabt_pending = 1 };
 	const __u32 psci = 1u << KVM_ARM_VCPU_PSCI_0_2;
-	int sp = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.sp)), 0);
-	int pstate = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pstate)), 0x3c5);
-	int x7 = set_reg(r->vcpu[0], xreg(7), 7);
-	int pc = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
-	int ev_serror = ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &serror) ? -errno : 0;
-	int ev_dabt = ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &dabt) ? -errno : 0;
-	int aarch32 = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_EL1_32BIT);
-	int el2 = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_HAS_EL2);
-	int pmu = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_PMU_V3);
-	int sve = init_with(r, r->vcpu[0], psci | 1u << KVM_ARM_VCPU_SVE);
-	int no_psci = init_with(r, r->vcpu[0], 0);
+	int sp = set_reg(r->g.vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.sp)), 0);
+	int pstate = set_reg(r->g.vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pstate)), 0x3c5);
+	int x7 = set_reg(r->g.vcpu[0], xreg(7), 7);
+	int pc = set_reg(r->g.vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
+	int ev_serror = ioctl(r->g.vcpu[0], KVM_SET_VCPU_EVENTS, &serror) ? -errno : 0;
+	int ev_dabt = ioctl(r->g.vcpu[0], KVM_SET_VCPU_EVENTS, &dabt) ? -errno : 0;
+	int aarch32 = init_with(r, r->g.vcpu[0], psci | 1u << KVM_ARM_VCPU_EL1_32BIT);
+	int el2 = init_with(r, r->g.vcpu[0], psci | 1u << KVM_ARM_VCPU_HAS_EL2);
+	int pmu = init_with(r, r->g.vcpu[0], psci | 1u << KVM_ARM_VCPU_PMU_V3);
+	int sve = init_with(r, r->g.vcpu[0], psci | 1u << KVM_ARM_VCPU_SVE);
+	int no_psci = init_with(r, r->g.vcpu[0], 0);
 
 	ksft_test_result(sp == -EINVAL && pstate == -EINVAL && !x7 && !pc,
 			 "KVM_SET_ONE_REG before the first run: sp %d, pstate %d (want EINVAL), x7 %d, pc %d (want 0)\n",
@@ -547,11 +454,11 @@ static void test_limits_before_run(struct realm_vm *r)
 			 "KVM_ARM_VCPU_INIT refused: AArch32 %d, EL2 %d, PMU %d, SVE in a realm made without %d, no PSCI 0.2 %d (want EINVAL)\n",
 			 aarch32, el2, pmu, sve, no_psci);
 	test_reg_list(r);
-	ksft_test_result(ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_EVENTS) == 1 &&
-			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) ==
+	ksft_test_result(ioctl(r->g.vm, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_EVENTS) == 1 &&
+			 ioctl(r->g.vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) ==
 				 (rmm_sve && ioctl(r->kvm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SVE) > 0) &&
-			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_INJECT_EXT_DABT) == 0 &&
-			 ioctl(r->vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_NISV_TO_USER) == 0,
+			 ioctl(r->g.vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_INJECT_EXT_DABT) == 0 &&
+			 ioctl(r->g.vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_NISV_TO_USER) == 0,
 			 "realm capabilities: VCPU_EVENTS, ARM_SVE if both the RMM (%d) and KVM have it, no INJECT_EXT_DABT or NISV_TO_USER\n",
 			 rmm_sve);
 }
@@ -559,10 +466,10 @@ static void test_limits_before_run(struct realm_vm *r)
 /* What a realm vCPU refuses once the realm is active. */
 static void test_limits_after_activation(struct realm_vm *r)
 {
-	int pc = set_reg(r->vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
-	int x9 = set_reg(r->vcpu[0], xreg(9), 9);
+	int pc = set_reg(r->g.vcpu[0], core_reg(KVM_REG_ARM_CORE_REG(regs.pc)), 0);
+	int x9 = set_reg(r->g.vcpu[0], xreg(9), 9);
 	/* vCPU 1 sits in KVM_RUN (holding its mutex) until CPU_ON. */
-	int reinit = init_with(r, r->vcpu[0], 1u << KVM_ARM_VCPU_PSCI_0_2);
+	int reinit = init_with(r, r->g.vcpu[0], 1u << KVM_ARM_VCPU_PSCI_0_2);
 
 	ksft_test_result(pc == -EBUSY && !x9 && reinit == -EBUSY,
 			 "after activation: KVM_SET_ONE_REG pc %d (want EBUSY), x9 %d (want 0); KVM_ARM_VCPU_INIT again %d (want EBUSY)\n",
@@ -596,7 +503,7 @@ static void test_host_calls(struct realm_vm *r)
 	}
 	for (int n = 1; ok && n < 31; n++) {
 		__u64 v = 0;
-		int ret = get_reg(r->vcpu[0], xreg(n), &v);
+		int ret = get_reg(r->g.vcpu[0], xreg(n), &v);
 
 		if (ret || v != 0x100u + n) {
 			snprintf(why, sizeof(why), "x%d is 0x%llx (%d), not 0x%x", n,
@@ -606,7 +513,7 @@ static void test_host_calls(struct realm_vm *r)
 		}
 	}
 	for (int n = 0; ok && n < 4; n++) {
-		int ret = set_reg(r->vcpu[0], xreg(n), 0xa0 + n);
+		int ret = set_reg(r->g.vcpu[0], xreg(n), 0xa0 + n);
 
 		if (ret) {
 			snprintf(why, sizeof(why), "setting x%d: %s", n, strerror(-ret));
@@ -653,7 +560,7 @@ static void test_abort(struct realm_vm *r)
 	bool ok = answer_read(r, ABORTED, 8, 0);
 	__u64 esr;
 
-	if (ok && ioctl(r->vcpu[0], KVM_SET_VCPU_EVENTS, &events)) {
+	if (ok && ioctl(r->g.vcpu[0], KVM_SET_VCPU_EVENTS, &events)) {
 		snprintf(why, sizeof(why), "KVM_SET_VCPU_EVENTS: %s", strerror(errno));
 		lost = true;
 		ok = false;
@@ -673,22 +580,7 @@ static void test_abort(struct realm_vm *r)
 /* Runs vCPU 0 to a KVM_EXIT_MEMORY_FAULT (-EFAULT) for [gpa, gpa + size). */
 static bool expect_memory_fault(struct realm_vm *r, __u64 gpa, __u64 size, bool private)
 {
-	struct kvm_run *run = r->run[0];
-	int ret;
-
-	if (lost)
-		return false;
-	ret = vcpu_run_bounded(r->vcpu[0], 10);
-	if (ret == -EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-	    run->memory_fault.gpa == gpa && run->memory_fault.size == size &&
-	    !!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) == private)
-		return true;
-	snprintf(why, sizeof(why), "KVM_RUN %d, exit %u (gpa 0x%llx size 0x%llx flags 0x%llx); wanted a memory fault",
-		 ret, run->exit_reason, (unsigned long long)run->memory_fault.gpa,
-		 (unsigned long long)run->memory_fault.size,
-		 (unsigned long long)run->memory_fault.flags);
-	lost = true;
-	return false;
+	return step_memory_fault(r->g.vcpu[0], r->run[0], gpa, size, private);
 }
 
 /*
@@ -704,7 +596,7 @@ static void test_ripas(struct realm_vm *r)
 	int punch;
 
 	/* What a VMM does for EMPTY: discard the private copy. */
-	punch = ok ? fallocate(r->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x4000, 0x2000) : 0;
+	punch = ok ? fallocate(r->g.gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x4000, 0x2000) : 0;
 	if (punch) {
 		snprintf(why, sizeof(why), "hole punch: %s", strerror(errno));
 		lost = true;
@@ -732,9 +624,7 @@ static void test_system_off(struct realm_vm *r)
 
 int main(void)
 {
-	struct realm_vm r = {
-		.vm = -1, .gic = -1, .gmem = -1, .vcpu = { -1, -1 }, .shared = MAP_FAILED,
-	};
+	struct realm_vm r = { .g = GUEST_REALM_INIT };
 	struct sigaction usr1 = { .sa_handler = on_usr1 };
 	struct secondary s = { .r = &r, .ret = -EINPROGRESS };
 	bool threaded;

@@ -58,8 +58,7 @@ static int set_vls(int vcpu, unsigned int max_bytes)
 }
 
 struct sve_realm {
-	int vm, gic, gmem, vcpu[2];
-	void *shared;
+	struct guest_realm g;
 	/* What building it saw. */
 	int reg_list, reg_list_n, vls_late;
 };
@@ -77,56 +76,33 @@ static int sve_realm_build(int kvm, struct sve_realm *r, unsigned int vl0, unsig
 		__u64 ids[64];
 	} list = { .head.n = 64 };
 
-	r->vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM | KVM_VM_TYPE_ARM_IPA_SIZE(IPA_BITS));
-	if (r->vm < 0)
-		return -errno;
-	r->gic = vgic_v3_create(r->vm);
-	if (r->gic < 0)
-		return r->gic;
-	for (int i = 0; i < 2; i++) {
-		r->vcpu[i] = ioctl(r->vm, KVM_CREATE_VCPU, i);
-		if (r->vcpu[i] < 0)
-			return -errno;
-		ret = vcpu_init(r->vm, r->vcpu[i], 1u << KVM_ARM_VCPU_SVE |
-				(i ? 1u << KVM_ARM_VCPU_POWER_OFF : 0)) ?:
-		      set_vls(r->vcpu[i], i ? vl1 : vl0);
-		if (!ret && ioctl(r->vcpu[i], KVM_ARM_VCPU_FINALIZE, &feature))
+	ret = guest_realm_open(&r->g, kvm, IPA_BITS);
+	for (int i = 0; !ret && i < 2; i++) {
+		ret = guest_realm_add_vcpu(&r->g, i, 1u << KVM_ARM_VCPU_SVE |
+					   (i ? 1u << KVM_ARM_VCPU_POWER_OFF : 0)) ?:
+		      set_vls(r->g.vcpu[i], i ? vl1 : vl0);
+		if (!ret && ioctl(r->g.vcpu[i], KVM_ARM_VCPU_FINALIZE, &feature))
 			ret = -errno;
-		if (ret)
-			return ret;
 	}
-	r->reg_list = ioctl(r->vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
+	if (ret)
+		return ret;
+	r->reg_list = ioctl(r->g.vcpu[0], KVM_GET_REG_LIST, &list) ? -errno : 0;
 	r->reg_list_n = list.head.n;
 	for (unsigned int i = 0; !r->reg_list && i < list.head.n; i++)
 		if (list.ids[i] == KVM_REG_ARM64_SVE_VLS)
 			r->reg_list_n = -(int)list.head.n; /* listed: negative as a mark */
 	/* Populating creates the RD, which fixes the vector length. */
-	ret = realm_code_slot(r->vm, SLOT_BYTES, sve_guest, sve_guest_end, &r->gmem, &r->shared);
+	ret = guest_realm_code(&r->g, SLOT_BYTES, sve_guest, sve_guest_end);
 	if (ret)
 		return ret;
-	r->vls_late = set_vls(r->vcpu[0], vl0);
-	return vgic_v3_init(r->gic) ?:
-	       one_reg(r->vcpu[0], KVM_SET_ONE_REG,
+	r->vls_late = set_vls(r->g.vcpu[0], vl0);
+	return vgic_v3_init(r->g.gic) ?:
+	       one_reg(r->g.vcpu[0], KVM_SET_ONE_REG,
 		       KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
 		       KVM_REG_ARM_CORE_REG(regs.regs[0]), &x0);
 }
 
-static void sve_realm_free(struct sve_realm *r)
-{
-	for (int i = 0; i < 2; i++)
-		if (r->vcpu[i] >= 0)
-			close(r->vcpu[i]);
-	if (r->gic >= 0)
-		close(r->gic);
-	if (r->vm >= 0)
-		close(r->vm);
-	if (r->gmem >= 0)
-		close(r->gmem);
-	if (r->shared != MAP_FAILED)
-		munmap(r->shared, SLOT_BYTES);
-}
-
-#define SVE_REALM_INIT { .vm = -1, .gic = -1, .gmem = -1, .vcpu = { -1, -1 }, .shared = MAP_FAILED }
+#define SVE_REALM_INIT { .g = GUEST_REALM_INIT }
 
 /* A realm with 32-byte vectors: the guest's RDVL, the locks and the list. */
 static void test_vector_length(int kvm)
@@ -145,18 +121,18 @@ static void test_vector_length(int kvm)
 	ksft_test_result(!ret && r.vls_late == -EBUSY,
 			 "KVM_REG_ARM64_SVE_VLS once populated: %d (want EBUSY)\n", r.vls_late);
 	if (!ret) {
-		run = vcpu_run_map(kvm, r.vcpu[0]);
-		run_ret = run ? vcpu_run_bounded(r.vcpu[0], 10) : -ENOMEM;
+		run = vcpu_run_map(kvm, r.g.vcpu[0]);
+		run_ret = run ? vcpu_run_bounded(r.g.vcpu[0], 10) : -ENOMEM;
 	}
 	if (!run_ret && run->exit_reason == KVM_EXIT_MMIO && run->mmio.is_write &&
 	    run->mmio.phys_addr == UCALL && run->mmio.len == 8) {
 		memcpy(&rdvl, run->mmio.data, 8);
-		off = !vcpu_run_bounded(r.vcpu[0], 10) && exited_off(run);
+		off = !vcpu_run_bounded(r.g.vcpu[0], 10) && exited_off(run);
 	}
 	ksft_test_result(rdvl == 32 && off, "the guest's RDVL: %llu bytes (want 32), then SYSTEM_OFF: %s\n",
 			 (unsigned long long)rdvl, off ? "yes" : "no");
 	vcpu_run_unmap(kvm, run);
-	sve_realm_free(&r);
+	guest_realm_close(&r.g);
 }
 
 /* vCPUs with different vector lengths: the realm is not activated. */
@@ -164,12 +140,12 @@ static void test_mismatch(int kvm)
 {
 	struct sve_realm r = SVE_REALM_INIT;
 	int built = sve_realm_build(kvm, &r, 32, 64);
-	int ret = built ? built : vcpu_run_bounded(r.vcpu[0], 10);
+	int ret = built ? built : vcpu_run_bounded(r.g.vcpu[0], 10);
 
 	ksft_test_result(!built && ret == -EINVAL,
 			 "vCPU 1 with 64-byte vectors in a 32-byte realm: built %d, KVM_RUN %d (want 0, EINVAL)\n",
 			 built, ret);
-	sve_realm_free(&r);
+	guest_realm_close(&r.g);
 }
 
 int main(void)

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A running realm's memory, mapped on its stage-2 faults:
+ * - a protected page nothing populated comes from guest_memfd, zeroed, and
+ *   keeps what the guest writes;
+ * - the unprotected alias of a guest_memfd memslot page is the VMM's page:
+ *   the guest reads what the VMM wrote, and the VMM sees what the guest
+ *   wrote, by a store that describes itself (ISV) or not (a pair);
+ * - madvise(MADV_DONTNEED) of the VMM's page takes it away from the realm:
+ *   the guest then reads the new (zero) page;
+ * - a VMM that manages memory attributes: a private access to a frame it
+ *   made shared is a KVM_EXIT_MEMORY_FAULT (private); made private again,
+ *   it maps;
+ * - a hole punch of a page the realm accepted takes it away for good
+ *   (DESTROYED): the next access is a KVM_EXIT_MEMORY_FAULT (private);
+ * - the module unloads and logs no failure, leak or GPF.
+ *
+ * The guest reports with stores to UCALL (no memslot: KVM_EXIT_MMIO).
+ * Needs an RMM (KRMI_RME=1); SKIP otherwise.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+
+#include "krmi_guest.h"
+#include "krmi_mem.h"
+#include "krmi_step.h"
+
+#define IPA_BITS 40
+#define UNPROTECTED (1ULL << (IPA_BITS - 1))
+#define UCALL 0x10000000ULL
+#define SLOT_BYTES (64 * 1024)
+/* Guest frames of the guest_memfd memslot at IPA 0 nothing populates. */
+#define SHARED_PAGE 0x8000ULL	/* used through its unprotected alias */
+#define PRIVATE_PAGE 0x9000ULL
+#define FLIPPED_PAGE 0xa000ULL	/* the VMM makes it shared first */
+#define PAIR_PAGE 0xb000ULL	/* unprotected alias, written with stp */
+
+#define VMM_VALUE 0x5151ULL
+#define GUEST_PRIVATE 0x5a5aULL
+#define GUEST_SHARED 0xa5a5ULL
+#define GUEST_PAIR 0x77ULL
+
+/* The guest: x0 = UCALL, x1 = SHARED_PAGE, x2 = PRIVATE_PAGE, x3 = FLIPPED_PAGE. */
+asm(".pushsection .rodata.krmi_faults_guest, \"a\"\n"
+    ".balign 4096\n"
+    ".globl faults_guest, faults_guest_end\n"
+    ".hidden faults_guest, faults_guest_end\n"
+    "faults_guest:\n"
+    /* A protected page: zero at first, then what the guest wrote. */
+    "	ldr	x9, [x2]\n"
+    "	str	x9, [x0]\n"
+    "	movz	x10, #0x5a5a\n"
+    "	str	x10, [x2]\n"
+    "	ldr	x9, [x2]\n"
+    "	str	x9, [x0]\n"
+    /* The VMM's page: read, then written (ISV). */
+    "	ldr	x9, [x1]\n"
+    "	str	x9, [x0]\n"
+    "	movz	x10, #0xa5a5\n"
+    "	str	x10, [x1]\n"
+    "	str	x10, [x0]\n"
+    /* Another of its pages, first touched by a store pair (no ISV). */
+    "	add	x11, x1, #0x3000\n"
+    "	mov	x10, #0x77\n"
+    "	stp	x10, x10, [x11, #16]\n"
+    "	str	x10, [x0]\n"
+    /* The VMM's page again, after madvise. */
+    "	ldr	x9, [x1]\n"
+    "	str	x9, [x0]\n"
+    /* The page the VMM made shared, then private again. */
+    "	ldr	x9, [x3]\n"
+    "	str	x9, [x0]\n"
+    /* The protected page again, after a hole punch. */
+    "	ldr	x9, [x2]\n"
+    "	str	x9, [x0]\n"
+    "1:	b	1b\n"
+    "faults_guest_end:\n"
+    ".popsection\n");
+extern const char faults_guest[], faults_guest_end[];
+
+struct realm_vm {
+	int kvm, vcpu;
+	struct guest_realm g;
+	struct kvm_run *run;
+};
+
+/* The realm, its guest and registers: 0 or -errno. */
+static int realm_build(struct realm_vm *r)
+{
+	int ret = guest_realm_open(&r->g, r->kvm, IPA_BITS) ?:
+		  guest_realm_add_vcpu(&r->g, 0, 0);
+
+	if (ret)
+		return ret;
+	r->vcpu = r->g.vcpu[0];
+	r->run = vcpu_run_map(r->kvm, r->vcpu);
+	if (!r->run)
+		return -ENOMEM;
+	ret = guest_realm_code(&r->g, SLOT_BYTES, faults_guest, faults_guest_end);
+	if (ret)
+		return ret;
+	memcpy((char *)r->g.shared + SHARED_PAGE, &(__u64){ VMM_VALUE }, 8);
+	return vgic_v3_init(r->g.gic) ?:
+	       set_attributes(r->g.vm, FLIPPED_PAGE, PAGE, 0) ?:
+	       set_reg(r->vcpu, xreg(0), UNPROTECTED | UCALL) ?:
+	       set_reg(r->vcpu, xreg(1), UNPROTECTED | SHARED_PAGE) ?:
+	       set_reg(r->vcpu, xreg(2), PRIVATE_PAGE) ?:
+	       set_reg(r->vcpu, xreg(3), FLIPPED_PAGE);
+}
+
+static bool expect_report(struct realm_vm *r, __u64 want)
+{
+	return step_write(r->vcpu, r->run, UCALL, want);
+}
+
+/* The 8 bytes at `offset` of the VMM's mapping of the memslot. */
+static __u64 shared_word(struct realm_vm *r, __u64 offset)
+{
+	__u64 v;
+
+	memcpy(&v, (char *)r->g.shared + offset, 8);
+	return v;
+}
+
+/* A step that checks what the VMM did or saw between exits. */
+static bool vmm_check(bool ok, const char *what, int err)
+{
+	if (!ok && !lost) {
+		snprintf(why, sizeof(why), "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+		lost = true;
+	}
+	return ok && !lost;
+}
+
+static void test_private(struct realm_vm *r)
+{
+	report(expect_report(r, 0),
+	       "protected page nothing populated: mapped from guest_memfd on the fault, zeroed");
+	report(expect_report(r, GUEST_PRIVATE), "the guest's write to it reads back");
+}
+
+static void test_shared(struct realm_vm *r)
+{
+	bool ok;
+
+	report(expect_report(r, VMM_VALUE),
+	       "unprotected alias: the guest reads the VMM's page (mapped read-only)");
+	ok = expect_report(r, GUEST_SHARED);
+	ok = vmm_check(ok && shared_word(r, SHARED_PAGE) == GUEST_SHARED,
+		       "the VMM's page does not hold the guest's write", 0);
+	report(ok, "the guest's store (ISV) upgrades the mapping: the VMM sees it");
+	ok = expect_report(r, GUEST_PAIR);
+	ok = vmm_check(ok && shared_word(r, PAIR_PAGE + 16) == GUEST_PAIR &&
+		       shared_word(r, PAIR_PAGE + 24) == GUEST_PAIR,
+		       "the VMM's page does not hold the guest's store pair", 0);
+	report(ok, "a store pair (no ISV) to a new page: mapped, then upgraded; the VMM sees it");
+	if (ok && madvise((char *)r->g.shared + SHARED_PAGE, PAGE, MADV_DONTNEED))
+		ok = vmm_check(false, "madvise", errno);
+	report(ok && expect_report(r, 0),
+	       "madvise(MADV_DONTNEED) unmaps the VMM's page: the guest reads the new one");
+}
+
+static void test_attributes(struct realm_vm *r)
+{
+	bool ok = step_memory_fault(r->vcpu, r->run, FLIPPED_PAGE, PAGE, true);
+
+	report(ok, "private access to a frame the VMM made shared: KVM_EXIT_MEMORY_FAULT (private)");
+	if (ok && set_attributes(r->g.vm, FLIPPED_PAGE, PAGE, KVM_MEMORY_ATTRIBUTE_PRIVATE))
+		ok = vmm_check(false, "KVM_SET_MEMORY_ATTRIBUTES", errno);
+	report(ok && expect_report(r, 0), "made private again, it maps");
+}
+
+static void test_hole_punch(struct realm_vm *r)
+{
+	bool ok = !lost;
+
+	if (ok && fallocate(r->g.gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, PRIVATE_PAGE,
+			    PAGE))
+		ok = vmm_check(false, "hole punch", errno);
+	report(ok && step_memory_fault(r->vcpu, r->run, PRIVATE_PAGE, PAGE, true),
+	       "hole punch of an accepted page: the next access is KVM_EXIT_MEMORY_FAULT (private)");
+}
+
+int main(void)
+{
+	struct realm_vm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
+	int kmsg, ret;
+
+	ksft_print_header();
+	if (!rmm_present())
+		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
+	ksft_set_plan(13);
+	kmsg = load_begin();
+	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (r.kvm < 0)
+		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
+	ret = realm_build(&r);
+	ksft_test_result(!ret, "realm with the guest, one frame made shared (%d)\n", ret);
+	if (ret) {
+		lost = true;
+		snprintf(why, sizeof(why), "no realm");
+	}
+	test_private(&r);
+	test_shared(&r);
+	test_attributes(&r);
+	test_hole_punch(&r);
+	vcpu_run_unmap(r.kvm, r.run);
+	guest_realm_close(&r.g);
+	close(r.kvm);
+	load_end(kmsg);
+	ksft_finished();
+}
