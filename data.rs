@@ -13,7 +13,8 @@ use core::mem::ManuallyDrop;
 
 use crate::addr::{
     Granule,
-    GranuleRange, //
+    GranuleRange,
+    GRANULE_SIZE, //
 };
 use crate::granule::{
     PageSource,
@@ -122,6 +123,20 @@ impl<'r, 'g, C: SmcConduit, P: PageSource, G: GuestPages> DelegatedGuestPage<'r,
         }
     }
 
+    /// Takes over a guest page the caller delegated, with its reference.
+    ///
+    /// # Safety
+    ///
+    /// `page`'s granule is delegated (not mapped), by the caller, who hands
+    /// over that delegation.
+    pub(crate) unsafe fn assume_delegated(rmi: &'r Rmi<C, P>, page: GuestPageRef<'g, G>) -> Self {
+        // INVARIANT: By the function's safety requirements.
+        Self {
+            rmi,
+            page: ManuallyDrop::new(page),
+        }
+    }
+
     /// The page's granule.
     pub(crate) fn granule(&self) -> Granule {
         self.page.granule()
@@ -170,6 +185,116 @@ impl<C: SmcConduit, P: PageSource, G: GuestPages> Drop for DelegatedGuestPage<'_
         } else {
             // Maybe still in the Realm PAS: keep the reference forever.
             self.rmi.count_leak();
+        }
+    }
+}
+
+/// Bit 0 of a [`PredelegatedPages`] slot: the page is delegated.
+const SLOT_DELEGATED: u64 = 1;
+
+/// Guest pages delegated ahead of the commands that map them, one range
+/// delegation per run of PA-contiguous pages instead of one per page (for
+/// populate, whose pages come one at a time to a callback).
+///
+/// # Invariants
+///
+/// Each non-zero slot holds the granule of a guest page on which this value
+/// holds one reference (`pages`); with bit 0 set, the page is delegated by
+/// this value and not mapped.
+pub(crate) struct PredelegatedPages<'r, 's, C: SmcConduit, P: PageSource + GuestPages> {
+    rmi: &'r Rmi<C, P>,
+    slots: &'s mut [u64],
+}
+
+impl<'r, 's, C: SmcConduit, P: PageSource + GuestPages> PredelegatedPages<'r, 's, C, P> {
+    /// Delegates the guest pages in `slots` (0: none), a range call per run
+    /// of PA-contiguous ones. A page the RMM refuses stays NS (the one
+    /// who maps it tries again, and learns why); one whose state a malformed
+    /// answer leaves unknown is leaked.
+    ///
+    /// # Safety
+    ///
+    /// Each non-zero slot is a granule (bit 0 clear) of a guest page on
+    /// which the caller holds one reference, taken as [`GuestPages::get`]
+    /// does, and hands it over.
+    pub(crate) unsafe fn delegate(rmi: &'r Rmi<C, P>, slots: &'s mut [u64]) -> Self {
+        let mut run = 0;
+        while run < slots.len() {
+            let mut end = run + 1;
+            while end < slots.len()
+                && slots[run] != 0
+                && slots[end - 1].checked_add(GRANULE_SIZE) == Some(slots[end])
+            {
+                end += 1;
+            }
+            let mut at = run;
+            while at < end {
+                let first = Granule::new(slots[at]).filter(|g| g.pa() != 0);
+                // CAST: At most the number of slots.
+                let Some(range) =
+                    first.and_then(|g| GranuleRange::from_count(g, (end - at) as u64))
+                else {
+                    at += 1;
+                    continue;
+                };
+                match granule_range_delegate(rmi.smc(), range) {
+                    Ok(next) => {
+                        let done = (next.pa() - range.base().pa()) / GRANULE_SIZE;
+                        // CAST: At most `end - at`, checked by the decoder.
+                        for slot in &mut slots[at..at + done as usize] {
+                            *slot |= SLOT_DELEGATED;
+                        }
+                        at += done as usize;
+                    }
+                    Err(e) if e.status() == RmiStatus::BadOutput => {
+                        // Maybe delegated: keep the reference forever.
+                        slots[at] = 0;
+                        rmi.count_leak();
+                        at += 1;
+                    }
+                    Err(_) => at += 1,
+                }
+            }
+            run = end;
+        }
+        // INVARIANT: The references came with `slots`; bit 0 marks exactly
+        // the granules the RMM delegated.
+        Self { rmi, slots }
+    }
+
+    /// The page of slot `index` if it is `g` and was delegated here: the
+    /// caller maps it (or drops it, which undelegates it).
+    pub(crate) fn take(
+        &mut self,
+        index: usize,
+        g: Granule,
+    ) -> Option<DelegatedGuestPage<'r, 'r, C, P, P>> {
+        let slot = self.slots.get_mut(index)?;
+        if *slot != g.pa() | SLOT_DELEGATED {
+            return None;
+        }
+        *slot = 0;
+        // SAFETY: The slot's reference, handed over with the slot.
+        let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
+        // SAFETY: Delegated here and not mapped (type invariant).
+        Some(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) })
+    }
+}
+
+impl<C: SmcConduit, P: PageSource + GuestPages> Drop for PredelegatedPages<'_, '_, C, P> {
+    fn drop(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let Some(g) = Granule::new(*slot & !SLOT_DELEGATED).filter(|g| g.pa() != 0) else {
+                continue;
+            };
+            // SAFETY: The slot's reference (type invariant).
+            let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
+            if *slot & SLOT_DELEGATED != 0 {
+                // SAFETY: Delegated here and not mapped (type invariant).
+                // Dropping it undelegates it, then puts the reference.
+                drop(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) });
+            }
+            *slot = 0;
         }
     }
 }

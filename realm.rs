@@ -640,7 +640,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         src: Granule,
         measure: bool,
     ) -> Result<MappedGuestPage, PopulatePageError> {
-        let rd = self.rd_in(&[RealmState::New])?;
+        self.rd_in(&[RealmState::New])?;
         let rmi = self.rmi;
         let data = match DelegatedGuestPage::delegate(rmi, GuestPageRef::get(rmi.pages(), page)) {
             Ok(d) => d,
@@ -650,6 +650,20 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             }
             Err((_, e)) => return Err(self.kill(e).into()),
         };
+        self.populate_delegated(data, ipa, src, measure)
+    }
+
+    /// [`Realm::populate_page`] of a guest page delegated already (ahead
+    /// of time, with others: [`crate::data::PredelegatedPages`]).
+    pub(crate) fn populate_delegated(
+        &mut self,
+        data: DelegatedGuestPage<'r, 'r, C, P, P>,
+        ipa: Ipa,
+        src: Granule,
+        measure: bool,
+    ) -> Result<MappedGuestPage, PopulatePageError> {
+        let rd = self.rd_in(&[RealmState::New])?;
+        let rmi = self.rmi;
         let Some(leaf) = RttLevel::new(3) else {
             return Err(RealmError::WrongState(self.state).into());
         };
