@@ -48,6 +48,7 @@ use crate::addr::{
     RttLevel,
     GRANULE_SHIFT, //
 };
+use crate::data::PredelegatedPages;
 use crate::gpf::{
     self,
     Owner,
@@ -587,27 +588,34 @@ impl PopulateHost for GmemPopulate<'_> {
         let slots = self.slots.as_ref().ok_or(EINVAL)?;
         let src = usize::try_from(source_uaddr).map_err(|_| EINVAL)?;
         let pages = usize::try_from(granules).map_err(|_| EINVAL)?;
-        let done = kvm.gmem_populate(
-            slots,
-            ipa.get() >> GRANULE_SHIFT,
-            src,
-            pages,
-            |gfn, pfn, src| {
-                let (Some(page), Some(ipa), Some(src)) = (
-                    Granule::new(pfn << GRANULE_SHIFT),
-                    gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
-                    Granule::new(src),
-                ) else {
-                    return Err(EINVAL);
-                };
-                let mut realm = vm.realm.lock();
-                match realm.populate_page(page, ipa, src, measure) {
-                    Ok(_) => Ok(()),
-                    Err(PopulatePageError::Mapped) => Err(EEXIST),
-                    Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
-                }
-            },
-        )?;
+        let first_gfn = ipa.get() >> GRANULE_SHIFT;
+        let mut ahead = gmem_pages_ahead(kvm, first_gfn, pages)?;
+        // SAFETY: `gmem_pages_ahead` took one reference on each page; they
+        // are handed over.
+        let mut ahead = unsafe { PredelegatedPages::delegate(&RMI, &mut ahead) };
+        let done = kvm.gmem_populate(slots, first_gfn, src, pages, |gfn, pfn, src| {
+            let (Some(page), Some(ipa), Some(src)) = (
+                Granule::new(pfn << GRANULE_SHIFT),
+                gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
+                Granule::new(src),
+            ) else {
+                return Err(EINVAL);
+            };
+            let index = gfn
+                .checked_sub(first_gfn)
+                .and_then(|i| usize::try_from(i).ok());
+            let mut realm = vm.realm.lock();
+            // A page punched out meanwhile was replaced: not delegated.
+            let mapped = match index.and_then(|i| ahead.take(i, page)) {
+                Some(data) => realm.populate_delegated(data, ipa, src, measure),
+                None => realm.populate_page(page, ipa, src, measure),
+            };
+            match mapped {
+                Ok(_) => Ok(()),
+                Err(PopulatePageError::Mapped) => Err(EEXIST),
+                Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
+            }
+        })?;
         // CAST: At most `pages`, which came from a `u64`.
         Ok(done as u64)
     }
@@ -616,6 +624,26 @@ impl PopulateHost for GmemPopulate<'_> {
         kernel::task::might_sleep();
         cond_resched();
     }
+}
+
+/// The guest_memfd pages of `n` guest frames from `first_gfn` on (at most
+/// to the end of the memslot), allocated if new, each with a reference the
+/// caller owns; 0 for a frame whose page cannot be had (populate then
+/// reports why).
+fn gmem_pages_ahead(kvm: &Kvm, first_gfn: u64, n: usize) -> Result<KVec<u64>> {
+    let mut pages = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    let srcu = kvm.srcu_read_lock();
+    let slot = srcu.memslot(first_gfn).filter(|s| s.has_gmem());
+    let end = slot.map_or(first_gfn, |s| s.base_gfn().saturating_add(s.npages()));
+    // CAST: A chunk's size, far below 2^64.
+    for gfn in first_gfn..first_gfn.saturating_add(n as u64) {
+        let pfn = match slot {
+            Some(s) if gfn < end => s.gmem_pfn(kvm, gfn).unwrap_or(0),
+            _ => 0,
+        };
+        pages.push(pfn << GRANULE_SHIFT, GFP_KERNEL_ACCOUNT)?;
+    }
+    Ok(pages)
 }
 
 /// Lets the scheduler run something else (`cond_resched()`).
