@@ -290,8 +290,8 @@ impl<C: SmcConduit, P: PageSource + GuestPages> Drop for PredelegatedPages<'_, '
             // SAFETY: The slot's reference (type invariant).
             let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
             if *slot & SLOT_DELEGATED != 0 {
-                // SAFETY: Delegated here and not mapped (type invariant).
                 // Dropping it undelegates it, then puts the reference.
+                // SAFETY: Delegated here and not mapped (type invariant).
                 drop(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) });
             }
             *slot = 0;

@@ -135,8 +135,8 @@ fn map_private_page(kvm: &Kvm, rd: Granule, ipa: Ipa, gfn: u64) -> Result<Served
         .checked_shl(GRANULE_SHIFT)
         .and_then(Granule::new)
         .ok_or(MapError::Rmi(RmiError::bad_output()))?;
-    // SAFETY: `kvm_gmem_get_pfn()` took one reference on the page; it is
-    // handed over.
+    // `kvm_gmem_get_pfn()` took one reference on the page, handed over here.
+    // SAFETY: As above.
     let page = unsafe { GuestPageRef::adopt(RMI.pages(), granule) };
     let mmu = kvm.mmu_write_lock();
     if mmu.must_retry(seq, gfn) {

@@ -456,63 +456,48 @@ impl RealmVm {
         })
     }
 
-    /// Unmaps the NS pages mapped at the unprotected aliases of protected
-    /// IPAs `[start, end)`, under `mmu_lock` held for writing.
-    fn unmap_shared(&self, kvm: &Kvm, start: u64, end: u64, may_block: bool) {
+    /// Unmaps protected IPAs `[start, end)` (clipped to the protected
+    /// half), under `mmu_lock` held for writing: if `private`, the guest
+    /// pages there (given back to guest_memfd); if `shared`, the NS pages
+    /// at their unprotected aliases. A failure kills the VM.
+    fn unmap(
+        &self,
+        kvm: &Kvm,
+        (start, end): (u64, u64),
+        private: bool,
+        shared: bool,
+        may_block: bool,
+    ) {
         let Some(rd) = self.rd() else {
             return;
         };
-        // The aliases of `[start, end)`, clipped to the protected half.
-        let shared = self.shared_bit(kvm);
-        let alias = |a: u64| a.min(shared).checked_add(shared).and_then(Ipa::new);
-        let (Some(base), Some(top)) = (alias(start), alias(end)) else {
-            return;
+        let half = self.shared_bit(kvm);
+        let (start, end) = (start.min(half), end.min(half));
+        let at = |offset: u64| {
+            let ipa = |a: u64| a.checked_add(offset).and_then(Ipa::new);
+            ipa(start).zip(ipa(end))
         };
-        if base.get() >= top.get() {
-            return;
-        }
         let mut resched = || {
             if may_block {
                 kvm.mmu_cond_resched();
             }
         };
-        if let Err(e) = unmap_shared(RMI.smc(), rd, base, top, &mut resched) {
+        let mut failed = None;
+        if let (true, Some((base, top))) = (private && start < end, at(0)) {
+            if let Err((_, e)) = unmap_protected(&RMI, rd, base, top, &mut resched) {
+                failed = Some((base, e));
+            }
+        }
+        if let (true, Some((base, top))) = (shared && start < end, at(half)) {
+            if let Err(e) = unmap_shared(RMI.smc(), rd, base, top, &mut resched) {
+                failed = Some((base, e));
+            }
+        }
+        if let Some((base, e)) = failed {
             pr_err!(
-                "realm {}: unmapping [{:#x}, {:#x}) failed: {}\n",
+                "realm {}: unmapping from {:#x} failed: {}\n",
                 self.id,
                 base.get(),
-                top.get(),
-                Shown(e)
-            );
-            kvm.mark_dead();
-        }
-    }
-
-    /// Unmaps and gives back the guest pages of protected IPAs
-    /// `[start, end)`, under `mmu_lock` held for writing.
-    fn unmap_protected(&self, kvm: &Kvm, start: u64, end: u64, may_block: bool) {
-        let Some(rd) = self.rd() else {
-            return;
-        };
-        let protected_top = 1u64 << (kvm.ipa_bits() - 1);
-        let (Some(base), Some(top)) = (Ipa::new(start), Ipa::new(end.min(protected_top))) else {
-            return;
-        };
-        if base.get() >= top.get() {
-            return;
-        }
-        let mut resched = || {
-            if may_block {
-                kvm.mmu_cond_resched();
-            }
-        };
-        if let Err((done, e)) = unmap_protected(&RMI, rd, base, top, &mut resched) {
-            pr_err!(
-                "realm {}: unmapping [{:#x}, {:#x}) failed after {} pages: {}\n",
-                self.id,
-                start,
-                end,
-                done.pages,
                 Shown(e)
             );
             kvm.mark_dead();
@@ -590,8 +575,8 @@ impl PopulateHost for GmemPopulate<'_> {
         let pages = usize::try_from(granules).map_err(|_| EINVAL)?;
         let first_gfn = ipa.get() >> GRANULE_SHIFT;
         let mut ahead = gmem_pages_ahead(kvm, first_gfn, pages)?;
-        // SAFETY: `gmem_pages_ahead` took one reference on each page; they
-        // are handed over.
+        // `gmem_pages_ahead` took one reference on each page, handed over here.
+        // SAFETY: As above.
         let mut ahead = unsafe { PredelegatedPages::delegate(&RMI, &mut ahead) };
         let done = kvm.gmem_populate(slots, first_gfn, src, pages, |gfn, pfn, src| {
             let (Some(page), Some(ipa), Some(src)) = (
@@ -987,21 +972,26 @@ impl RealmOps for RealmProvider {
         // guest_memfd invalidations take the protected pages; MMU
         // notifiers of the user mapping, the shared aliases; attribute
         // changes, the side the frames leave.
-        if range.private() {
-            vm.unmap_protected(kvm, s, e, range.may_block());
-        }
-        if range.shared() {
-            vm.unmap_shared(kvm, s, e, range.may_block());
-        }
+        vm.unmap(
+            kvm,
+            (s, e),
+            range.private(),
+            range.shared(),
+            range.may_block(),
+        );
         // The RMM invalidates the realm's TLB entries itself.
         false
     }
 
     fn vm_stage2_unmap_range(kvm: &Kvm, vm: Pin<&RealmVm>, start: u64, size: u64, may_block: bool) {
         // A memslot goes (or moves): both of its halves.
-        let end = start.saturating_add(size);
-        vm.unmap_protected(kvm, start, end, may_block);
-        vm.unmap_shared(kvm, start, end, may_block);
+        vm.unmap(
+            kvm,
+            (start, start.saturating_add(size)),
+            true,
+            true,
+            may_block,
+        );
     }
 
     fn prepare_memory_region(

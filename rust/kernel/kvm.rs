@@ -277,8 +277,9 @@ impl SrcuReadGuard<'_> {
     pub fn memslot(&self, gfn: u64) -> Option<&MemSlot> {
         // SAFETY: The VM is live, and in an `srcu` section (type invariant).
         let slot = unsafe { bindings::gfn_to_memslot(self.kvm.as_raw(), gfn) };
-        // SAFETY: Memslots are freed only after an `srcu` grace period, so
-        // this one stays as it is while `self` is borrowed.
+        // Memslots are freed only after an `srcu` grace period: this one
+        // stays as it is while `self` is borrowed.
+        // SAFETY: As above.
         (!slot.is_null()).then(|| unsafe { MemSlot::from_raw(slot) })
     }
 }
@@ -354,8 +355,8 @@ impl UserPage<'_> {
     /// by the guest), under `mmu_lock` (`kvm_release_faultin_page()`).
     pub fn release(self, _mmu: &MmuWriteGuard<'_>, dirty: bool) {
         let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: The reference this value holds (type invariant), dropped
-        // once: `this` does not drop; `mmu_lock` is held (`_mmu`).
+        // `this` does not drop: the reference goes once, here.
+        // SAFETY: The reference this value holds (type invariant); `_mmu` is held.
         unsafe { bindings::kvm_release_faultin_page(this.kvm.as_raw(), this.page, false, dirty) };
     }
 }
@@ -482,8 +483,9 @@ impl MemSlot {
     /// frame, with one page reference that the caller now owns.
     pub fn gmem_pfn(&self, kvm: &Kvm, gfn: u64) -> Result<u64> {
         let (mut pfn, mut page, mut max_order) = (0, core::ptr::null_mut(), 0);
-        // SAFETY: The VM is live; this memslot is fixed while referenced
-        // (type invariant); the out-pointers are valid.
+        // The VM is live; this memslot is fixed while referenced (type
+        // invariant); the out-pointers are valid.
+        // SAFETY: As above.
         to_result(unsafe {
             bindings::kvm_gmem_get_pfn(
                 kvm.as_raw(),
@@ -503,8 +505,9 @@ impl MemSlot {
     pub fn user_page<'a>(&self, kvm: &'a Kvm, gfn: u64, write: bool) -> Result<UserPage<'a>> {
         let (mut writable, mut page) = (false, core::ptr::null_mut());
         let foll = if write { bindings::FOLL_WRITE } else { 0 };
-        // SAFETY: This memslot is fixed while referenced (type invariant);
-        // the out-pointers are valid.
+        // This memslot is fixed while referenced (type invariant); the
+        // out-pointers are valid.
+        // SAFETY: As above.
         let pfn = unsafe {
             bindings::__kvm_faultin_pfn(self.0.get(), gfn, foll, &mut writable, &mut page)
         };
