@@ -239,12 +239,13 @@ impl<'r, 's, C: SmcConduit, P: PageSource + GuestPages> PredelegatedPages<'r, 's
                 };
                 match granule_range_delegate(rmi.smc(), range) {
                     Ok(next) => {
-                        let done = (next.pa() - range.base().pa()) / GRANULE_SIZE;
-                        // CAST: At most `end - at`, checked by the decoder.
-                        for slot in &mut slots[at..at + done as usize] {
+                        // CAST: In `1..=end - at`: the decoder keeps `next`
+                        // within the range.
+                        let done = ((next.pa() - range.base().pa()) / GRANULE_SIZE) as usize;
+                        for slot in slots.iter_mut().skip(at).take(done) {
                             *slot |= SLOT_DELEGATED;
                         }
-                        at += done as usize;
+                        at += done.max(1);
                     }
                     Err(e) if e.status() == RmiStatus::BadOutput => {
                         // Maybe delegated: keep the reference forever.
