@@ -5,8 +5,6 @@
 //! (`RMI_RTT_UNPROT_MAP`, read-only until written), RTTs created on
 //! demand, and both unmapped again, with faults injected at every call.
 
-use std::collections::BTreeSet;
-
 use crate::addr::{
     Granule,
     Ipa,
@@ -61,7 +59,8 @@ use crate::rmi_smc::{
     RMI_RTT_UNPROT_UNMAP, //
 };
 use crate::support::{
-    assert_ownership,
+    assert_all_back,
+    fail_each_call,
     host,
     Ledger,
     TestRmi, //
@@ -114,15 +113,6 @@ fn fault_in(
             realm.ensure_rtt(ipa(at), leaf).map_err(|_| ())
         },
     )
-}
-
-/// Everything is back: nothing delegated, allocated or leaked, and no
-/// guest page left.
-fn assert_all_back(h: &TestRmi) {
-    assert_ownership(h, &BTreeSet::new());
-    assert_eq!(h.leaked(), 0);
-    assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
-    assert!(h.smc().mem().allocated().is_empty(), "all freed");
 }
 
 #[test]
@@ -416,30 +406,7 @@ fn faults_at_every_call_site_of_the_fault_paths() {
     ];
     let h = host(Rmm::active());
     scenario(&h);
-    assert_all_back(&h);
-    assert!(h.smc().calls(RMI_RTT_DESTROY) > 0);
-    let mut injected = 0;
-    for fid in fids {
-        let total = h.smc().calls(fid);
-        assert!(total > 0, "{fid:?} is exercised");
-        for nth in 0..total {
-            for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRtt] {
-                let f = host(Rmm::active());
-                f.smc().fail_call(fid, nth, status, 3);
-                scenario(&f);
-                assert_eq!(f.smc().injected_pending(), 0, "{fid:?} #{nth} was reached");
-                injected += 1;
-                assert_ownership(&f, &BTreeSet::new());
-                let mem = f.smc().mem();
-                assert_eq!(mem.violations(), &[], "{fid:?} #{nth} {status:?}");
-                assert!(
-                    mem.guest_pages() as u64 <= f.leaked(),
-                    "{fid:?} #{nth} {status:?}: {} guest pages kept, {} leaked",
-                    mem.guest_pages(),
-                    f.leaked()
-                );
-            }
-        }
-    }
+    assert!(h.smc().calls(RMI_RTT_DESTROY) > 0, "teardown runs");
+    let injected = fail_each_call(&fids, || host(Rmm::active()), scenario);
     assert!(injected > 30, "{injected} runs");
 }

@@ -41,7 +41,6 @@ use crate::realm_tests::{
 };
 use crate::rmi_smc::{
     RmiFid,
-    RmiStatus,
     RMI_GRANULE_RANGE_DELEGATE,
     RMI_GRANULE_RANGE_UNDELEGATE,
     RMI_REALM_TERMINATE,
@@ -52,7 +51,8 @@ use crate::rmi_smc::{
     RMI_RTT_INIT_RIPAS, //
 };
 use crate::support::{
-    assert_ownership,
+    assert_all_back,
+    fail_each_call,
     host,
     Ledger,
     TestRmi, //
@@ -92,15 +92,6 @@ fn layout() -> Vec<u64> {
     v.push((1 << 30) + 3 * MIB + 5 * GRANULE_SIZE);
     v.push((1 << 39) - GRANULE_SIZE);
     v
-}
-
-/// Everything is back: guest pages freed after their hole punch, nothing
-/// delegated, nothing allocated, nothing leaked.
-fn assert_all_back(h: &TestRmi) {
-    assert_ownership(h, &BTreeSet::new());
-    assert_eq!(h.leaked(), 0);
-    assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
-    assert!(h.smc().mem().allocated().is_empty(), "all freed");
 }
 
 #[test]
@@ -329,34 +320,7 @@ fn faults_at_every_call_site_never_free_a_delegated_page() {
         RMI_REALM_TERMINATE,
         RMI_RTT_DESTROY,
     ];
-    // A clean run first: how many calls of each there are.
-    let h = host(Rmm::active());
-    scenario(&h);
-    assert_all_back(&h);
-    let mut injected = 0;
-    for fid in fids {
-        let total = h.smc().calls(fid);
-        assert!(total > 0, "{fid:?} is exercised");
-        for nth in 0..total {
-            for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRtt] {
-                let f = host(Rmm::active());
-                f.smc().fail_call(fid, nth, status, 3);
-                scenario(&f);
-                assert_eq!(f.smc().injected_pending(), 0, "{fid:?} #{nth} was reached");
-                injected += 1;
-                assert_ownership(&f, &BTreeSet::new());
-                let mem = f.smc().mem();
-                assert_eq!(mem.violations(), &[], "{fid:?} #{nth} {status:?}");
-                // Guest pages still around are exactly the leaked ones.
-                assert!(
-                    mem.guest_pages() as u64 <= f.leaked(),
-                    "{fid:?} #{nth} {status:?}: {} guest pages kept, {} leaked",
-                    mem.guest_pages(),
-                    f.leaked()
-                );
-            }
-        }
-    }
+    let injected = fail_each_call(&fids, || host(Rmm::active()), scenario);
     assert!(injected > 50, "{injected} runs");
 }
 

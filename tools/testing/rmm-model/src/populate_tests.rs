@@ -48,7 +48,6 @@ use crate::realm_tests::{
     qemu, //
 };
 use crate::rmi_smc::{
-    RmiStatus,
     RMI_FID_TABLE,
     RMI_GRANULE_RANGE_DELEGATE,
     RMI_GRANULE_RANGE_UNDELEGATE,
@@ -57,6 +56,7 @@ use crate::rmi_smc::{
 };
 use crate::support::{
     assert_ownership,
+    fail_each_call,
     host,
     Ledger,
     TestRmi, //
@@ -757,38 +757,15 @@ fn faults_at_every_call_of_populate_keep_ownership_exact() {
     ];
     let mut injected = 0;
     for mode in [RangeMode::OnePerCall, RangeMode::WholeRange] {
-        let clean = host(Rmm::active());
-        clean.smc().set_range_mode(mode);
-        let src_page = clean.pages().alloc().expect("source");
-        populate_scenario(&clean, FakePages::granule(&src_page));
-        drop(src_page);
-        assert_ownership(&clean, &BTreeSet::new());
-        assert_eq!(clean.smc().mem().guest_pages(), 0);
-        for fid in fids {
-            let total = clean.smc().calls(fid);
-            assert!(total > 0, "{fid:?} is exercised");
-            for nth in 0..total {
-                for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRtt] {
-                    let f = host(Rmm::active());
-                    f.smc().set_range_mode(mode);
-                    f.smc().fail_call(fid, nth, status, 3);
-                    let src_page = f.pages().alloc().expect("source");
-                    populate_scenario(&f, FakePages::granule(&src_page));
-                    drop(src_page);
-                    assert_eq!(f.smc().injected_pending(), 0, "{fid:?} #{nth} reached");
-                    injected += 1;
-                    assert_ownership(&f, &BTreeSet::new());
-                    let mem = f.smc().mem();
-                    assert_eq!(mem.violations(), &[], "{mode:?} {fid:?} #{nth} {status:?}");
-                    assert!(
-                        mem.guest_pages() as u64 <= f.leaked(),
-                        "{mode:?} {fid:?} #{nth} {status:?}: {} guest pages kept, {} leaked",
-                        mem.guest_pages(),
-                        f.leaked()
-                    );
-                }
-            }
-        }
+        let host_of = || {
+            let h = host(Rmm::active());
+            h.smc().set_range_mode(mode);
+            h
+        };
+        injected += fail_each_call(&fids, host_of, |h| {
+            let src_page = h.pages().alloc().expect("source");
+            populate_scenario(h, FakePages::granule(&src_page));
+        });
     }
     assert!(injected > 100, "{injected} runs");
 }

@@ -16,7 +16,11 @@ use crate::model::{
     Phase,
     Rmm, //
 };
-use crate::rmi_smc::RmiMemState;
+use crate::rmi_smc::{
+    RmiFid,
+    RmiMemState,
+    RmiStatus, //
+};
 
 /// The host's RMI endpoint over the model.
 pub(crate) type TestRmi = Rmi<Rmm, FakePages>;
@@ -112,4 +116,55 @@ pub(crate) fn destroy_phases(undelegated: bool) -> Vec<Phase> {
         Phase::Continue { can_cancel: false },
         Phase::Finish,
     ]
+}
+
+/// Everything is back: nothing delegated, allocated or leaked, and no
+/// guest page left.
+pub(crate) fn assert_all_back(h: &TestRmi) {
+    assert_ownership(h, &BTreeSet::new());
+    assert_eq!(h.leaked(), 0);
+    assert_eq!(h.smc().mem().guest_pages(), 0, "guest pages left");
+    assert!(h.smc().mem().allocated().is_empty(), "all freed");
+}
+
+/// Fault injection over guest memory: `scenario` runs on a fresh host from
+/// `host_of`, once clean, then once per call it makes of each of `fids`,
+/// that call failed (`ERROR_INPUT`, then `ERROR_RTT` with index 3). After
+/// each run nothing was freed or touched while delegated, ownership is
+/// exact, and the guest pages left are at most the leaked ones. Returns
+/// the number of faulty runs.
+pub(crate) fn fail_each_call(
+    fids: &[RmiFid],
+    host_of: impl Fn() -> TestRmi,
+    scenario: impl Fn(&TestRmi),
+) -> usize {
+    // A clean run first: how many calls of each there are.
+    let clean = host_of();
+    scenario(&clean);
+    assert_all_back(&clean);
+    let mut injected = 0;
+    for &fid in fids {
+        let total = clean.smc().calls(fid);
+        assert!(total > 0, "{fid:?} is exercised");
+        for nth in 0..total {
+            for status in [RmiStatus::ErrorInput, RmiStatus::ErrorRtt] {
+                let f = host_of();
+                f.smc().fail_call(fid, nth, status, 3);
+                scenario(&f);
+                assert_eq!(f.smc().injected_pending(), 0, "{fid:?} #{nth} was reached");
+                injected += 1;
+                assert_ownership(&f, &BTreeSet::new());
+                let mem = f.smc().mem();
+                assert_eq!(mem.violations(), &[], "{fid:?} #{nth} {status:?}");
+                // Guest pages still around are exactly the leaked ones.
+                assert!(
+                    mem.guest_pages() as u64 <= f.leaked(),
+                    "{fid:?} #{nth} {status:?}: {} guest pages kept, {} leaked",
+                    mem.guest_pages(),
+                    f.leaked()
+                );
+            }
+        }
+    }
+    injected
 }
