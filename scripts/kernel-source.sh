@@ -53,6 +53,9 @@ dpkg-deb --fsys-tarfile "$deb" |
 	tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
 	tar -xJ -C "$KSRC_DIR.tmp" --strip-components=1
 git -C "$KSRC_DIR.tmp" init -q -b base
+# No automatic gc: one detached after the import commit (~90k loose objects)
+# holds HEAD.lock while git am runs and makes it fail at random.
+git -C "$KSRC_DIR.tmp" config gc.auto 0
 git -C "$KSRC_DIR.tmp" add -A -f .
 git -C "$KSRC_DIR.tmp" -c user.name=kvm-rmi -c user.email=kvm-rmi@localhost \
 	commit -q -m "Linux $version (Debian $KSRC_PKG)"

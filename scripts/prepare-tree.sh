@@ -31,6 +31,8 @@ stamp=$KRMI_BUILD/linux.patched
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	log "applying kernel/patches (${#series[@]} patches)"
 	rm -f "$stamp"
+	# Trees unpacked before kernel-source.sh turned automatic gc off.
+	git -C "$KSRC_DIR" config gc.auto 0
 	git -C "$KSRC_DIR" am --abort >/dev/null 2>&1 || true
 	git -C "$KSRC_DIR" checkout -q -f krmi-base 2>/dev/null ||
 		git -C "$KSRC_DIR" reset -q --hard krmi-base
