@@ -60,6 +60,39 @@ impl RmiExitReason {
             other => Self::Unknown(other),
         }
     }
+
+    /// Every reason this host knows, in encoding order.
+    pub(crate) const KNOWN: [Self; 11] = [
+        Self::Sync,
+        Self::Irq,
+        Self::Fiq,
+        Self::Psci,
+        Self::RipasChange,
+        Self::HostCall,
+        Self::SError,
+        Self::S2apChange,
+        Self::VdevRequest,
+        Self::DevMemMap,
+        Self::VdevP2pBinding,
+    ];
+
+    /// The spec's name without `RMI_EXIT_`; `UNKNOWN` for other values.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Sync => "SYNC",
+            Self::Irq => "IRQ",
+            Self::Fiq => "FIQ",
+            Self::Psci => "PSCI",
+            Self::RipasChange => "RIPAS_CHANGE",
+            Self::HostCall => "HOST_CALL",
+            Self::SError => "SERROR",
+            Self::S2apChange => "S2AP_CHANGE",
+            Self::VdevRequest => "VDEV_REQUEST",
+            Self::DevMemMap => "DEV_MEM_MAP",
+            Self::VdevP2pBinding => "VDEV_P2P_BINDING",
+            Self::Unknown(_) => "UNKNOWN",
+        }
+    }
 }
 
 /// ESR_EL2 as the RMM reports it.

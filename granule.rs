@@ -72,6 +72,9 @@ pub(crate) trait GranuleSet<'r, C: SmcConduit, P: PageSource> {
 
     /// Takes out the granule at `g`, if the set has it.
     fn take(&mut self, g: Granule) -> Option<DelegatedGranule<'r, C, P>>;
+
+    /// How many granules the set holds.
+    fn len(&self) -> usize;
 }
 
 /// A failure to get memory into the Realm PAS.

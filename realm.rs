@@ -377,6 +377,13 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         self.rd.as_ref().map(DelegatedGranule::granule)
     }
 
+    /// RTT pages the realm holds: the root RTTs and the others.
+    pub(crate) fn rtt_pages(&self) -> u64 {
+        let root = self.root_range().map_or(0, |r| r.count());
+        // CAST: Lossless, `usize` is 64 bits on arm64 and on test hosts.
+        root.saturating_add(self.rtts.len() as u64)
+    }
+
     /// The granules of the root RTTs, once created.
     pub(crate) fn root_range(&self) -> Option<GranuleRange> {
         self.root.as_ref().map(DelegatedBlock::range)

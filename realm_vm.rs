@@ -123,11 +123,6 @@ impl GranuleList {
             owner,
         }
     }
-
-    /// How many granules it holds.
-    pub(crate) fn len(&self) -> usize {
-        self.granules.len()
-    }
 }
 
 /// The one-granule range of `g`.
@@ -154,6 +149,10 @@ impl GranuleSet<'static, RmiSmc, KernelPages> for GranuleList {
             gpf::forget(range);
         }
         self.granules.remove(i).ok()
+    }
+
+    fn len(&self) -> usize {
+        self.granules.len()
     }
 }
 

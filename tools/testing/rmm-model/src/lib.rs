@@ -58,6 +58,14 @@ pub(crate) mod memory;
 pub(crate) mod exit;
 
 #[allow(dead_code)]
+#[path = "../../../../rmi_observe.rs"]
+pub(crate) mod rmi_observe;
+
+#[allow(dead_code)]
+#[path = "../../../../realm_stats.rs"]
+pub(crate) mod realm_stats;
+
+#[allow(dead_code)]
 #[path = "../../../../rec.rs"]
 pub(crate) mod rec;
 
@@ -80,6 +88,8 @@ mod granule_tests;
 mod init_tests;
 #[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod observe_tests;
 #[cfg(test)]
 mod populate_tests;
 #[cfg(test)]

@@ -402,6 +402,9 @@ mod lifecycle {
         // Asking again creates nothing.
         realm.ensure_rtt(a, leaf()).expect("again");
         assert_eq!(h.smc().realm_rtts(rd).len(), 7);
+        // What debugfs shows: the seven and the root.
+        let roots = realm.root_range().expect("root").count();
+        assert_eq!(realm.rtt_pages(), 7 + roots);
         let tables: Vec<_> = h.smc().realm_rtts(rd).into_iter().map(|t| t.2).collect();
         assert!(tables
             .iter()

@@ -59,6 +59,10 @@ impl<'r> GranuleSet<'r, Rmm, FakePages> for Ledger<'r> {
         let i = self.granules.iter().position(|d| d.granule() == g)?;
         Some(self.granules.swap_remove(i))
     }
+
+    fn len(&self) -> usize {
+        self.granules.len()
+    }
 }
 
 impl Ledger<'_> {
