@@ -20,7 +20,6 @@ use kernel::{
     },
     bindings,
     c_str,
-    debugfs,
     kvm,
     miscdevice::{
         MiscDeviceOptions,
@@ -52,10 +51,12 @@ mod populate;
 )]
 mod realm;
 mod realm_fault;
+mod realm_stats;
 mod realm_vcpu;
 mod realm_vm;
 mod rec;
 mod rmi_cmds;
+mod rmi_observe;
 #[expect(
     dead_code,
     reason = "the ABI tables grow test-first against the host RMM model; \
@@ -66,6 +67,7 @@ mod rmm_init;
 mod rtt;
 mod run;
 mod sro;
+mod stats;
 mod system_ram;
 
 use addr::{
@@ -81,6 +83,7 @@ use gpf::{
 };
 use granule::{
     DelegatedGranule,
+    GranuleSet,
     PageSource,
     Rmi, //
 };
@@ -90,12 +93,11 @@ use realm_vm::{
     RMM_FEATURES, //
 };
 use rmi_cmds::{
-    RmiFeatureRegs,
     SmcConduit,
     VersionError, //
 };
+use rmi_observe::RmiObserver;
 use rmi_smc::{
-    RmiCallCounts,
     RmiError,
     RmiErrorKind,
     RmiVersion,
@@ -132,22 +134,25 @@ module! {
 /// passed to them, and the command layer passes only granules its caller owns.
 struct RmiSmc;
 
-/// Every RMI call the module made, by command (debugfs `kvm_rmi/rmi_calls`).
-static RMI_CALLS: RmiCallCounts = RmiCallCounts::new();
+/// Every RMI call the module makes goes through this: counted by command,
+/// delegations tracked, failures injected on request (debugfs `kvm_rmi/`).
+static RMI_OBSERVER: RmiObserver = RmiObserver::new();
 
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        RMI_CALLS.record(args.x(0));
-        if smccc::conduit() != smccc::Conduit::Smc {
-            // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware older
-            // than SMCCC v1.1, or a guest's HVC) means no EL3 to ask, and RMI
-            // needs SMCCC v1.2 from EL3.
-            let mut out = SmcRegs::default();
-            out.0[0] = SMCCC_RET_NOT_SUPPORTED;
-            return out;
-        }
-        // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
-        SmcRegs(unsafe { smccc::smc(&args.0) })
+        let (out, _injected) = RMI_OBSERVER.call(args, |args| {
+            if smccc::conduit() != smccc::Conduit::Smc {
+                // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware
+                // older than SMCCC v1.1, or a guest's HVC) means no EL3 to
+                // ask, and RMI needs SMCCC v1.2 from EL3.
+                let mut out = SmcRegs::default();
+                out.0[0] = SMCCC_RET_NOT_SUPPORTED;
+                return out;
+            }
+            // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
+            SmcRegs(unsafe { smccc::smc(&args.0) })
+        });
+        out
     }
 }
 
@@ -161,10 +166,11 @@ struct RecEnterSmc;
 
 impl SmcConduit for RecEnterSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        RMI_CALLS.record(args.x(0));
         let start = arm64::counter_ticks();
-        // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
-        let out = SmcRegs(unsafe { kvm::realm_smc(&args.0) });
+        let (out, _injected) = RMI_OBSERVER.call(args, |args| {
+            // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
+            SmcRegs(unsafe { kvm::realm_smc(&args.0) })
+        });
         REC_ENTER_TIME.add(arm64::counter_ticks().wrapping_sub(start));
         out
     }
@@ -354,28 +360,6 @@ fn report_init_error(err: &InitError) -> Error {
     }
 }
 
-/// Logs the RMM's feature registers in one line.
-fn report_features(f: &RmiFeatureRegs) {
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
-    pr_info!(
-        "RMM features: IPA {} bits, LPA2 {}, SVE {} (VL field {}), {} BPs, {} WPs, \
-         PMU {} ({} counters), RECs 2^{}, SHA-256 {}, SHA-512 {}, DA {}, aux planes {}\n",
-        f.f0.s2sz(),
-        yes_no(f.f0.lpa2()),
-        yes_no(f.f0.sve_en()),
-        f.f0.sve_vl(),
-        u32::from(f.f0.num_bps()) + 1,
-        u32::from(f.f0.num_wps()) + 1,
-        yes_no(f.f0.pmu_en()),
-        f.f0.pmu_num_ctrs(),
-        f.f1.max_recs_order(),
-        yes_no(f.f1.sha256()),
-        yes_no(f.f1.sha512()),
-        yes_no(f.f2.da_en()),
-        f.f3.max_num_aux_planes()
-    );
-}
-
 /// Logs what init found: version, features, activation, tracking.
 fn report_rmm(info: &RmmInfo) {
     pr_info!(
@@ -384,7 +368,7 @@ fn report_rmm(info: &RmmInfo) {
         Shown(info.versions.lower),
         Shown(info.versions.higher)
     );
-    report_features(&info.features);
+    pr_info!("RMM features: {}\n", Shown(info.features));
     if info.activated_now {
         pr_info!("RMM configured (4 KiB granules) and activated\n");
     } else {
@@ -411,14 +395,9 @@ struct KvmRmi {
     _gpf_reports: Pin<KBox<gpf_notifier::Registration<GpfReporter>>>,
     /// The GPF test device, with `gpf_selftest`.
     _gpf_test: Option<Pin<KBox<MiscDeviceRegistration<GpfTestDevice>>>>,
-    /// `kvm_rmi/rmi_calls` in debugfs: the calls by command, then the total.
-    _rmi_calls: Pin<KBox<debugfs::File<()>>>,
-    /// `kvm_rmi/rec_enter` in debugfs: `REC_ENTER` calls and their time.
-    _rec_enter: Pin<KBox<debugfs::File<()>>>,
-    /// `kvm_rmi/leaked` in debugfs: pages given up for good so far.
-    _leaked: Pin<KBox<debugfs::File<()>>>,
-    /// The module's debugfs directory, removed after its files.
-    _debugfs: debugfs::Dir,
+    /// `kvm_rmi/` in debugfs; goes after the realms (each holds a module
+    /// reference).
+    _debugfs: stats::Debugfs,
     /// Owners of delegated granules; dropped last, once nothing reports.
     _owners: OwnerRecords,
 }
@@ -450,23 +429,7 @@ impl kernel::Module for KvmRmi {
             None
         };
         RMM_FEATURES.populate(info.features);
-        let dir = debugfs::Dir::new(c_str!("kvm_rmi"));
-        let rmi_calls = KBox::pin_init(
-            dir.read_callback_file(c_str!("rmi_calls"), (), &|(): &(), f| RMI_CALLS.write_to(f)),
-            GFP_KERNEL,
-        )?;
-        let rec_enter = KBox::pin_init(
-            dir.read_callback_file(c_str!("rec_enter"), (), &|(): &(), f| {
-                REC_ENTER_TIME.write_to(f)
-            }),
-            GFP_KERNEL,
-        )?;
-        let leaked = KBox::pin_init(
-            dir.read_callback_file(c_str!("leaked"), (), &|(): &(), f| {
-                writeln!(f, "{}", RMI.leaked())
-            }),
-            GFP_KERNEL,
-        )?;
+        let debugfs = stats::Debugfs::new(info.versions, info.features)?;
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
         })?;
@@ -475,10 +438,7 @@ impl kernel::Module for KvmRmi {
             gpt_tables,
             _gpf_reports: gpf_reports,
             _gpf_test: gpf_test,
-            _rmi_calls: rmi_calls,
-            _rec_enter: rec_enter,
-            _leaked: leaked,
-            _debugfs: dir,
+            _debugfs: debugfs,
             _owners: owners,
         })
     }

@@ -38,6 +38,7 @@ use crate::memory::{
     ServeError,
     SlotFacts, //
 };
+use crate::realm_stats::RealmStats;
 use crate::realm_vm::RealmVm;
 use crate::rmi_smc::RmiError;
 use crate::{
@@ -90,7 +91,7 @@ pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Resu
         FaultPlan::Emulate => return Ok(Served::Emulate),
         FaultPlan::MemoryFault { private } => return Ok(Served::MemoryFault { private }),
         FaultPlan::MapProtected => map_with_rtts(
-            || map_private_page(kvm, rd, ipa, gfn),
+            || map_private_page(kvm, vm.stats(), rd, ipa, gfn),
             || vm.ensure_leaf_rtt(kvm, ipa),
         ),
         FaultPlan::MapShared { write, replace } => map_with_rtts(
@@ -120,8 +121,14 @@ pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Resu
 }
 
 /// Maps the guest_memfd page of `gfn` at protected IPA `ipa` of realm
-/// `rd`, once.
-fn map_private_page(kvm: &Kvm, rd: Granule, ipa: Ipa, gfn: u64) -> Result<Served, MapError> {
+/// `rd`, once, and counts it in `stats`.
+fn map_private_page(
+    kvm: &Kvm,
+    stats: &RealmStats,
+    rd: Granule,
+    ipa: Ipa,
+    gfn: u64,
+) -> Result<Served, MapError> {
     let srcu = kvm.srcu_read_lock();
     // The memslot may have gone since the plan.
     let Some(slot) = srcu.memslot(gfn).filter(|s| s.has_gmem()) else {
@@ -144,7 +151,10 @@ fn map_private_page(kvm: &Kvm, rd: Granule, ipa: Ipa, gfn: u64) -> Result<Served
         return Ok(Served::Mapped);
     }
     match map_protected(&RMI, rd, ipa, page) {
-        Ok(_) => Ok(Served::Mapped),
+        Ok(_) => {
+            stats.mapped(1);
+            Ok(Served::Mapped)
+        }
         // Another vCPU mapped it; or the host unmapped a page the realm
         // accepted (DESTROYED), which only the realm can take back.
         Err(MapError::Mapped) => match protected_page_usable(RMI.smc(), rd, ipa) {

@@ -228,6 +228,7 @@ impl RecVcpu {
     pub(crate) fn handle_exit(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
         let mut run = self.run.lock();
         if let Err(e) = rmi_result(self.status.load(Ordering::Relaxed)) {
+            vm.stats().entry_refused();
             return match run.rec.entered(Err(e)) {
                 Err(EnterFailure::Shutdown) => {
                     vcpu.exit_shutdown();
@@ -247,6 +248,7 @@ impl RecVcpu {
             };
         }
         let exit = self.read_exit()?;
+        vm.stats().exit(exit.exit_reason);
         vcpu.timer_update(exit.cntv_ctl, exit.cntv_cval, exit.cntp_ctl, exit.cntp_cval);
         let ipa_bits = u8::try_from(vcpu.kvm().ipa_bits()).map_err(|_| EINVAL)?;
         let decoded = decode(&exit, ipa_bits);

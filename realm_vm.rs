@@ -10,6 +10,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL_ACCOUNT,
     bindings,
+    debugfs::Scope,
     kvm::{
         GfnRange,
         Kvm,
@@ -26,6 +27,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
+        Arc,
         Mutex,
         SetOnce, //
     },
@@ -80,6 +82,7 @@ use crate::realm::{
     RealmOptions,
     RealmState, //
 };
+use crate::realm_stats::RealmStats;
 use crate::realm_vcpu::RecVcpu;
 use crate::rec::{
     self,
@@ -97,6 +100,10 @@ use crate::rmi_cmds::RmiFeatureRegs;
 use crate::rmi_smc::RmiError;
 use crate::run::RipasRequest;
 use crate::sro::SroError;
+use crate::stats::{
+    self,
+    RealmView, //
+};
 use crate::{
     Delegated,
     KernelPages,
@@ -160,7 +167,7 @@ impl GranuleSet<'static, RmiSmc, KernelPages> for GranuleList {
 static NEXT_REALM_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A realm as the kernel holds it.
-type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
+pub(crate) type KernelRealm = Realm<'static, RmiSmc, KernelPages, GranuleList>;
 
 /// A REC as the kernel holds it.
 type KernelRec = Rec<'static, RmiSmc, KernelPages, GranuleList>;
@@ -183,9 +190,14 @@ pub(crate) struct RealmVm {
     pid: i32,
     /// The realm; the lock serialises its RMI operations. Lock order:
     /// `slots_lock`, then guest_memfd's invalidate lock, then this, then
-    /// `mmu_lock`.
-    #[pin]
-    realm: Mutex<KernelRealm>,
+    /// `mmu_lock`. Shared with the debugfs files, which read it under the
+    /// lock.
+    realm: Arc<Mutex<KernelRealm>>,
+    /// Counters for debugfs.
+    stats: Arc<RealmStats>,
+    /// `kvm_rmi/realms/<id>/`, removed (waiting for readers) when the VM
+    /// goes, after the realm's lock is released.
+    _debugfs: Pin<KBox<Scope<RealmView>>>,
     /// The RECs, by vCPU index (= vCPU id = REC index), created at
     /// activation, when the set of vCPUs is final. Taken after `realm`.
     #[pin]
@@ -312,6 +324,8 @@ impl RealmVm {
                 cpu_on_pending: false,
             })
             .map_err(|_| ENOMEM)?;
+            // CAST: Lossless, `usize` is 64 bits on arm64.
+            self.stats.set_recs(recs.len() as u64);
         }
         Ok(())
     }
@@ -329,12 +343,19 @@ impl RealmVm {
                 }
                 Err(e) => pr_err!("REC {} of realm {} leaked: {:?}\n", rec.index(), self.id, e),
             }
+            // CAST: Lossless, `usize` is 64 bits on arm64.
+            self.stats.set_recs(recs.len() as u64);
         }
     }
 
     /// Its number in reports.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Its counters.
+    pub(crate) fn stats(&self) -> &RealmStats {
+        &self.stats
     }
 
     /// The RD, once created.
@@ -483,8 +504,12 @@ impl RealmVm {
         };
         let mut failed = None;
         if let (true, Some((base, top))) = (private && start < end, at(0)) {
-            if let Err((_, e)) = unmap_protected(&RMI, rd, base, top, &mut resched) {
-                failed = Some((base, e));
+            match unmap_protected(&RMI, rd, base, top, &mut resched) {
+                Ok(done) => self.stats.unmapped(done.pages),
+                Err((done, e)) => {
+                    self.stats.unmapped(done.pages);
+                    failed = Some((base, e));
+                }
             }
         }
         if let (true, Some((base, top))) = (shared && start < end, at(half)) {
@@ -601,7 +626,9 @@ impl PopulateHost for GmemPopulate<'_> {
             }
         })?;
         // CAST: At most `pages`, which came from a `u64`.
-        Ok(done as u64)
+        let done = done as u64;
+        vm.stats.populated(done, measure);
+        Ok(done)
     }
 
     fn resched(&mut self) {
@@ -798,12 +825,25 @@ impl RealmOps for RealmProvider {
             pid,
             part: RealmPart::Rtt,
         });
-        let realm = Realm::new(&RMI, shape, rtts);
+        let realm = Arc::pin_init(
+            new_mutex!(Realm::new(&RMI, shape, rtts), "RealmVm::realm"),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let stats = Arc::new(RealmStats::new(), GFP_KERNEL_ACCOUNT)?;
+        let debugfs = stats::realm_scope(RealmView {
+            id,
+            pid,
+            ipa_bits,
+            stats: stats.clone(),
+            realm: realm.clone(),
+        })?;
         KBox::pin_init(
             pin_init!(RealmVm {
                 id,
                 pid,
-                realm <- new_mutex!(realm, "RealmVm::realm"),
+                realm,
+                stats,
+                _debugfs: debugfs,
                 recs <- new_mutex!(KVec::new(), "RealmVm::recs"),
                 rd: AtomicU64::new(0),
                 sve_vl: AtomicU32::new(0),

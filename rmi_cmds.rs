@@ -6,6 +6,8 @@
 //! core: the kernel shell implements [`SmcConduit`] with a real `smc`, the host
 //! crate with an executable RMM model.
 
+use core::fmt;
+
 use crate::addr::{
     Granule,
     GranuleRange,
@@ -136,6 +138,32 @@ pub(crate) struct RmiFeatureRegs {
     pub(crate) f2: RmiFeatures2,
     /// Planes.
     pub(crate) f3: RmiFeatures3,
+}
+
+/// One line: what the RMM offers, as the load message and debugfs show it.
+impl fmt::Display for RmiFeatureRegs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let (f0, f1) = (&self.f0, &self.f1);
+        write!(
+            f,
+            "IPA {} bits, LPA2 {}, SVE {} (VL field {}), {} BPs, {} WPs, \
+             PMU {} ({} counters), RECs 2^{}, SHA-256 {}, SHA-512 {}, DA {}, aux planes {}",
+            f0.s2sz(),
+            yes_no(f0.lpa2()),
+            yes_no(f0.sve_en()),
+            f0.sve_vl(),
+            u32::from(f0.num_bps()) + 1,
+            u32::from(f0.num_wps()) + 1,
+            yes_no(f0.pmu_en()),
+            f0.pmu_num_ctrs(),
+            f1.max_recs_order(),
+            yes_no(f1.sha256()),
+            yes_no(f1.sha512()),
+            yes_no(self.f2.da_en()),
+            self.f3.max_num_aux_planes()
+        )
+    }
 }
 
 /// `RMI_FEATURES` for one register index.

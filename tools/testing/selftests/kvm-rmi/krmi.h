@@ -166,4 +166,43 @@ static inline bool read_raises_sigbus(volatile const char *p)
 	return raised;
 }
 
+#define KRMI_DEBUGFS "/sys/kernel/debug/kvm_rmi/"
+
+/*
+ * The number after `key ` in debugfs file kvm_rmi/`file`, or the first
+ * number in it if `key` is NULL; -1 if there is none.
+ */
+static inline long long krmi_debugfs_value(const char *file, const char *key)
+{
+	char path[128], line[256], name[128];
+	long long value = -1, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), KRMI_DEBUGFS "%s", file);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (value < 0 && fgets(line, sizeof(line), f)) {
+		if (!key && sscanf(line, "%lld", &v) == 1)
+			value = v;
+		else if (key && sscanf(line, "%127s %lld", name, &v) == 2 && !strcmp(name, key))
+			value = v;
+	}
+	fclose(f);
+	return value;
+}
+
+/* Writes `spec` to kvm_rmi/inject (see the module's rmi.rst): 0 or -errno. */
+static inline int krmi_inject(const char *spec)
+{
+	int fd = open(KRMI_DEBUGFS "inject", O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, spec, strlen(spec)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
 #endif /* KRMI_SELFTEST_H */

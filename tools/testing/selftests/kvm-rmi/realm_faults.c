@@ -15,6 +15,14 @@
  *   (DESTROYED): the next access is a KVM_EXIT_MEMORY_FAULT (private);
  * - the module unloads and logs no failure, leak or GPF.
  *
+ * Then, with the module loaded again, RMI failures injected through debugfs
+ * kvm_rmi/inject at each stage of a realm's life (creation, populate,
+ * activation, stage-2 fault, REC_ENTER, teardown): each is reached, and
+ * once the realm is gone debugfs kvm_rmi/delegated and leaked show that
+ * nothing stayed in the Realm PAS but the granules whose undelegation was
+ * failed on purpose; a REC_ENTER refused with ERROR_REC is retried and the
+ * realm runs on; a clean realm runs afterwards; nothing raised a GPF.
+ *
  * The guest reports with stores to UCALL (no memslot: KVM_EXIT_MMIO).
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
  */
@@ -181,6 +189,128 @@ static void test_hole_punch(struct realm_vm *r)
 	       "hole punch of an accepted page: the next access is KVM_EXIT_MEMORY_FAULT (private)");
 }
 
+/* Granules the module delegated and still owns: delegated minus leaked. */
+static long long owned_delegated(void)
+{
+	long long delegated = krmi_debugfs_value("delegated", NULL);
+	long long leaked = krmi_debugfs_value("leaked", NULL);
+
+	return delegated < 0 || leaked < 0 ? -1 : delegated - leaked;
+}
+
+enum inject_when { AT_BUILD, AT_RUN, AT_CLOSE };
+
+/* Failures to inject, when, and how many granules each strands on purpose. */
+static const struct inject_case {
+	const char *spec;
+	enum inject_when when;
+	int times, leaks;
+} inject_cases[] = {
+	{ "REALM_CREATE ERROR_INPUT", AT_BUILD, 1, 0 },
+	{ "GRANULE_RANGE_DELEGATE ERROR_GPT skip=4", AT_BUILD, 1, 0 },
+	{ "RTT_CREATE ERROR_INPUT", AT_BUILD, 1, 0 },
+	{ "RTT_DATA_MAP_INIT ERROR_INPUT", AT_BUILD, 1, 0 },
+	{ "RTT_INIT_RIPAS ERROR_INPUT", AT_RUN, 1, 0 },
+	{ "REC_CREATE ERROR_INPUT", AT_RUN, 1, 0 },
+	{ "REALM_ACTIVATE ERROR_INPUT", AT_RUN, 1, 0 },
+	{ "RTT_DATA_MAP ERROR_INPUT", AT_RUN, 1, 0 },
+	{ "REC_ENTER ERROR_REC", AT_RUN, 1, 0 },
+	{ "GRANULE_RANGE_UNDELEGATE ERROR_GRANULE skip=3 times=2", AT_CLOSE, 2, 2 },
+};
+
+/*
+ * Builds, runs to the guest's first report, and closes a realm, with `c`
+ * injected at its stage (none if NULL): whether the failure was reached and
+ * contained as the case says. The realm's own steps may fail: they are
+ * what the failure hits.
+ */
+static bool inject_one(int kvm, const struct inject_case *c)
+{
+	struct realm_vm r = { .kvm = kvm, .vcpu = -1, .g = GUEST_REALM_INIT };
+	long long owned = owned_delegated(), leaked = krmi_debugfs_value("leaked", NULL);
+	long long injected = krmi_debugfs_value("inject", "injected");
+	bool built, ran = true;
+	int err;
+
+	if (owned < 0 || leaked < 0 || injected < 0) {
+		snprintf(why, sizeof(why), "no kvm_rmi/ in debugfs");
+		return false;
+	}
+	if (c && c->when == AT_BUILD && krmi_inject(c->spec))
+		return false;
+	built = !realm_build(&r);
+	if (c && c->when == AT_RUN && krmi_inject(c->spec))
+		return false;
+	if (built) {
+		err = vcpu_run_bounded(r.vcpu, 10);
+		/* The RMM refused the entry: KVM_RUN says so; the next one runs. */
+		if (c && c->when == AT_RUN && strstr(c->spec, "REC_ENTER"))
+			ran = err == -EAGAIN && !vcpu_run_bounded(r.vcpu, 10);
+		else
+			ran = !err;
+		ran = ran && is_mmio(r.run, UCALL, 8, true) && mmio_data(r.run) == 0;
+	}
+	if (c && c->when == AT_CLOSE && krmi_inject(c->spec))
+		return false;
+	if (r.run)
+		vcpu_run_unmap(kvm, r.run);
+	guest_realm_close(&r.g);
+	krmi_inject("off");
+	if (!c && !(built && ran)) {
+		snprintf(why, sizeof(why), "the clean realm did not run");
+		return false;
+	}
+	if (c && strstr(c->spec, "REC_ENTER") && !ran) {
+		snprintf(why, sizeof(why), "no run after a refused entry");
+		return false;
+	}
+	if (krmi_debugfs_value("inject", "injected") != injected + (c ? c->times : 0)) {
+		snprintf(why, sizeof(why), "not reached");
+		return false;
+	}
+	if (owned_delegated() != owned ||
+	    krmi_debugfs_value("leaked", NULL) != leaked + (c ? c->leaks : 0)) {
+		snprintf(why, sizeof(why), "owned %lld -> %lld, leaked %lld -> %lld",
+			 owned, owned_delegated(), leaked, krmi_debugfs_value("leaked", NULL));
+		return false;
+	}
+	return true;
+}
+
+/* The injection half: its own load, one result per case and four more. */
+static void test_injection(void)
+{
+	char lines[MAX_LINES][256];
+	int kvm, kmsg, n, ret;
+	bool gpf = false;
+
+	kmsg = load_begin();
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
+	ksft_test_result(krmi_inject("RTT_CREATE SUCCESS") == -EINVAL &&
+			 krmi_inject("RMI_NOPE ERROR_INPUT") == -EINVAL &&
+			 krmi_inject("any ERROR_INPUT times=0") == -EINVAL,
+			 "inject refuses what it cannot do\n");
+	for (size_t i = 0; i < sizeof(inject_cases) / sizeof(inject_cases[0]); i++) {
+		const struct inject_case *c = &inject_cases[i];
+
+		why[0] = 0;
+		ksft_test_result(inject_one(kvm, c), "inject %s: reached, contained %s\n",
+				 c->spec, why);
+	}
+	why[0] = 0;
+	ksft_test_result(inject_one(kvm, NULL), "a clean realm runs afterwards %s\n", why);
+	close(kvm);
+	ret = module_unload();
+	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
+	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
+	for (int i = 0; i < n && i < MAX_LINES; i++)
+		gpf |= !!strstr(lines[i], "granule protection");
+	ksft_test_result(!gpf, "no GPF logged\n");
+	close(kmsg);
+}
+
 int main(void)
 {
 	struct realm_vm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
@@ -189,7 +319,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(13);
+	ksft_set_plan(13 + 5 + sizeof(inject_cases) / sizeof(inject_cases[0]));
 	kmsg = load_begin();
 	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (r.kvm < 0)
@@ -208,5 +338,7 @@ int main(void)
 	guest_realm_close(&r.g);
 	close(r.kvm);
 	load_end(kmsg);
+	lost = false;
+	test_injection();
 	ksft_finished();
 }
