@@ -134,8 +134,9 @@ impl Debugfs {
             ),
             GFP_KERNEL,
         )?;
-        // SAFETY: Once per load, here, before `realm_scope` can run (no
-        // realm exists before the module registers with KVM).
+        // Once per load, here, before `realm_scope` can run: no realm
+        // exists before the module registers with KVM.
+        // SAFETY: As above.
         unsafe { REALMS_DIR.init() };
         *REALMS_DIR.lock() = Some(dir.subdir(c_str!("realms")));
         Ok(Self {
