@@ -174,11 +174,11 @@ static inline bool read_raises_sigbus(volatile const char *p)
  */
 static inline long long krmi_debugfs_value(const char *file, const char *key)
 {
-	char path[128], line[256], name[128];
+	char path[256], line[256], name[128];
 	long long value = -1, v;
 	FILE *f;
 
-	snprintf(path, sizeof(path), KRMI_DEBUGFS "%s", file);
+	snprintf(path, sizeof(path), KRMI_DEBUGFS "%.200s", file);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;

@@ -27,6 +27,7 @@
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 
 #include "krmi_guest.h"
@@ -198,6 +199,68 @@ static long long owned_delegated(void)
 	return delegated < 0 || leaked < 0 ? -1 : delegated - leaked;
 }
 
+/*
+ * How many realm directories kvm_rmi/realms/ has (-1: none of it); the
+ * first, as realms/<id>/, into `dir`.
+ */
+static int realm_dirs(char *dir, size_t size)
+{
+	DIR *d = opendir(KRMI_DEBUGFS "realms");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && ++n == 1)
+			snprintf(dir, size, "realms/%.32s/", e->d_name);
+	closedir(d);
+	return n;
+}
+
+/* Value `key` of file `name` of the realm's directory `dir`. */
+static long long realm_value(const char *dir, const char *name, const char *key)
+{
+	char file[160];
+
+	snprintf(file, sizeof(file), "%.64s%.32s", dir, name);
+	return krmi_debugfs_value(file, key);
+}
+
+/*
+ * What debugfs shows of the running clean realm: active, one REC, the
+ * populated code measured, the faulted-in page and the code mapped, and
+ * its exits by reason (the fault and the report: SYNC).
+ */
+static bool realm_dir_shows_the_run(void)
+{
+	char dir[128], state[32] = "", line[64];
+	char path[192];
+	FILE *f;
+
+	if (realm_dirs(dir, sizeof(dir)) != 1) {
+		snprintf(why, sizeof(why), "not one directory in kvm_rmi/realms");
+		return false;
+	}
+	snprintf(path, sizeof(path), KRMI_DEBUGFS "%.64sinfo", dir);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		sscanf(line, "state %31s", state);
+	if (f)
+		fclose(f);
+	if (strcmp(state, "active") || realm_value(dir, "info", "recs") != 1 ||
+	    realm_value(dir, "info", "ipa_bits") != IPA_BITS ||
+	    realm_value(dir, "info", "populated_measured") <= 0 ||
+	    realm_value(dir, "info", "data_pages") < 2 ||
+	    realm_value(dir, "info", "rtt_pages") < 2 ||
+	    realm_value(dir, "exits", "SYNC") < 2 ||
+	    realm_value(dir, "exits", "total") < 2) {
+		snprintf(why, sizeof(why), "%.64sinfo or exits wrong (state %.31s)", dir, state);
+		return false;
+	}
+	return true;
+}
+
 enum inject_when { AT_BUILD, AT_RUN, AT_CLOSE };
 
 /* Failures to inject, when, and how many granules each strands on purpose. */
@@ -250,6 +313,8 @@ static bool inject_one(int kvm, const struct inject_case *c)
 			ran = !err;
 		ran = ran && is_mmio(r.run, UCALL, 8, true) && mmio_data(r.run) == 0;
 	}
+	if (!c && built && ran && !realm_dir_shows_the_run())
+		return false;
 	if (c && c->when == AT_CLOSE && krmi_inject(c->spec))
 		return false;
 	if (r.run)
@@ -266,6 +331,10 @@ static bool inject_one(int kvm, const struct inject_case *c)
 	}
 	if (krmi_debugfs_value("inject", "injected") != injected + (c ? c->times : 0)) {
 		snprintf(why, sizeof(why), "not reached");
+		return false;
+	}
+	if (realm_dirs((char[128]){ 0 }, 128) != 0) {
+		snprintf(why, sizeof(why), "kvm_rmi/realms/ not empty after close");
 		return false;
 	}
 	if (owned_delegated() != owned ||
@@ -300,7 +369,8 @@ static void test_injection(void)
 				 c->spec, why);
 	}
 	why[0] = 0;
-	ksft_test_result(inject_one(kvm, NULL), "a clean realm runs afterwards %s\n", why);
+	ksft_test_result(inject_one(kvm, NULL),
+			 "a clean realm runs afterwards; realms/<id>/ shows it, and goes %s\n", why);
 	close(kvm);
 	ret = module_unload();
 	ksft_test_result(ret == 0, "unload (got %d)\n", ret);
