@@ -56,10 +56,12 @@ use crate::run::{
     PsciCall,
     RecRun, //
 };
+use crate::trace;
 use crate::{
     KernelPage,
     KernelPages,
     RecEnterSmc,
+    RecEntry,
     RMI, //
 };
 
@@ -85,6 +87,8 @@ pub(crate) struct RecVcpu {
     /// x0 of the last `REC_ENTER`: written by `enter` and read by
     /// `handle_exit`, both on the vCPU's thread.
     status: AtomicU64,
+    /// The rest of the last `REC_ENTER`, for its trace, likewise.
+    entry: RecEntry,
     /// What the next entry hands over. Locked only by the vCPU's thread (in
     /// `KVM_RUN`), before the realm's locks.
     #[pin]
@@ -110,6 +114,7 @@ impl RecVcpu {
                 run_page,
                 rec: AtomicU64::new(0),
                 status: AtomicU64::new(0),
+                entry: RecEntry::default(),
                 run <- new_mutex!(
                     VcpuRun {
                         rec: RecRun::new(),
@@ -193,7 +198,7 @@ impl RecVcpu {
     /// no lock, allocation or print.
     pub(crate) fn enter(&self) -> RealmExit {
         let status = match Granule::new(self.rec.load(Ordering::Relaxed)).filter(|g| g.pa() != 0) {
-            Some(rec) => match rec_enter(&RecEnterSmc, rec, self.run_granule()) {
+            Some(rec) => match rec_enter(&RecEnterSmc(&self.entry), rec, self.run_granule()) {
                 Ok(()) => 0,
                 Err(e) => e.raw(),
             },
@@ -227,7 +232,9 @@ impl RecVcpu {
     /// Handles the outcome of the last entry.
     pub(crate) fn handle_exit(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
         let mut run = self.run.lock();
-        if let Err(e) = rmi_result(self.status.load(Ordering::Relaxed)) {
+        let status = self.status.load(Ordering::Relaxed);
+        self.entry.trace(status);
+        if let Err(e) = rmi_result(status) {
             vm.stats().entry_refused();
             return match run.rec.entered(Err(e)) {
                 Err(EnterFailure::Shutdown) => {
@@ -248,6 +255,7 @@ impl RecVcpu {
             };
         }
         let exit = self.read_exit()?;
+        trace::rec_exit(vm.id(), vcpu.index(), &exit);
         vm.stats().exit(exit.exit_reason);
         vcpu.timer_update(exit.cntv_ctl, exit.cntv_cval, exit.cntp_ctl, exit.cntp_cval);
         let ipa_bits = u8::try_from(vcpu.kvm().ipa_bits()).map_err(|_| EINVAL)?;

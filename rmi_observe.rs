@@ -26,6 +26,7 @@ use crate::rmi_smc::{
     RMI_FID_TABLE,
     RMI_GRANULE_RANGE_DELEGATE,
     RMI_GRANULE_RANGE_UNDELEGATE, //
+    SMCCC_RET_NOT_SUPPORTED,
 };
 
 /// How many granules a call moved into the Realm PAS (positive) or out of
@@ -49,6 +50,22 @@ pub(crate) fn delegation_delta(args: &SmcRegs, out: &SmcRegs) -> i64 {
         return 0;
     }
     i64::try_from((done - base) / GRANULE_SIZE).map_or(0, |n| sign * n)
+}
+
+/// The names a trace of one RMI call shows: the command of x0 as called
+/// (`UNKNOWN` outside the table), and the status of x0 as returned
+/// (`SMCCC_NOT_SUPPORTED` when EL3 has no such function).
+pub(crate) fn call_names(args: &SmcRegs, out: &SmcRegs) -> (&'static str, &'static str) {
+    // CAST: SMCCC function IDs are 32 bits (w0).
+    let command = rmi_fid_name(RmiFid(args.x(0) as u32)).unwrap_or("UNKNOWN");
+    let status = match out.x(0) {
+        SMCCC_RET_NOT_SUPPORTED => "SMCCC_NOT_SUPPORTED",
+        x0 => match rmi_result(x0) {
+            Ok(()) => RmiStatus::Success.name(),
+            Err(e) => e.status().name(),
+        },
+    };
+    (command, status)
 }
 
 /// A failure to inject into RMI calls: which command (or any), the status

@@ -62,7 +62,7 @@ if [ "$KRMI_STOCK" = 1 ]; then
 fi
 
 # Rebuild the module alone so its diagnostics are always seen, and fail on any.
-rm -f "$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.o"
+rm -f "$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi_main.o"
 out=$(kmake modules 2>&1) || { printf '%s\n' "$out" >&2; die "module build failed"; }
 if printf '%s\n' "$out" | grep -qE '^(warning|error)'; then
 	printf '%s\n' "$out" >&2

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Make build/linux = pinned Linux 7.3 + kernel/patches (git am) + our files:
-# rust/ is copied over the tree's rust/, and the module (Kbuild, Kconfig, *.rs
-# at the top of this repository) into arch/arm64/kvm/rmi/.
+# rust/ is copied over the tree's rust/, and the module (Kbuild, Kconfig, *.rs,
+# *.c, *.h at the top of this repository) into arch/arm64/kvm/rmi/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -55,4 +55,5 @@ fi
 rsync -a "$KRMI_TOP/rust/" "$KSRC_DIR/rust/"
 mkdir -p "$KSRC_DIR/arch/arm64/kvm/rmi"
 rsync -a --delete --include='/Kbuild' --include='/Kconfig' --include='/*.rs' \
+	--include='/*.c' --include='/*.h' \
 	--exclude='*' "$KRMI_TOP/" "$KSRC_DIR/arch/arm64/kvm/rmi/"

@@ -24,6 +24,7 @@ use crate::realm::RealmState;
 use crate::realm_stats::RealmStats;
 use crate::rmi_cmds::SmcConduit;
 use crate::rmi_observe::{
+    call_names,
     delegation_delta,
     InjectParseError,
     InjectSpec,
@@ -38,7 +39,8 @@ use crate::rmi_smc::{
     RMI_GRANULE_RANGE_UNDELEGATE,
     RMI_REC_ENTER,
     RMI_RTT_CREATE,
-    RMI_VERSION, //
+    RMI_VERSION,
+    SMCCC_RET_NOT_SUPPORTED, //
 };
 
 /// The model behind the observer, as the module's conduit puts it.
@@ -320,4 +322,41 @@ fn realm_counters_sum_exits_by_reason_and_track_data_pages() {
     // Never below zero.
     s.unmapped(100);
     assert_eq!(s.data_pages(), 0);
+}
+
+/// Registers with x0 = `x0`.
+fn x0(x0: u64) -> SmcRegs {
+    let mut regs = SmcRegs::default();
+    regs.0[0] = x0;
+    regs
+}
+
+#[test]
+fn traced_calls_are_named_by_command_and_returned_status() {
+    let version = SmcRegs::new(RMI_VERSION, [0; 6]);
+    assert_eq!(call_names(&version, &x0(0)), ("RMI_VERSION", "SUCCESS"));
+    let rtt = SmcRegs::new(RMI_RTT_CREATE, [0; 6]);
+    // ERROR_RTT at level 2: the index is not part of the name.
+    assert_eq!(
+        call_names(&rtt, &x0(0x204)),
+        ("RMI_RTT_CREATE", "ERROR_RTT")
+    );
+    // Reserved bits above the index are ignored, as `rmi_result` does.
+    assert_eq!(call_names(&rtt, &x0(0x1_0000)).1, "SUCCESS");
+    assert_eq!(
+        call_names(&rtt, &x0(SMCCC_RET_NOT_SUPPORTED)).1,
+        "SMCCC_NOT_SUPPORTED"
+    );
+    assert_eq!(call_names(&rtt, &x0(0xee)).1, "UNKNOWN");
+    let unknown = SmcRegs::new(RmiFid(0xc400_01ff), [0; 6]);
+    assert_eq!(call_names(&unknown, &x0(0)).0, "UNKNOWN");
+
+    // An injected failure is named as the failure it stands for.
+    let o = RmiObserver::new();
+    o.inject.arm(&spec("REC_ENTER ERROR_REC index=3"));
+    let args = SmcRegs::new(RMI_REC_ENTER, [0; 6]);
+    let (out, injected) = o.call(&args, |_| x0(0));
+    assert!(injected);
+    assert_eq!(call_names(&args, &out), ("RMI_REC_ENTER", "ERROR_REC"));
+    assert_eq!(out.x(0) >> 8, 3);
 }

@@ -6,7 +6,10 @@
 //! real `smc` for the core's [`rmi_cmds::SmcConduit`] and probes the RMM at
 //! load. The core files (`rmi_smc`, `rmi_cmds`) are also compiled into the
 //! host crate `tools/testing/rmm-model` and tested there against an
-//! executable model of the RMM.
+//! executable model of the RMM. The module also links `kvm_rmi_trace.c`,
+//! the C half of its tracepoints ([`trace`]).
+
+#![crate_name = "kvm_rmi"]
 
 use kernel::{
     alloc::flags::{
@@ -33,6 +36,7 @@ use kernel::{
 };
 
 use core::sync::atomic::{
+    AtomicBool,
     AtomicU64,
     Ordering, //
 };
@@ -69,6 +73,7 @@ mod run;
 mod sro;
 mod stats;
 mod system_ram;
+mod trace;
 
 use addr::{
     Granule,
@@ -140,7 +145,8 @@ static RMI_OBSERVER: RmiObserver = RmiObserver::new();
 
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        let (out, _injected) = RMI_OBSERVER.call(args, |args| {
+        let start = trace::rmi_call_enabled().then(arm64::counter_ticks);
+        let (out, injected) = RMI_OBSERVER.call(args, |args| {
             if smccc::conduit() != smccc::Conduit::Smc {
                 // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware
                 // older than SMCCC v1.1, or a guest's HVC) means no EL3 to
@@ -152,28 +158,82 @@ impl SmcConduit for RmiSmc {
             // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
             SmcRegs(unsafe { smccc::smc(&args.0) })
         });
+        if let Some(start) = start {
+            let ns = ticks_to_ns(arm64::counter_ticks().wrapping_sub(start));
+            trace::rmi_call(args, &out, ns, injected);
+        }
         out
     }
 }
 
 /// The RMM, for `RMI_REC_ENTER` only: called from `vcpu_enter`, inside the
 /// guest context of RCU, through KVM's entry SMC, which masks exceptions
-/// around it.
+/// around it. What the call took is left in [`RecEntry`], to be traced once
+/// RCU watches again.
 ///
 /// Realm vCPUs exist only where [`RmiSmc`] found the RMM, through the SMC
 /// conduit.
-struct RecEnterSmc;
+struct RecEnterSmc<'a>(&'a RecEntry);
 
-impl SmcConduit for RecEnterSmc {
+/// How the last `REC_ENTER` of a vCPU went, beyond its status: written in
+/// the guest context, read after it on the same thread.
+#[derive(Default)]
+struct RecEntry {
+    /// Generic timer ticks from the SMC to its return.
+    ticks: AtomicU64,
+    /// The failure was injected (debugfs `kvm_rmi/inject`).
+    injected: AtomicBool,
+    /// x0..x2 of the call: its function ID, the REC and the run granule.
+    args: [AtomicU64; 3],
+}
+
+impl RecEntry {
+    /// Emits `kvm_rmi_call` for the last entry, which returned `x0`, once:
+    /// nothing if no call was made since.
+    fn trace(&self, x0: u64) {
+        // x0 of the call, its function ID, is 0 until the next call.
+        let fid = self.args[0].swap(0, Ordering::Relaxed);
+        if fid == 0 || !trace::rmi_call_enabled() {
+            return;
+        }
+        let mut args = SmcRegs::default();
+        for (reg, arg) in args.0.iter_mut().zip(&self.args) {
+            *reg = arg.load(Ordering::Relaxed);
+        }
+        args.0[0] = fid;
+        let mut out = SmcRegs::default();
+        out.0[0] = x0;
+        let ns = ticks_to_ns(self.ticks.load(Ordering::Relaxed));
+        trace::rmi_call(&args, &out, ns, self.injected.load(Ordering::Relaxed));
+    }
+}
+
+impl SmcConduit for RecEnterSmc<'_> {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
         let start = arm64::counter_ticks();
-        let (out, _injected) = RMI_OBSERVER.call(args, |args| {
+        let (out, injected) = RMI_OBSERVER.call(args, |args| {
             // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
             SmcRegs(unsafe { kvm::realm_smc(&args.0) })
         });
-        REC_ENTER_TIME.add(arm64::counter_ticks().wrapping_sub(start));
+        let ticks = arm64::counter_ticks().wrapping_sub(start);
+        REC_ENTER_TIME.add(ticks);
+        self.0.ticks.store(ticks, Ordering::Relaxed);
+        self.0.injected.store(injected, Ordering::Relaxed);
+        for (n, arg) in self.0.args.iter().enumerate() {
+            arg.store(args.x(n), Ordering::Relaxed);
+        }
         out
     }
+}
+
+/// `ticks` of the generic timer in nanoseconds, saturating. In two parts,
+/// without 128-bit division (no `__udivti3` in the kernel).
+fn ticks_to_ns(ticks: u64) -> u64 {
+    const NS: u64 = 1_000_000_000;
+    let hz = arm64::counter_frequency().max(1);
+    (ticks / hz)
+        .saturating_mul(NS)
+        .saturating_add((ticks % hz).saturating_mul(NS) / hz)
 }
 
 /// How long `REC_ENTER` calls took, from the SMC to its return: the world
@@ -198,13 +258,7 @@ impl RecEnterTime {
 
     /// Writes `calls N` and `ns T` (the sum).
     fn write_to(&self, f: &mut impl core::fmt::Write) -> core::fmt::Result {
-        const NS: u64 = 1_000_000_000;
-        let hz = arm64::counter_frequency().max(1);
-        let ticks = self.ticks.load(Ordering::Relaxed);
-        // In two parts, without 128-bit division (no `__udivti3` in the kernel).
-        let ns = (ticks / hz)
-            .saturating_mul(NS)
-            .saturating_add((ticks % hz).saturating_mul(NS) / hz);
+        let ns = ticks_to_ns(self.ticks.load(Ordering::Relaxed));
         writeln!(f, "calls {}", self.calls.load(Ordering::Relaxed))?;
         writeln!(f, "ns {ns}")
     }
