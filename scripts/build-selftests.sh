@@ -23,7 +23,7 @@ for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
 		[ "$bin" -nt "$dep" ] || fresh=0
 	done
 	[ "$fresh" = 1 ] && continue
-	aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
+	aarch64-linux-gnu-gcc -static -pthread -O2 -Wall -Werror \
 		-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
 		-o "$bin" "$c" || die "build failed: $c"
 done

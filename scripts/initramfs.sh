@@ -56,7 +56,8 @@ plan=$root/tests/plan
 		# Generous: the debug configuration (lockdep, kmemleak) is slow.
 		echo "kvm-rmi/$t 300 /tests/$t"
 	done
-	[ "$KRMI_STOCK" = 1 ] || cp "$KRMI_TOP/scripts/guest/kmemleak-check" "$root/tests/"
+	[ "$KRMI_STOCK" = 1 ] || cp "$KRMI_TOP/scripts/guest/kmemleak-check" \
+		"$KRMI_TOP/scripts/guest/kernel-log-check" "$root/tests/"
 	# With an RMM, the KVM regression tests run with kvm_rmi loaded (the
 	# realm hooks enabled); without one it cannot load and they run as is.
 	[ "$KRMI_STOCK" = 1 ] || {
@@ -73,6 +74,8 @@ plan=$root/tests/plan
 		echo "kvm-rmi/unload-after-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; rmmod kvm_rmi"
 		# Last, with kmemleak (DEBUG=1): no leak from anything above.
 		echo "kvm-rmi/kmemleak 300 /tests/kmemleak-check"
+		# And the kernel logged no warning, oops or debug report.
+		echo "kvm-rmi/kernel-log 30 /tests/kernel-log-check"
 	}
 } >"$plan"
 
