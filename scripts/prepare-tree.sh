@@ -3,7 +3,8 @@
 #
 # Make build/linux = pinned Linux 7.3 + kernel/patches (git am) + our files:
 # rust/ is copied over the tree's rust/, and the module (Kbuild, Kconfig, *.rs,
-# *.c, *.h at the top of this repository) into arch/arm64/kvm/rmi/.
+# *.c, *.h at the top of this repository) into arch/arm64/kvm/rmi/, and
+# Documentation/ over the tree's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -57,3 +58,5 @@ mkdir -p "$KSRC_DIR/arch/arm64/kvm/rmi"
 rsync -a --delete --include='/Kbuild' --include='/Kconfig' --include='/*.rs' \
 	--include='/*.c' --include='/*.h' \
 	--exclude='*' "$KRMI_TOP/" "$KSRC_DIR/arch/arm64/kvm/rmi/"
+# The operator's documentation (listed in the arm index by the series).
+rsync -a "$KRMI_TOP/Documentation/" "$KSRC_DIR/Documentation/"
