@@ -62,8 +62,9 @@ mod ffi {
 pub(crate) fn rmi_call_enabled() -> bool {
     #[cfg(CONFIG_TRACEPOINTS)]
     {
-        // SAFETY: `__tracepoint_kvm_rmi_call` is a tracepoint C defines
+        // `__tracepoint_kvm_rmi_call` is a tracepoint C defines
         // (`kvm_rmi_trace.c`), and its key may always be queried.
+        // SAFETY: As above.
         unsafe {
             kernel::static_branch_unlikely!(
                 ffi::__tracepoint_kvm_rmi_call,
@@ -110,8 +111,9 @@ pub(crate) fn rmi_call(args: &SmcRegs, out: &SmcRegs, ns: u64, injected: bool) {
     }
     let (command, status) = call_names(args, out);
     #[cfg(CONFIG_TRACEPOINTS)]
-    // SAFETY: Both names are valid for their lengths; `args.0` holds x0..x17
-    // and `out.0` as many, more than the 7 and 4 words read.
+    // Both names are valid for their lengths; `args.0` holds x0..x17 and
+    // `out.0` as many, more than the 7 and 4 words read.
+    // SAFETY: As above.
     unsafe {
         ffi::rust_do_trace_kvm_rmi_call(
             command.as_ptr().cast(),

@@ -7,6 +7,7 @@
 #ifndef KRMI_SELFTEST_H
 #define KRMI_SELFTEST_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -190,6 +191,34 @@ static inline long long krmi_debugfs_value(const char *file, const char *key)
 	}
 	fclose(f);
 	return value;
+}
+
+/* Granules the module delegated and still owns: delegated minus leaked. */
+static inline long long krmi_owned_delegated(void)
+{
+	long long delegated = krmi_debugfs_value("delegated", NULL);
+	long long leaked = krmi_debugfs_value("leaked", NULL);
+
+	return delegated < 0 || leaked < 0 ? -1 : delegated - leaked;
+}
+
+/*
+ * How many realms kvm_rmi/realms/ lists (-1: no such directory); the id of
+ * the first into `*first` if not NULL.
+ */
+static inline int krmi_realms(long long *first)
+{
+	DIR *d = opendir(KRMI_DEBUGFS "realms");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && ++n == 1 && first)
+			*first = atoll(e->d_name);
+	closedir(d);
+	return n;
 }
 
 /* Writes `spec` to kvm_rmi/inject (see the module's rmi.rst): 0 or -errno. */

@@ -27,7 +27,6 @@
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 
 #include "krmi_guest.h"
@@ -190,34 +189,6 @@ static void test_hole_punch(struct realm_vm *r)
 	       "hole punch of an accepted page: the next access is KVM_EXIT_MEMORY_FAULT (private)");
 }
 
-/* Granules the module delegated and still owns: delegated minus leaked. */
-static long long owned_delegated(void)
-{
-	long long delegated = krmi_debugfs_value("delegated", NULL);
-	long long leaked = krmi_debugfs_value("leaked", NULL);
-
-	return delegated < 0 || leaked < 0 ? -1 : delegated - leaked;
-}
-
-/*
- * How many realm directories kvm_rmi/realms/ has (-1: none of it); the
- * first, as realms/<id>/, into `dir`.
- */
-static int realm_dirs(char *dir, size_t size)
-{
-	DIR *d = opendir(KRMI_DEBUGFS "realms");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' && ++n == 1)
-			snprintf(dir, size, "realms/%.32s/", e->d_name);
-	closedir(d);
-	return n;
-}
-
 /* Value `key` of file `name` of the realm's directory `dir`. */
 static long long realm_value(const char *dir, const char *name, const char *key)
 {
@@ -236,12 +207,14 @@ static bool realm_dir_shows_the_run(void)
 {
 	char dir[128], state[32] = "", line[64];
 	char path[192];
+	long long id;
 	FILE *f;
 
-	if (realm_dirs(dir, sizeof(dir)) != 1) {
+	if (krmi_realms(&id) != 1) {
 		snprintf(why, sizeof(why), "not one directory in kvm_rmi/realms");
 		return false;
 	}
+	snprintf(dir, sizeof(dir), "realms/%lld/", id);
 	snprintf(path, sizeof(path), KRMI_DEBUGFS "%.64sinfo", dir);
 	f = fopen(path, "r");
 	while (f && fgets(line, sizeof(line), f))
@@ -290,7 +263,7 @@ static const struct inject_case {
 static bool inject_one(int kvm, const struct inject_case *c)
 {
 	struct realm_vm r = { .kvm = kvm, .vcpu = -1, .g = GUEST_REALM_INIT };
-	long long owned = owned_delegated(), leaked = krmi_debugfs_value("leaked", NULL);
+	long long owned = krmi_owned_delegated(), leaked = krmi_debugfs_value("leaked", NULL);
 	long long injected = krmi_debugfs_value("inject", "injected");
 	bool built, ran = true;
 	int err;
@@ -333,14 +306,14 @@ static bool inject_one(int kvm, const struct inject_case *c)
 		snprintf(why, sizeof(why), "not reached");
 		return false;
 	}
-	if (realm_dirs((char[128]){ 0 }, 128) != 0) {
+	if (krmi_realms(NULL) != 0) {
 		snprintf(why, sizeof(why), "kvm_rmi/realms/ not empty after close");
 		return false;
 	}
-	if (owned_delegated() != owned ||
+	if (krmi_owned_delegated() != owned ||
 	    krmi_debugfs_value("leaked", NULL) != leaked + (c ? c->leaks : 0)) {
 		snprintf(why, sizeof(why), "owned %lld -> %lld, leaked %lld -> %lld",
-			 owned, owned_delegated(), leaked, krmi_debugfs_value("leaked", NULL));
+			 owned, krmi_owned_delegated(), leaked, krmi_debugfs_value("leaked", NULL));
 		return false;
 	}
 	return true;

@@ -17,7 +17,6 @@
  * The realm parts need an RMM (KRMI_RME=1) and skip without one.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 
@@ -65,30 +64,6 @@ static bool realm_reports(int kvm, struct guest_realm *g)
 
 	vcpu_run_unmap(kvm, run);
 	return ok;
-}
-
-/* Granules the module delegated and still owns: delegated minus leaked. */
-static long long owned_delegated(void)
-{
-	long long delegated = krmi_debugfs_value("delegated", NULL);
-	long long leaked = krmi_debugfs_value("leaked", NULL);
-
-	return delegated < 0 || leaked < 0 ? -1 : delegated - leaked;
-}
-
-/* How many realms kvm_rmi/realms/ lists (-1: no such directory). */
-static int realms_listed(void)
-{
-	DIR *d = opendir(KRMI_DEBUGFS "realms");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* One load/unload cycle with a realm VM in between: 0, or why not. */
@@ -187,7 +162,7 @@ static void test_concurrent_realms(int kvm)
 		closed += batch[t].closed;
 	}
 	pthread_barrier_destroy(&all_built);
-	alive = realms_listed();
+	alive = krmi_realms(NULL);
 	ksft_test_result(built == THREADS * REALMS_PER_THREAD && ran == built,
 			 "%d threads built %d realms and ran %d at once\n", THREADS, built, ran);
 	ksft_test_result(closed == THREADS * REALMS_PER_THREAD && alive == 0,
@@ -264,7 +239,7 @@ static void test_close_during_run(int kvm, bool close_memory)
 		for (int i = 0; i < 500 && !r.done; i++)
 			usleep(10 * 1000);
 		ended = r.done;
-		during = realms_listed();
+		during = krmi_realms(NULL);
 		pthread_kill(thread, SIGUSR1);
 		pthread_join(thread, NULL);
 		vcpu_run_unmap(kvm, r.run);
@@ -275,7 +250,7 @@ static void test_close_during_run(int kvm, bool close_memory)
 			ok = ended && r.ret == -EFAULT &&
 			     r.exit_reason == KVM_EXIT_MEMORY_FAULT && r.gpa == 0 &&
 			     r.size == PAGE && r.flags == KVM_MEMORY_EXIT_FLAG_PRIVATE;
-		after = realms_listed();
+		after = krmi_realms(NULL);
 	}
 	if (close_memory)
 		ksft_test_result(ok && during == 1 && after == 0,
@@ -306,15 +281,15 @@ int main(void)
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)
 		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
-	owned = owned_delegated();
+	owned = krmi_owned_delegated();
 	leaked = krmi_debugfs_value("leaked", NULL);
 	test_concurrent_realms(kvm);
 	test_close_during_run(kvm, false);
 	test_close_during_run(kvm, true);
-	ksft_test_result(owned >= 0 && owned_delegated() == owned &&
+	ksft_test_result(owned >= 0 && krmi_owned_delegated() == owned &&
 			 krmi_debugfs_value("leaked", NULL) == leaked,
 			 "every granule delegated for them is back (owned %lld -> %lld), none leaked\n",
-			 owned, owned_delegated());
+			 owned, krmi_owned_delegated());
 	close(kvm);
 	load_end(kmsg);
 	ksft_finished();

@@ -18,7 +18,6 @@
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
 
@@ -216,23 +215,6 @@ static bool read_trace(struct trace_seen *t, long long realm)
 	return true;
 }
 
-/* The id of the only realm in kvm_rmi/realms/, or -1. */
-static long long realm_id(void)
-{
-	DIR *d = opendir(KRMI_DEBUGFS "realms");
-	long long id = -1;
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' && ++n == 1)
-			id = atoll(e->d_name);
-	closedir(d);
-	return n == 1 ? id : -1;
-}
-
 /* The realm with the guest, one vCPU: 0 or -errno. */
 static int realm_build(int kvm, struct guest_realm *g)
 {
@@ -258,7 +240,8 @@ static bool traced_run(int kvm, long long *realm, long long *exits)
 	ok = ok && !krmi_inject("REC_ENTER ERROR_REC") &&
 	     vcpu_run_bounded(g.vcpu[0], 10) == -EAGAIN &&
 	     step_write(g.vcpu[0], run, UCALL, 1) && step_write(g.vcpu[0], run, UCALL, 2);
-	*realm = realm_id();
+	if (krmi_realms(realm) != 1)
+		*realm = -1;
 	if (*realm >= 0) {
 		char file[64];
 
