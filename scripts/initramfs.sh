@@ -63,12 +63,15 @@ plan=$root/tests/plan
 	[ "$KRMI_STOCK" = 1 ] || {
 		echo "kvm-rmi/load-for-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; insmod /modules/kvm_rmi.ko"
 	}
+	# The debug configuration (lockdep, kmemleak) runs them 2-4 times slower.
+	slow=1
+	[ "${DEBUG:-0}" = 1 ] && slow=4
 	while read -r name tmo args; do
 		bin=$KRMI_BUILD/selftests/kvm/$name
 		[ -x "$bin" ] || die "selftest missing: $bin (run scripts/build-selftests.sh)"
 		mkdir -p "$root/tests/kvm/$(dirname "$name")"
 		cp "$bin" "$root/tests/kvm/$name"
-		echo "kvm/$name ${tmo:-120} /tests/kvm/$name ${args:-}"
+		echo "kvm/$name $((${tmo:-120} * slow)) /tests/kvm/$name ${args:-}"
 	done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${KVM_LIST:-$KRMI_TOP/tools/testing/kvm-regression.list}")
 	[ "$KRMI_STOCK" = 1 ] || {
 		echo "kvm-rmi/unload-after-regression 30 [ \"\$KRMI_RME\" = 1 ] || exit 4; rmmod kvm_rmi"
