@@ -189,113 +189,213 @@ impl<C: SmcConduit, P: PageSource, G: GuestPages> Drop for DelegatedGuestPage<'_
     }
 }
 
-/// Bit 0 of a [`PredelegatedPages`] slot: the page is delegated.
+/// Bit 0 of a [`PopulateStage`] slot: the page is delegated.
 const SLOT_DELEGATED: u64 = 1;
 
-/// Guest pages delegated ahead of the commands that map them, one range
-/// delegation per run of PA-contiguous pages instead of one per page (for
-/// populate, whose pages come one at a time to a callback).
+/// Guest pages populate stages at most: referenced and delegated ahead of
+/// the per-page callback that maps them.
+pub(crate) const STAGE_PAGES: usize = 64;
+
+/// What [`PopulateStage::take`] needs from the host to stage pages.
+pub(crate) trait StageHost {
+    /// The guest page of frame `gfn`, allocated if new, with a reference
+    /// (as [`GuestPages::get`] takes) that the caller now owns; `None` if
+    /// there is none to be had (staging stops there).
+    fn guest_page(&mut self, gfn: u64) -> Option<Granule>;
+
+    /// Whether staging should stop where it is: a signal is pending.
+    fn interrupted(&mut self) -> bool;
+}
+
+/// The guest pages of consecutive frames from `first_gfn` on that populate
+/// referenced and delegated ahead of mapping them, with one range
+/// delegation per run of PA-contiguous pages instead of one per page.
+///
+/// It outlives each call of the ioctl: what was staged before a signal
+/// ended a call waits here for the next one instead of being undelegated.
+/// Pages the VMM never populates after all (it goes elsewhere, or runs the
+/// realm) are let go, at most [`STAGE_PAGES`] of them.
 ///
 /// # Invariants
 ///
-/// Each non-zero slot holds the granule of a guest page on which this value
-/// holds one reference (`pages`); with bit 0 set, the page is delegated by
-/// this value and not mapped.
-pub(crate) struct PredelegatedPages<'r, 's, C: SmcConduit, P: PageSource + GuestPages> {
+/// Each non-zero slot `k` holds the granule of a guest page (guest_memfd's
+/// for frame `first_gfn + k` when it was staged) on which this value holds
+/// one reference; with bit 0 set, the page is delegated by this value and
+/// not mapped.
+pub(crate) struct PopulateStage<'r, C: SmcConduit, P: PageSource + GuestPages> {
     rmi: &'r Rmi<C, P>,
-    slots: &'s mut [u64],
+    first_gfn: u64,
+    slots: [u64; STAGE_PAGES],
 }
 
-impl<'r, 's, C: SmcConduit, P: PageSource + GuestPages> PredelegatedPages<'r, 's, C, P> {
-    /// Delegates the guest pages in `slots` (0: none), a range call per run
-    /// of PA-contiguous ones. A page the RMM refuses stays NS (the one
-    /// who maps it tries again, and learns why); one whose state a malformed
-    /// answer leaves unknown is leaked.
-    ///
-    /// # Safety
-    ///
-    /// Each non-zero slot is a granule (bit 0 clear) of a guest page on
-    /// which the caller holds one reference, taken as [`GuestPages::get`]
-    /// does, and hands it over.
-    pub(crate) unsafe fn delegate(rmi: &'r Rmi<C, P>, slots: &'s mut [u64]) -> Self {
-        let mut run = 0;
-        while run < slots.len() {
-            let mut end = run + 1;
-            while end < slots.len()
-                && slots[run] != 0
-                && slots[end - 1].checked_add(GRANULE_SIZE) == Some(slots[end])
-            {
-                end += 1;
-            }
-            let mut at = run;
-            while at < end {
-                let first = Granule::new(slots[at]).filter(|g| g.pa() != 0);
-                // CAST: At most the number of slots.
-                let Some(range) =
-                    first.and_then(|g| GranuleRange::from_count(g, (end - at) as u64))
-                else {
-                    at += 1;
-                    continue;
-                };
-                match granule_range_delegate(rmi.smc(), range) {
-                    Ok(next) => {
-                        // CAST: In `1..=end - at`: the decoder keeps `next`
-                        // within the range.
-                        let done = ((next.pa() - range.base().pa()) / GRANULE_SIZE) as usize;
-                        for slot in slots.iter_mut().skip(at).take(done) {
-                            *slot |= SLOT_DELEGATED;
-                        }
-                        at += done.max(1);
-                    }
-                    Err(e) if e.status() == RmiStatus::BadOutput => {
-                        // Maybe delegated: keep the reference forever.
-                        slots[at] = 0;
-                        rmi.count_leak();
-                        at += 1;
-                    }
-                    Err(_) => at += 1,
-                }
-            }
-            run = end;
+impl<'r, C: SmcConduit, P: PageSource + GuestPages> PopulateStage<'r, C, P> {
+    /// An empty stage.
+    pub(crate) fn new(rmi: &'r Rmi<C, P>) -> Self {
+        // INVARIANT: No slot is used.
+        Self {
+            rmi,
+            first_gfn: 0,
+            slots: [0; STAGE_PAGES],
         }
-        // INVARIANT: The references came with `slots`; bit 0 marks exactly
-        // the granules the RMM delegated.
-        Self { rmi, slots }
     }
 
-    /// The page of slot `index` if it is `g` and was delegated here: the
-    /// caller maps it (or drops it, which undelegates it).
+    /// How many pages it holds, delegated or not.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.iter().filter(|s| **s != 0).count()
+    }
+
+    /// Lets the page of slot `k` go: undelegated (leaked if that fails),
+    /// then its reference dropped.
+    fn release_slot(&mut self, k: usize) {
+        let Some(slot) = self.slots.get_mut(k).map(core::mem::take) else {
+            return;
+        };
+        let Some(g) = Granule::new(slot & !SLOT_DELEGATED).filter(|g| g.pa() != 0) else {
+            return;
+        };
+        // SAFETY: The slot's reference (type invariant), taken out above.
+        let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
+        if slot & SLOT_DELEGATED != 0 {
+            // Dropping it undelegates it, then puts the reference.
+            // SAFETY: Delegated here and not mapped (type invariant).
+            drop(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) });
+        }
+    }
+
+    /// Lets every page go.
+    pub(crate) fn release(&mut self) {
+        for k in 0..STAGE_PAGES {
+            self.release_slot(k);
+        }
+    }
+
+    /// Moves the window to start at `gfn`, letting go what lies before it
+    /// (frames populate went past) or all of it if `gfn` is elsewhere.
+    fn seek(&mut self, gfn: u64) {
+        let skip = gfn
+            .checked_sub(self.first_gfn)
+            .and_then(|d| usize::try_from(d).ok())
+            .filter(|d| *d < STAGE_PAGES);
+        match skip {
+            Some(d) => {
+                for k in 0..d {
+                    self.release_slot(k);
+                }
+                self.slots.copy_within(d.., 0);
+                self.slots[STAGE_PAGES - d..].fill(0);
+            }
+            None => self.release(),
+        }
+        self.first_gfn = gfn;
+    }
+
+    /// The delegated page of frame `gfn`, which guest_memfd holds as
+    /// `page` now, for the caller to map: from the stage, else staged now
+    /// together with the pages of up to `more` frames after it (from
+    /// `host`, as long as it is not interrupted). `None` if the RMM would
+    /// not delegate `page`: the caller delegates it alone and learns why.
     pub(crate) fn take(
         &mut self,
-        index: usize,
-        g: Granule,
+        gfn: u64,
+        page: Granule,
+        more: u64,
+        host: &mut dyn StageHost,
     ) -> Option<DelegatedGuestPage<'r, 'r, C, P, P>> {
-        let slot = self.slots.get_mut(index)?;
-        if *slot != g.pa() | SLOT_DELEGATED {
+        self.seek(gfn);
+        if self.slots[0] & !SLOT_DELEGATED != page.pa() {
+            // Not staged, or punched out and replaced since.
+            self.release_slot(0);
+            self.rmi.pages().get(page);
+            // INVARIANT: The reference just taken.
+            self.slots[0] = page.pa();
+        }
+        if self.slots[0] & SLOT_DELEGATED == 0 {
+            self.stage(more, host);
+        }
+        let slot = core::mem::take(&mut self.slots[0]);
+        // SAFETY: The slot's reference (type invariant), taken out above.
+        let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), page) };
+        if slot & SLOT_DELEGATED == 0 {
             return None;
         }
-        *slot = 0;
-        // SAFETY: The slot's reference, handed over with the slot.
-        let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
         // SAFETY: Delegated here and not mapped (type invariant).
         Some(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) })
     }
-}
 
-impl<C: SmcConduit, P: PageSource + GuestPages> Drop for PredelegatedPages<'_, '_, C, P> {
-    fn drop(&mut self) {
-        for slot in self.slots.iter_mut() {
-            let Some(g) = Granule::new(*slot & !SLOT_DELEGATED).filter(|g| g.pa() != 0) else {
+    /// Fills the empty slots after the first, for up to `more` frames, and
+    /// delegates what is not delegated yet, a range call per PA-contiguous
+    /// run: always the run of slot 0, the others while `host` is not
+    /// interrupted. A page the RMM refuses stays NS (the one who maps it
+    /// tries again, and learns why); one whose state a malformed answer
+    /// leaves unknown is leaked.
+    fn stage(&mut self, more: u64, host: &mut dyn StageHost) {
+        let want =
+            usize::try_from(more).map_or(STAGE_PAGES, |m| m.saturating_add(1).min(STAGE_PAGES));
+        for k in 1..want {
+            if self.slots[k] != 0 {
+                continue;
+            }
+            // CAST: Below `STAGE_PAGES`.
+            let gfn = self.first_gfn.checked_add(k as u64);
+            if host.interrupted() {
+                break;
+            }
+            match gfn.and_then(|gfn| host.guest_page(gfn)) {
+                // INVARIANT: The reference `guest_page` handed over; a
+                // granule's bit 0 is clear.
+                Some(g) if g.pa() != 0 => self.slots[k] = g.pa(),
+                _ => break,
+            }
+        }
+        let undelegated = |s: u64| s != 0 && s & SLOT_DELEGATED == 0;
+        let mut at = 0;
+        while at < want {
+            if !undelegated(self.slots[at]) {
+                at += 1;
+                continue;
+            }
+            if at > 0 && host.interrupted() {
+                break;
+            }
+            let mut end = at + 1;
+            while end < want
+                && undelegated(self.slots[end])
+                && self.slots[end - 1].checked_add(GRANULE_SIZE) == Some(self.slots[end])
+            {
+                end += 1;
+            }
+            // CAST: At most `STAGE_PAGES`.
+            let Some(range) = Granule::new(self.slots[at])
+                .and_then(|g| GranuleRange::from_count(g, (end - at) as u64))
+            else {
+                at += 1;
                 continue;
             };
-            // SAFETY: The slot's reference (type invariant).
-            let page = unsafe { GuestPageRef::adopt(self.rmi.pages(), g) };
-            if *slot & SLOT_DELEGATED != 0 {
-                // Dropping it undelegates it, then puts the reference.
-                // SAFETY: Delegated here and not mapped (type invariant).
-                drop(unsafe { DelegatedGuestPage::assume_delegated(self.rmi, page) });
+            match granule_range_delegate(self.rmi.smc(), range) {
+                Ok(next) => {
+                    // CAST: In `1..=end - at`: the decoder keeps `next`
+                    // within the range.
+                    let done = ((next.pa() - range.base().pa()) / GRANULE_SIZE) as usize;
+                    for slot in self.slots.iter_mut().skip(at).take(done) {
+                        // INVARIANT: The RMM delegated it.
+                        *slot |= SLOT_DELEGATED;
+                    }
+                    at += done.max(1);
+                }
+                Err(e) if e.status() == RmiStatus::BadOutput => {
+                    // Maybe delegated: keep the reference forever.
+                    self.slots[at] = 0;
+                    self.rmi.count_leak();
+                    at += 1;
+                }
+                Err(_) => at += 1,
             }
-            *slot = 0;
         }
+    }
+}
+
+impl<C: SmcConduit, P: PageSource + GuestPages> Drop for PopulateStage<'_, C, P> {
+    fn drop(&mut self) {
+        self.release();
     }
 }

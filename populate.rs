@@ -148,24 +148,29 @@ pub(crate) trait PopulateHost {
     fn resched(&mut self);
 }
 
-/// Why [`populate`] stopped before the end of the request.
+/// Why [`populate`] did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PopulateFailure<E> {
-    /// The request is malformed (`EINVAL`); nothing was done.
+    /// The request is malformed (`EINVAL`).
     Invalid(PopulateError),
-    /// A signal is pending (`EINTR`); the request can be repeated as
-    /// copied back.
+    /// A signal was pending before the first page (`EINTR`); the request
+    /// can be repeated as it is.
     Interrupted,
     /// The host claimed no progress, or more than it was asked for, without
     /// an error (`EIO`): a bug below us, so stop rather than loop.
     Stalled,
-    /// The host's error.
+    /// The host's error, before any page was done.
     Host(E),
 }
 
 /// `KVM_ARM_RMI_POPULATE` on a realm whose IPA space is `ipa_bits` wide:
 /// checks `args`, then fills its range chunk by chunk, advancing `args` by
-/// every granule done, also when it fails.
+/// every granule done.
+///
+/// Partial progress is success, as `kvm_gmem_populate()` has it: the call
+/// stops after the chunk in which a signal came or an error was met, and
+/// the error (or `EINTR`) is returned only when no page was done, so that
+/// the VMM's next call, from where this one stopped, learns it.
 pub(crate) fn populate<H: PopulateHost>(
     args: &mut PopulateArgs,
     ipa_bits: u8,
@@ -175,21 +180,26 @@ pub(crate) fn populate<H: PopulateHost>(
         return Ok(());
     };
     host.begin().map_err(PopulateFailure::Host)?;
+    if host.interrupted() {
+        return Err(PopulateFailure::Interrupted);
+    }
+    let mut progress = false;
     while args.size > 0 {
-        if host.interrupted() {
-            return Err(PopulateFailure::Interrupted);
-        }
         let granules = (args.size / GRANULE_SIZE).min(POPULATE_CHUNK);
         // `check` bounded the range to the protected half.
         let ipa =
             Ipa::new(args.base).ok_or(PopulateFailure::Invalid(PopulateError::NotProtected))?;
-        let done = host
-            .fill(ipa, args.source_uaddr, granules, request.measure)
-            .map_err(PopulateFailure::Host)?;
-        if done == 0 || done > granules {
-            return Err(PopulateFailure::Stalled);
-        }
+        let done = match host.fill(ipa, args.source_uaddr, granules, request.measure) {
+            Ok(done) if done == 0 || done > granules => return Err(PopulateFailure::Stalled),
+            Ok(done) => done,
+            Err(_) if progress => return Ok(()),
+            Err(e) => return Err(PopulateFailure::Host(e)),
+        };
         advance(args, done);
+        progress = true;
+        if args.size > 0 && host.interrupted() {
+            return Ok(());
+        }
         host.resched();
     }
     Ok(())

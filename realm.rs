@@ -22,7 +22,9 @@ use crate::data::{
     DelegatedGuestPage,
     GuestPageRef,
     GuestPages,
-    MappedGuestPage, //
+    MappedGuestPage,
+    PopulateStage,
+    StageHost, //
 };
 use crate::granule::{
     DelegatedBlock,
@@ -338,6 +340,16 @@ impl From<RealmError> for PopulatePageError {
     }
 }
 
+/// How a RIPAS walk ([`Realm::set_ripas`]) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RipasWalk {
+    /// As far as the RMM would go: the whole range, or up to a page that
+    /// cannot take the RIPAS.
+    Done,
+    /// Stopped early on request; it goes on from where it stopped.
+    Paused,
+}
+
 /// A realm: its shape, state, and the delegated memory it owns.
 pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> {
     rmi: &'r Rmi<C, P>,
@@ -350,6 +362,8 @@ pub(crate) struct Realm<'r, C: SmcConduit, P: PageSource + GuestPages, S: Granul
     root: Option<DelegatedBlock<'r, C, P>>,
     /// Non-root RTTs.
     rtts: S,
+    /// Guest pages populate delegated ahead of mapping them.
+    stage: PopulateStage<'r, C, P>,
 }
 
 impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Realm<'r, C, P, S> {
@@ -364,6 +378,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             rd: None,
             root: None,
             rtts,
+            stage: PopulateStage::new(rmi),
         }
     }
 
@@ -443,6 +458,8 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             (RealmState::Active, _) => return Ok(()),
             (other, _) => return Err(RealmError::WrongState(other)),
         };
+        // Populate is over: what it staged and did not map goes back.
+        self.stage.release();
         realm_activate(self.rmi.smc(), rd).map_err(|e| self.kill(e))?;
         self.state = RealmState::Active;
         Ok(())
@@ -535,8 +552,14 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     /// does not fit the range. Entries that cannot change (DESTROYED, after
     /// a populated page was unmapped) are left as they are.
     ///
-    /// Returns the number of pages left unchanged.
-    pub(crate) fn init_ripas(&mut self, base: Ipa, top: Ipa) -> Result<u64, RealmError> {
+    /// Runs to the end, calling `resched` between RMM calls. Returns the
+    /// number of pages left unchanged.
+    pub(crate) fn init_ripas(
+        &mut self,
+        base: Ipa,
+        top: Ipa,
+        resched: &mut dyn FnMut(),
+    ) -> Result<u64, RealmError> {
         let rd = self.rd_in(&[RealmState::New])?;
         let (_, protected_top) = self
             .protected_range()
@@ -556,6 +579,10 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
                 unchanged += 1;
                 Ipa::new(at.get() + GRANULE_SIZE)
             },
+            &mut || {
+                resched();
+                false
+            },
         )?;
         Ok(unchanged)
     }
@@ -564,7 +591,9 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     /// for, from `*at` to `top` (`RMI_RTT_SET_RIPAS`), splitting blocks as
     /// it goes; `*at` follows the RMM's progress. Stops early at a page
     /// that cannot take the RIPAS (the realm sees how far it got and
-    /// decides).
+    /// decides), or when `pause`, asked after each step, says so
+    /// ([`RipasWalk::Paused`]: the REC keeps the progress, and a later call
+    /// goes on from `*at`).
     ///
     /// # Errors
     ///
@@ -575,7 +604,8 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         rec: Granule,
         at: &mut Ipa,
         top: Ipa,
-    ) -> Result<(), RealmError> {
+        pause: &mut dyn FnMut() -> bool,
+    ) -> Result<RipasWalk, RealmError> {
         let rd = self.rd_in(&[RealmState::Active])?;
         let rmi = self.rmi;
         self.ripas_walk(
@@ -585,6 +615,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
             // This page cannot take the RIPAS: the realm learns where its
             // request stopped.
             |_| None,
+            pause,
         )
     }
 
@@ -592,19 +623,24 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     /// goes on from `*at` towards `top`; `RMI_ERROR_RTT` above level 3
     /// means a block crosses `*at` or `top`, which is split before trying
     /// again; at level 3 the page at `*at` cannot change, and `stuck` says
-    /// where to go on from, or `None` to stop there.
+    /// where to go on from, or `None` to stop there. After each RMM call
+    /// that moved on, `pause` may stop the walk where it is.
     fn ripas_walk(
         &mut self,
         at: &mut Ipa,
         top: Ipa,
         mut call: impl FnMut(Ipa) -> Result<Ipa, RmiError>,
         mut stuck: impl FnMut(Ipa) -> Option<Ipa>,
-    ) -> Result<(), RealmError> {
+        pause: &mut dyn FnMut() -> bool,
+    ) -> Result<RipasWalk, RealmError> {
         let mut last_split = None;
         while at.get() < top.get() {
             let err = match call(*at) {
                 Ok(reached) => {
                     *at = reached;
+                    if at.get() < top.get() && pause() {
+                        return Ok(RipasWalk::Paused);
+                    }
                     continue;
                 }
                 Err(e) => e,
@@ -628,7 +664,7 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
                 },
             }
         }
-        Ok(())
+        Ok(RipasWalk::Done)
     }
 
     /// Maps guest page `page` at `ipa` (protected half) of a NEW realm with
@@ -660,8 +696,38 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
         self.populate_delegated(data, ipa, src, measure)
     }
 
+    /// [`Realm::populate_page`] of guest_memfd's page `page` for `ipa`
+    /// through the realm's [`PopulateStage`]: delegated ahead with the
+    /// pages of up to `more` frames after it (from `host`), or earlier with
+    /// those of a frame before it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Realm::populate_page`].
+    pub(crate) fn populate_staged(
+        &mut self,
+        page: Granule,
+        ipa: Ipa,
+        src: Granule,
+        measure: bool,
+        more: u64,
+        host: &mut dyn StageHost,
+    ) -> Result<MappedGuestPage, PopulatePageError> {
+        self.rd_in(&[RealmState::New])?;
+        match self.stage.take(ipa.get() / GRANULE_SIZE, page, more, host) {
+            Some(data) => self.populate_delegated(data, ipa, src, measure),
+            None => self.populate_page(page, ipa, src, measure),
+        }
+    }
+
+    /// How many guest pages populate holds staged (referenced, most of
+    /// them delegated) for the frames it is to fill next.
+    pub(crate) fn staged_pages(&self) -> usize {
+        self.stage.len()
+    }
+
     /// [`Realm::populate_page`] of a guest page delegated already (ahead
-    /// of time, with others: [`crate::data::PredelegatedPages`]).
+    /// of time, with others: [`PopulateStage`]).
     pub(crate) fn populate_delegated(
         &mut self,
         data: DelegatedGuestPage<'r, 'r, C, P, P>,

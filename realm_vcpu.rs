@@ -38,6 +38,7 @@ use crate::exit::{
 };
 use crate::granule::PageSource;
 use crate::memory::RealmFault;
+use crate::realm::RipasWalk;
 use crate::realm_fault::{
     serve_fault,
     Served, //
@@ -158,9 +159,14 @@ impl RecVcpu {
         // A RIPAS change the VMM let through by re-entering.
         if let Some(req) = run.rec.ripas_request() {
             let done = vm.set_ripas(vcpu.kvm(), rec, req);
-            let (Ok(reached) | Err((reached, _))) = done;
+            let (Ok((reached, _)) | Err((reached, _))) = done;
             run.rec.ripas_progress(reached);
-            done.map_err(|(_, e)| e)?;
+            if done.map_err(|(_, e)| e)?.1 == RipasWalk::Paused {
+                // A signal is pending: KVM's run loop sees it before the
+                // entry and returns KVM_EXIT_INTR; the next KVM_RUN goes on
+                // from `reached`. Nothing is written for an entry.
+                return Ok(RunNext::Enter);
+            }
             run.rec.answer_ripas(true).map_err(|_| EINVAL)?;
         }
         // As KVM does for normal vCPUs: WFE traps when others want the CPU.

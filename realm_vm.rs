@@ -50,7 +50,7 @@ use crate::addr::{
     RttLevel,
     GRANULE_SHIFT, //
 };
-use crate::data::PredelegatedPages;
+use crate::data::StageHost;
 use crate::gpf::{
     self,
     Owner,
@@ -80,7 +80,8 @@ use crate::realm::{
     RealmConfig,
     RealmError,
     RealmOptions,
-    RealmState, //
+    RealmState,
+    RipasWalk, //
 };
 use crate::realm_stats::RealmStats;
 use crate::realm_vcpu::RecVcpu;
@@ -384,21 +385,28 @@ impl RealmVm {
         self.recs.lock().get(i)?.rec.granule()
     }
 
-    /// Carries out RIPAS change `req` of REC `rec` (before its next entry).
-    /// Returns how far it got, also with the error: `ENOMEM` (the next
-    /// `KVM_RUN` goes on from there), or the VM is dead.
+    /// Carries out RIPAS change `req` of REC `rec` (before its next entry),
+    /// until done or a signal is pending ([`RipasWalk::Paused`]). Returns
+    /// how far it got, also with the error: `ENOMEM` (the next `KVM_RUN`
+    /// goes on from there), or the VM is dead.
     pub(crate) fn set_ripas(
         &self,
         kvm: &Kvm,
         rec: Granule,
         req: RipasRequest,
-    ) -> Result<u64, (u64, Error)> {
+    ) -> Result<(u64, RipasWalk), (u64, Error)> {
         let (Some(mut at), Some(top)) = (Ipa::new(req.base), Ipa::new(req.top)) else {
             return Err((req.base, EINVAL));
         };
         let mut realm = self.realm.lock();
-        let done = realm.set_ripas(rec, &mut at, top);
-        done.map(|()| at.get()).map_err(|e| {
+        // Between RMM calls: let others run, and stop for a signal (the
+        // REC keeps the progress; the next KVM_RUN goes on from there).
+        let mut pause = || {
+            cond_resched();
+            kernel::current!().signal_pending()
+        };
+        let done = realm.set_ripas(rec, &mut at, top, &mut pause);
+        done.map(|walk| (at.get(), walk)).map_err(|e| {
             let what = if req.ram {
                 "setting RIPAS RAM"
             } else {
@@ -543,7 +551,7 @@ impl RealmVm {
             let Some((base, top)) = range else {
                 return Err(EINVAL);
             };
-            match realm.init_ripas(base, top) {
+            match realm.init_ripas(base, top, &mut cond_resched) {
                 Ok(0) => Ok(()),
                 Ok(n) => {
                     pr_info!("realm {}: {} unmapped pages left DESTROYED\n", self.id, n);
@@ -598,28 +606,24 @@ impl PopulateHost for GmemPopulate<'_> {
         let src = usize::try_from(source_uaddr).map_err(|_| EINVAL)?;
         let pages = usize::try_from(granules).map_err(|_| EINVAL)?;
         let first_gfn = ipa.get() >> GRANULE_SHIFT;
-        let mut ahead = gmem_pages_ahead(kvm, first_gfn, pages)?;
-        // `gmem_pages_ahead` took one reference on each page, handed over here.
-        // SAFETY: As above.
-        let mut ahead = unsafe { PredelegatedPages::delegate(&RMI, &mut ahead) };
+        let end_gfn = first_gfn.checked_add(granules).ok_or(EINVAL)?;
+        // `slots_lock` keeps the memslot; `srcu` is what looking it up takes.
+        let srcu = kvm.srcu_read_lock();
+        let mut stage = GmemStage {
+            kvm,
+            slot: srcu.memslot(first_gfn).filter(|s| s.has_gmem()),
+        };
         let done = kvm.gmem_populate(slots, first_gfn, src, pages, |gfn, pfn, src| {
-            let (Some(page), Some(ipa), Some(src)) = (
+            let (Some(page), Some(ipa), Some(src), Some(more)) = (
                 Granule::new(pfn << GRANULE_SHIFT),
                 gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
                 Granule::new(src),
+                end_gfn.checked_sub(gfn).and_then(|n| n.checked_sub(1)),
             ) else {
                 return Err(EINVAL);
             };
-            let index = gfn
-                .checked_sub(first_gfn)
-                .and_then(|i| usize::try_from(i).ok());
             let mut realm = vm.realm.lock();
-            // A page punched out meanwhile was replaced: not delegated.
-            let mapped = match index.and_then(|i| ahead.take(i, page)) {
-                Some(data) => realm.populate_delegated(data, ipa, src, measure),
-                None => realm.populate_page(page, ipa, src, measure),
-            };
-            match mapped {
+            match realm.populate_staged(page, ipa, src, measure, more, &mut stage) {
                 Ok(_) => Ok(()),
                 Err(PopulatePageError::Mapped) => Err(EEXIST),
                 Err(PopulatePageError::Realm(e)) => Err(vm.fail(kvm, &realm, "populating", e)),
@@ -637,24 +641,28 @@ impl PopulateHost for GmemPopulate<'_> {
     }
 }
 
-/// The guest_memfd pages of `n` guest frames from `first_gfn` on (at most
-/// to the end of the memslot), allocated if new, each with a reference the
-/// caller owns; 0 for a frame whose page cannot be had (populate then
-/// reports why).
-fn gmem_pages_ahead(kvm: &Kvm, first_gfn: u64, n: usize) -> Result<KVec<u64>> {
-    let mut pages = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-    let srcu = kvm.srcu_read_lock();
-    let slot = srcu.memslot(first_gfn).filter(|s| s.has_gmem());
-    let end = slot.map_or(first_gfn, |s| s.base_gfn().saturating_add(s.npages()));
-    // CAST: A chunk's size, far below 2^64.
-    for gfn in first_gfn..first_gfn.saturating_add(n as u64) {
-        let pfn = match slot {
-            Some(s) if gfn < end => s.gmem_pfn(kvm, gfn).unwrap_or(0),
-            _ => 0,
-        };
-        pages.push(pfn << GRANULE_SHIFT, GFP_KERNEL_ACCOUNT)?;
+/// What populate stages the following pages from: the guest_memfd memslot
+/// of the chunk being filled, and the task's signals.
+struct GmemStage<'a> {
+    kvm: &'a Kvm,
+    slot: Option<&'a MemSlot>,
+}
+
+impl StageHost for GmemStage<'_> {
+    fn guest_page(&mut self, gfn: u64) -> Option<Granule> {
+        let slot = self.slot?;
+        if gfn >= slot.base_gfn().saturating_add(slot.npages()) {
+            return None;
+        }
+        // `kvm_gmem_populate()` holds the file's invalidate lock around
+        // the callback; `kvm_gmem_get_pfn()` takes only the folio's lock.
+        let pfn = slot.gmem_pfn(self.kvm, gfn).ok()?;
+        Granule::new(pfn.checked_shl(GRANULE_SHIFT)?)
     }
-    Ok(pages)
+
+    fn interrupted(&mut self) -> bool {
+        kernel::current!().signal_pending()
+    }
 }
 
 /// Lets the scheduler run something else (`cond_resched()`).

@@ -84,7 +84,9 @@ fn running(h: &TestRmi) -> TestRealm<'_> {
     realm
         .create(&qemu(), RealmOptions::default())
         .expect("create");
-    realm.init_ripas(ipa(0), ipa(16 * MIB)).expect("ripas");
+    realm
+        .init_ripas(ipa(0), ipa(16 * MIB), &mut || {})
+        .expect("ripas");
     realm.activate().expect("activate");
     realm
 }
@@ -364,7 +366,7 @@ fn scenario(h: &TestRmi) {
     let pa = FakePages::granule(&user);
     let leaf = RttLevel::new(3).expect("leaf");
     let ok = realm.create(&qemu(), RealmOptions::default()).is_ok()
-        && realm.init_ripas(ipa(0), ipa(4 * MIB)).is_ok()
+        && realm.init_ripas(ipa(0), ipa(4 * MIB), &mut || {}).is_ok()
         && realm.activate().is_ok();
     if let (true, Some(rd)) = (ok, realm.rd()) {
         for (i, g) in pages.iter().enumerate() {

@@ -179,7 +179,7 @@ fn init_ripas_covers_the_range_with_blocks_where_they_fit() {
         (1 << 30) - 2 * GRANULE_SIZE,
         (3 << 30) + 2 * MIB + 3 * GRANULE_SIZE,
     );
-    assert_eq!(realm.init_ripas(ipa(base), ipa(top)), Ok(0));
+    assert_eq!(realm.init_ripas(ipa(base), ipa(top), &mut || {}), Ok(0));
     assert_eq!(h.smc().realm_ram(rd), vec![(base, top)]);
     // Tables only where a block does not fit: one level-2 and one level-3
     // table at each end.
@@ -209,12 +209,15 @@ fn init_ripas_covers_the_range_with_blocks_where_they_fit() {
     let done = unmap_protected(&h, rd, ipa(0), ipa(1 << 39), &mut || {}).expect("unmap");
     assert_eq!((done.pages, done.leaked), (1, 0));
     assert_eq!(h.smc().realm_destroyed(rd), vec![at]);
-    assert_eq!(realm.init_ripas(ipa(at - MIB), ipa(at + MIB)), Ok(1));
+    assert_eq!(
+        realm.init_ripas(ipa(at - MIB), ipa(at + MIB), &mut || {}),
+        Ok(1)
+    );
     assert!(h.smc().realm_destroyed(rd) == vec![at]);
 
     realm.activate().expect("activate");
     assert_eq!(
-        realm.init_ripas(ipa(0), ipa(MIB)),
+        realm.init_ripas(ipa(0), ipa(MIB), &mut || {}),
         Err(RealmError::WrongState(RealmState::Active))
     );
     h.pages().guest_punch(g);
@@ -287,7 +290,7 @@ fn scenario(h: &TestRmi) {
         for (a, g) in ipas.iter().zip(&pages) {
             let _ = realm.populate_page(*g, ipa(*a), src, true);
         }
-        let _ = realm.init_ripas(ipa(0), ipa(8 * MIB));
+        let _ = realm.init_ripas(ipa(0), ipa(8 * MIB), &mut || {});
         // A hole punch of the first page: unmap, then truncate.
         if let Some(rd) = realm.rd() {
             let _ = unmap_protected(h, rd, ipa(ipas[0]), ipa(ipas[0] + GRANULE_SIZE), &mut || {});

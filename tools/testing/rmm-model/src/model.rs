@@ -631,6 +631,16 @@ impl Rmm {
         self.state.borrow().calls.get(&fid).copied().unwrap_or(0)
     }
 
+    /// How many calls it has taken in all.
+    pub(crate) fn total_calls(&self) -> u64 {
+        self.state
+            .borrow()
+            .calls
+            .values()
+            .map(|n| u64::from(*n))
+            .sum()
+    }
+
     /// Makes the `nth` next call of `fid` (0 = the next one) return
     /// `status`/`index` without side effects.
     pub(crate) fn fail_call(&self, fid: RmiFid, nth: u32, status: RmiStatus, index: u8) {

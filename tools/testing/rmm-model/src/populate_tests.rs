@@ -15,7 +15,8 @@ use crate::addr::{
 };
 use crate::data::{
     GuestPages,
-    PredelegatedPages, //
+    StageHost,
+    STAGE_PAGES, //
 };
 use crate::granule::PageSource;
 use crate::mem::FakePages;
@@ -326,10 +327,31 @@ const SLOTS: [Slot; 4] = [
     },
 ];
 
+/// When the fake task gets a signal during an ioctl.
+#[derive(Clone, Copy, Debug, Default)]
+struct SignalPlan {
+    /// After this many pages done in the ioctl.
+    after_pages: Option<u64>,
+    /// Once the model has taken this many RMI calls in all.
+    at_call: Option<u64>,
+}
+
+impl SignalPlan {
+    fn pending(&self, h: &TestRmi, done: u64) -> bool {
+        self.after_pages.is_some_and(|n| done >= n)
+            || self.at_call.is_some_and(|c| rmi_calls(h) >= c)
+    }
+}
+
+/// Every RMI call the model has taken.
+fn rmi_calls(h: &TestRmi) -> u64 {
+    h.smc().total_calls()
+}
+
 /// [`PopulateHost`] over the model: `kvm_gmem_populate()` as 7.3 has it
 /// (one memslot per call, clipped at its end; per page a signal check, the
 /// source pinned, the guest_memfd page found or allocated, the callback),
-/// the callback being [`Realm::populate_page`].
+/// the callback being [`Realm::populate_staged`] as in the kernel.
 struct FakeGmem<'h> {
     h: &'h TestRmi,
     realm: Realm<'h, Rmm, FakePages, Ledger<'h>>,
@@ -338,8 +360,10 @@ struct FakeGmem<'h> {
     src: Granule,
     /// guest_memfd's pages by gfn (one file per slot, at offset 0).
     file: BTreeMap<u64, Granule>,
-    /// Pages done in the current ioctl after which a signal is pending.
-    signal_after: Option<u64>,
+    /// When a signal comes in the current ioctl.
+    signal: SignalPlan,
+    /// Whether the signal was pending when the current ioctl first looked.
+    pending_at_entry: Option<bool>,
     /// Pages done in the current ioctl.
     done: u64,
     /// Calls of `fill`, and the most granules one was asked for.
@@ -349,7 +373,7 @@ struct FakeGmem<'h> {
 
 impl<'h> FakeGmem<'h> {
     fn signal_pending(&self) -> bool {
-        self.signal_after.is_some_and(|n| self.done >= n)
+        self.signal.pending(self.h, self.done)
     }
 
     fn gmem_slot(&self, gfn: u64) -> Option<Slot> {
@@ -365,11 +389,49 @@ impl<'h> FakeGmem<'h> {
             slots,
             src,
             file: BTreeMap::new(),
-            signal_after: None,
+            signal: SignalPlan::default(),
+            pending_at_entry: None,
             done: 0,
             fills: 0,
             widest_fill: 0,
         }
+    }
+
+    /// Starts an ioctl with signals as `signal` says.
+    fn start_ioctl(&mut self, signal: SignalPlan) {
+        self.signal = signal;
+        self.pending_at_entry = None;
+        self.done = 0;
+    }
+}
+
+/// The guest_memfd page of `gfn`, allocated if new.
+fn file_page(h: &TestRmi, file: &mut BTreeMap<u64, Granule>, gfn: u64) -> Granule {
+    *file
+        .entry(gfn)
+        .or_insert_with(|| h.pages().guest_alloc(1).expect("guest memory")[0])
+}
+
+/// What staging sees of the fake guest_memfd (`kvm_gmem_get_pfn()`) and
+/// of the task's signals.
+struct FakeStage<'a, 'h> {
+    h: &'h TestRmi,
+    file: &'a mut BTreeMap<u64, Granule>,
+    slots: &'static [Slot],
+    signal: SignalPlan,
+    done: u64,
+}
+
+impl StageHost for FakeStage<'_, '_> {
+    fn guest_page(&mut self, gfn: u64) -> Option<Granule> {
+        gmem_slot(self.slots, gfn)?;
+        let g = file_page(self.h, self.file, gfn);
+        self.h.pages().get(g);
+        Some(g)
+    }
+
+    fn interrupted(&mut self) -> bool {
+        self.signal.pending(self.h, self.done)
     }
 }
 
@@ -395,7 +457,9 @@ impl PopulateHost for FakeGmem<'_> {
     }
 
     fn interrupted(&mut self) -> bool {
-        self.signal_pending()
+        let pending = self.signal_pending();
+        self.pending_at_entry.get_or_insert(pending);
+        pending
     }
 
     fn fill(
@@ -410,21 +474,6 @@ impl PopulateHost for FakeGmem<'_> {
         let gfn = ipa.get() / G;
         let slot = self.gmem_slot(gfn).ok_or(Errno::Inval)?;
         let n = granules.min(slot.base_gfn + slot.npages - gfn);
-        // As the kernel does: the chunk's guest_memfd pages first (each
-        // with a reference), delegated a run at a time.
-        let h = self.h;
-        let mut ahead: Vec<u64> = (0..n)
-            .map(|i| {
-                let g = *self
-                    .file
-                    .entry(gfn + i)
-                    .or_insert_with(|| h.pages().guest_alloc(1).expect("guest memory")[0]);
-                h.pages().get(g);
-                g.pa()
-            })
-            .collect();
-        // SAFETY: One reference on each page, taken just above, handed over.
-        let mut ahead = unsafe { PredelegatedPages::delegate(h, &mut ahead) };
         let mut failed = None;
         let mut i = 0;
         while i < n {
@@ -436,13 +485,20 @@ impl PopulateHost for FakeGmem<'_> {
                 failed = Some(Errno::Fault);
                 break;
             }
-            let page = self.file[&(gfn + i)];
+            let page = file_page(self.h, &mut self.file, gfn + i);
             let at = Ipa::new((gfn + i) * G).expect("ipa");
-            // CAST: At most the chunk's size.
-            let done = match ahead.take(i as usize, page) {
-                Some(data) => self.realm.populate_delegated(data, at, self.src, measure),
-                None => self.realm.populate_page(page, at, self.src, measure),
+            let mut stage = FakeStage {
+                h: self.h,
+                file: &mut self.file,
+                slots: self.slots,
+                signal: self.signal,
+                done: self.done,
             };
+            // The kernel's callback asks for the rest of the chunk.
+            let more = granules - i - 1;
+            let done = self
+                .realm
+                .populate_staged(page, at, self.src, measure, more, &mut stage);
             match done {
                 Ok(_) => {}
                 Err(PopulatePageError::Mapped) => {
@@ -539,12 +595,16 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
             a.source_uaddr.wrapping_add(a.size),
         );
         let first = a;
-        // The VMM's loop: repeat the copied-back request while interrupted.
+        // The VMM's loop: repeat the copied-back request until it is done
+        // or fails.
         let mut calls = 0;
         let got = loop {
             calls += 1;
-            gmem.done = 0;
-            gmem.signal_after = (rng.next() % 3 == 0).then(|| rng.next() % 24);
+            let signal = SignalPlan {
+                after_pages: (rng.next() % 3 == 0).then(|| rng.next() % 24),
+                at_call: (rng.next() % 4 == 0).then(|| rmi_calls(&h) + rng.next() % 48),
+            };
+            gmem.start_ioctl(signal);
             let before = a;
             let r = populate(&mut a, 40, &mut gmem);
             assert_eq!(
@@ -560,14 +620,35 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
                 gmem.done * G,
                 "#{i}: progress is what was done"
             );
+            assert!(a.size <= before.size, "#{i}: the size grew");
             assert_eq!((a.flags, a.reserved), (before.flags, before.reserved));
+            assert!(
+                gmem.realm.staged_pages() <= STAGE_PAGES,
+                "#{i}: the stage is bounded"
+            );
+            if r.is_err() {
+                assert_eq!(a, before, "#{i}: an error only when nothing was done");
+            }
             match r {
-                Err(PopulateFailure::Interrupted) | Err(PopulateFailure::Host(Errno::Intr)) => {
+                Ok(()) if a.size == 0 => break Ok(()),
+                Ok(()) => {
+                    assert!(a.size < before.size, "#{i}: success without progress");
+                    interrupted += 1;
+                    assert!(calls < 1000, "#{i}: no end");
+                }
+                Err(PopulateFailure::Interrupted) => {
+                    assert_eq!(
+                        gmem.pending_at_entry,
+                        Some(true),
+                        "#{i}: EINTR only for a signal pending from the start"
+                    );
                     interrupted += 1;
                     assert!(calls < 1000, "#{i}: no progress");
                 }
-                Ok(()) => break Ok(()),
                 Err(PopulateFailure::Invalid(_)) => break Err(Errno::Inval),
+                Err(PopulateFailure::Host(Errno::Intr)) => {
+                    panic!("#{i}: EINTR from the first page, after the entry check")
+                }
                 Err(PopulateFailure::Host(e)) => break Err(e),
                 Err(PopulateFailure::Stalled) => panic!("#{i} {first:x?}: stalled"),
             }
@@ -636,9 +717,9 @@ fn random_requests_fill_what_the_rules_say_and_leak_nothing() {
 
     // After the first run: refused, nothing done.
     gmem.realm.activate().expect("activate");
+    assert_eq!(gmem.realm.staged_pages(), 0, "activation lets the stage go");
     let mut late = args(192 * G, G, G);
-    gmem.done = 0;
-    gmem.signal_after = None;
+    gmem.start_ioctl(SignalPlan::default());
     assert_eq!(
         populate(&mut late, 40, &mut gmem),
         Err(PopulateFailure::Host(Errno::Inval))
@@ -717,6 +798,155 @@ fn populate_costs_at_most_1_05_calls_per_page_with_whole_ranges() {
         calls * 100 <= pages * 105,
         "{calls} calls for {pages} pages"
     );
+}
+
+/// A guest_memfd memslot of two chunks and a bit, for the signal runs.
+const SIGNAL_SLOTS: [Slot; 1] = [Slot {
+    base_gfn: 0,
+    npages: 600,
+    gmem: true,
+}];
+
+/// Populates all of [`SIGNAL_SLOTS`] in a realm created beforehand, the
+/// VMM repeating the call until done, each ioctl getting a signal `after`
+/// RMI calls (`None`: no signal). Checks every call's progress and
+/// returns the RMI calls it took, the ioctls, and the undelegations.
+fn populate_with_signals(mode: RangeMode, after: Option<u64>) -> (u64, u64, u32) {
+    let h = host(Rmm::active());
+    h.smc().set_range_mode(mode);
+    let src_page = h.pages().alloc().expect("source");
+    let mut gmem = FakeGmem::new(&h, &SIGNAL_SLOTS, FakePages::granule(&src_page));
+    gmem.realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
+    let pages = SIGNAL_SLOTS[0].npages;
+    let (calls_before, undelegated_before) =
+        (rmi_calls(&h), h.smc().calls(RMI_GRANULE_RANGE_UNDELEGATE));
+    let mut a = args(0, pages * G, G);
+    let mut ioctls = 0;
+    while a.size > 0 {
+        ioctls += 1;
+        let before = a;
+        gmem.start_ioctl(SignalPlan {
+            after_pages: None,
+            at_call: after.map(|n| rmi_calls(&h) + n),
+        });
+        assert_eq!(populate(&mut a, 40, &mut gmem), Ok(()), "{after:?}");
+        assert!(a.size < before.size, "{after:?}: a call made no progress");
+        assert!(gmem.realm.staged_pages() <= STAGE_PAGES);
+        assert!(ioctls <= pages, "{after:?}: more calls than pages");
+    }
+    assert_eq!(
+        gmem.realm.staged_pages(),
+        0,
+        "{after:?}: nothing left staged"
+    );
+    let rd = gmem.realm.rd().expect("rd");
+    assert_eq!(h.smc().realm_data(rd).len() as u64, pages);
+    let calls = rmi_calls(&h) - calls_before;
+    let undelegated = h.smc().calls(RMI_GRANULE_RANGE_UNDELEGATE) - undelegated_before;
+    gmem.realm.destroy(&mut || {}).expect("destroy");
+    for g in std::mem::take(&mut gmem.file).into_values() {
+        h.pages().guest_punch(g);
+    }
+    drop(gmem);
+    drop(src_page);
+    assert_ownership(&h, &BTreeSet::new());
+    assert_eq!(h.smc().mem().guest_pages(), 0);
+    assert!(h.smc().mem().violations().is_empty());
+    (calls, ioctls, undelegated)
+}
+
+/// A signal after each number of RMI calls an ioctl can take, in either
+/// range mode, so before, between and inside the chunks and inside every
+/// staged run: each call makes progress, no guest page delegated is ever
+/// undelegated (no work is thrown away), and the calls are those of the
+/// uninterrupted populate: the same on TF-RMM, at most one more range
+/// delegation per interrupted call with whole ranges.
+#[test]
+fn a_signal_at_every_rmi_call_makes_no_call_lose_work() {
+    for mode in [RangeMode::OnePerCall, RangeMode::WholeRange] {
+        // The only undelegations: RTTs that ensure_rtt() tried too deep
+        // first, the same with or without signals.
+        let (clean, ioctls, rtt_retries) = populate_with_signals(mode, None);
+        assert_eq!(ioctls, 1);
+        let mut seen_ioctls = BTreeSet::new();
+        for n in 1..=clean {
+            let (calls, ioctls, undelegated) = populate_with_signals(mode, Some(n));
+            assert_eq!(undelegated, rtt_retries, "{mode:?}, signal after {n} calls");
+            match mode {
+                RangeMode::OnePerCall => {
+                    assert_eq!(calls, clean, "signal after {n} calls")
+                }
+                RangeMode::WholeRange => assert!(
+                    calls <= clean + ioctls,
+                    "signal after {n} calls: {calls} calls against {clean}"
+                ),
+            }
+            seen_ioctls.insert(ioctls);
+        }
+        // One page per call at the tightest, one call at the loosest.
+        assert!(seen_ioctls.contains(&SIGNAL_SLOTS[0].npages) && seen_ioctls.contains(&1));
+    }
+}
+
+/// What a signal left staged goes back when the VMM does not come back
+/// for it: populating elsewhere, punching the staged pages out, or running
+/// the realm; no page is freed while delegated, and nothing stays.
+#[test]
+fn a_stage_left_behind_is_let_go() {
+    let h = host(Rmm::active());
+    h.smc().set_range_mode(RangeMode::WholeRange);
+    let src_page = h.pages().alloc().expect("source");
+    let mut gmem = FakeGmem::new(&h, &SIGNAL_SLOTS, FakePages::granule(&src_page));
+    gmem.realm
+        .create(&qemu(), RealmOptions::default())
+        .expect("create");
+    let undelegated = |h: &TestRmi| h.smc().calls(RMI_GRANULE_RANGE_UNDELEGATE);
+    // A signal right after the first delegation (`released` calls
+    // after the start): one run staged, its first page mapped.
+    let interrupted = |gmem: &mut FakeGmem<'_>, base: u64, released: u64| {
+        let mut a = args(base * G, 128 * G, G);
+        gmem.start_ioctl(SignalPlan {
+            after_pages: None,
+            at_call: Some(rmi_calls(&h) + released + 1),
+        });
+        assert_eq!(populate(&mut a, 40, gmem), Ok(()));
+        assert_eq!(a.size, 127 * G);
+        assert_eq!(gmem.realm.staged_pages(), STAGE_PAGES - 1);
+    };
+    interrupted(&mut gmem, 0, 0);
+    // The VMM goes elsewhere: the run goes back.
+    let before = undelegated(&h);
+    interrupted(&mut gmem, 300, STAGE_PAGES as u64 - 1);
+    assert_eq!(undelegated(&h) - before, STAGE_PAGES as u32 - 1);
+    // The staged pages are punched out: the next call stages new ones,
+    // and the old ones are freed once undelegated.
+    for gfn in 301..300 + STAGE_PAGES as u64 {
+        let g = gmem.file.remove(&gfn).expect("staged");
+        h.pages().guest_punch(g);
+    }
+    let mut rest = args(301 * G, 127 * G, G);
+    gmem.start_ioctl(SignalPlan::default());
+    assert_eq!(populate(&mut rest, 40, &mut gmem), Ok(()));
+    assert_eq!((rest.size, gmem.realm.staged_pages()), (0, 0));
+    assert!(h.smc().mem().violations().is_empty());
+    // Run the realm with a run staged: activation lets it go.
+    interrupted(&mut gmem, 500, 0);
+    let before = undelegated(&h);
+    gmem.realm.activate().expect("activate");
+    assert_eq!(undelegated(&h) - before, STAGE_PAGES as u32 - 1);
+    assert_eq!(gmem.realm.staged_pages(), 0);
+    gmem.realm.teardown_stage2(&mut || {}).expect("teardown");
+    gmem.realm.destroy(&mut || {}).expect("destroy");
+    for g in std::mem::take(&mut gmem.file).into_values() {
+        h.pages().guest_punch(g);
+    }
+    drop(gmem);
+    drop(src_page);
+    assert_ownership(&h, &BTreeSet::new());
+    assert_eq!(h.smc().mem().guest_pages(), 0);
+    assert!(h.smc().mem().violations().is_empty());
 }
 
 /// A small slot for the fault runs.

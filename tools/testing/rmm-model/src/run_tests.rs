@@ -30,7 +30,8 @@ use crate::realm::{
     Realm,
     RealmError,
     RealmOptions,
-    RealmState, //
+    RealmState,
+    RipasWalk, //
 };
 use crate::realm_tests::{
     cfg,
@@ -54,7 +55,8 @@ use crate::rmi_smc::{
     REC_ENTRY_FLAG_EMUL_MMIO,
     REC_ENTRY_FLAG_INJECT_SEA,
     REC_ENTRY_FLAG_RIPAS_RESPONSE,
-    REC_ENTRY_FLAG_TRAP_WFI, //
+    REC_ENTRY_FLAG_TRAP_WFI,
+    RMI_RTT_SET_RIPAS, //
 };
 use crate::run::{
     host_call_is_psci,
@@ -614,7 +616,7 @@ fn a_ripas_change_is_carried_out_with_set_ripas_splitting_blocks() {
     assert_eq!((req.base, req.top, req.ram), (base, top, false));
     let mut at = ipa(req.base);
     r.realm
-        .set_ripas(r.rec(0), &mut at, ipa(req.top))
+        .set_ripas(r.rec(0), &mut at, ipa(req.top), &mut || false)
         .expect("set ripas");
     assert_eq!(at.get(), top);
     r.state[0].ripas_progress(at.get());
@@ -628,7 +630,7 @@ fn a_ripas_change_is_carried_out_with_set_ripas_splitting_blocks() {
     let req = r.state[0].ripas_request().expect("request");
     let mut at = ipa(req.base);
     r.realm
-        .set_ripas(r.rec(0), &mut at, ipa(req.top))
+        .set_ripas(r.rec(0), &mut at, ipa(req.top), &mut || false)
         .expect("set ripas");
     assert_eq!(at.get(), 0x20_3000);
     r.state[0].answer_ripas(true).expect("accept");
@@ -646,7 +648,7 @@ fn a_ripas_change_is_carried_out_with_set_ripas_splitting_blocks() {
     let mut at = ipa(0x40_0000);
     assert!(r
         .realm
-        .set_ripas(r.rec(0), &mut at, ipa(0x40_1000))
+        .set_ripas(r.rec(0), &mut at, ipa(0x40_1000), &mut || false)
         .is_err());
     assert_eq!(r.realm.state(), RealmState::Dead);
 }
@@ -678,12 +680,15 @@ fn a_ripas_change_out_of_memory_goes_on_where_it_stopped() {
         let req = r.state[0].ripas_request().expect("request");
         h.smc().mem_mut().set_alloc_budget(Some(budget));
         let mut at = ipa(req.base);
-        let done = r.realm.set_ripas(r.rec(0), &mut at, ipa(req.top));
+        let done = r
+            .realm
+            .set_ripas(r.rec(0), &mut at, ipa(req.top), &mut || false);
         h.smc().mem_mut().set_alloc_budget(None);
         assert!(at.get() >= req.base && at.get() <= top);
         r.state[0].ripas_progress(at.get());
         match done {
-            Ok(()) => break,
+            Ok(RipasWalk::Done) => break,
+            Ok(RipasWalk::Paused) => panic!("paused without being asked to"),
             Err(RealmError::NoMemory) => budget += 1,
             Err(e) => panic!("{e:?}"),
         }
@@ -695,4 +700,76 @@ fn a_ripas_change_out_of_memory_goes_on_where_it_stopped() {
     assert!(h.smc().realm_ram(rd).is_empty());
     assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
     assert_eq!(r.realm.state(), RealmState::Active);
+}
+
+/// The RIPAS changes of `ranges` (EMPTY, then RAM back) carried out with
+/// `pause` asked after each step, the VMM re-entering after each pause:
+/// the `RMI_RTT_SET_RIPAS` calls taken, and the pauses.
+fn ripas_changes_paused(pause_every: Option<u32>) -> (u32, u32) {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let rd = r.realm.rd().expect("rd");
+    // 64 MiB not on a 2 MiB boundary at either end, as a guest converting
+    // a swiotlb pool to shared and back.
+    let (base, top) = (0x10_1000, 0x410_3000);
+    r.script(
+        0,
+        &[
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 0,
+            },
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 1,
+            },
+            ScriptedExit::Irq,
+        ],
+    );
+    let ipa = |a: u64| Ipa::new(a).expect("ipa");
+    let before = h.smc().calls(RMI_RTT_SET_RIPAS);
+    let (mut pauses, mut steps) = (0, 0);
+    for ram in [false, true] {
+        assert!(matches!(r.enter(0), Ok(RecExit::RipasChange { .. })));
+        loop {
+            let req = r.state[0].ripas_request().expect("request");
+            assert_eq!(req.ram, ram);
+            let mut at = ipa(req.base);
+            let mut pause = || {
+                steps += 1;
+                pause_every.is_some_and(|n| steps % n == 0)
+            };
+            let walk = r
+                .realm
+                .set_ripas(r.rec(0), &mut at, ipa(req.top), &mut pause)
+                .expect("set ripas");
+            assert!(at.get() > req.base, "a walk without progress");
+            r.state[0].ripas_progress(at.get());
+            match walk {
+                RipasWalk::Done => break,
+                RipasWalk::Paused => pauses += 1,
+            }
+        }
+        assert_eq!(r.state[0].ripas_request().map(|q| q.base), Some(top));
+        r.state[0].answer_ripas(true).expect("accept");
+    }
+    assert_eq!(h.smc().realm_ram(rd), vec![(base, top)]);
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+    assert_eq!(r.realm.state(), RealmState::Active);
+    (h.smc().calls(RMI_RTT_SET_RIPAS) - before, pauses)
+}
+
+/// A large RIPAS change paused after every step (a signal pending at each
+/// one) goes on where it stopped: no call more than without pauses.
+#[test]
+fn a_paused_ripas_change_goes_on_where_it_stopped() {
+    let (calls, pauses) = ripas_changes_paused(None);
+    assert_eq!(pauses, 0);
+    for every in [1, 2, 3] {
+        let (paused_calls, pauses) = ripas_changes_paused(Some(every));
+        assert_eq!(paused_calls, calls, "pausing every {every} steps");
+        assert!(pauses > 0 && pauses <= calls, "{pauses} pauses");
+    }
 }
