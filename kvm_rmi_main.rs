@@ -145,7 +145,7 @@ static RMI_OBSERVER: RmiObserver = RmiObserver::new();
 
 impl SmcConduit for RmiSmc {
     fn call(&self, args: &SmcRegs) -> SmcRegs {
-        let start = trace::rmi_call_enabled().then(arm64::counter_ticks);
+        let start = arm64::counter_ticks();
         let (out, injected) = RMI_OBSERVER.call(args, |args| {
             if smccc::conduit() != smccc::Conduit::Smc {
                 // As `arm_smccc_1_1_invoke()` does: no SMC conduit (firmware
@@ -158,9 +158,10 @@ impl SmcConduit for RmiSmc {
             // SAFETY: SMC conduit checked above; RMI calls touch only owned PAs (see type docs).
             SmcRegs(unsafe { smccc::smc(&args.0) })
         });
-        if let Some(start) = start {
-            let ns = ticks_to_ns(arm64::counter_ticks().wrapping_sub(start));
-            trace::rmi_call(args, &out, ns, injected);
+        let ticks = arm64::counter_ticks().wrapping_sub(start);
+        RMI_CALL_TIME.add(ticks);
+        if trace::rmi_call_enabled() {
+            trace::rmi_call(args, &out, ticks_to_ns(ticks), injected);
         }
         out
     }
@@ -236,20 +237,29 @@ fn ticks_to_ns(ticks: u64) -> u64 {
         .saturating_add((ticks % hz).saturating_mul(NS) / hz)
 }
 
-/// How long `REC_ENTER` calls took, from the SMC to its return: the world
-/// switches through EL3 and the RMM, and the realm's own run (debugfs
-/// `kvm_rmi/rec_enter`).
-struct RecEnterTime {
+/// How many RMI calls of a kind were made, and how long they took from the
+/// SMC to its return (debugfs `kvm_rmi/rec_enter` and `kvm_rmi/rmi_time`).
+struct CallTime {
     calls: AtomicU64,
     ticks: AtomicU64,
 }
 
-static REC_ENTER_TIME: RecEnterTime = RecEnterTime {
-    calls: AtomicU64::new(0),
-    ticks: AtomicU64::new(0),
-};
+/// `REC_ENTER`: the world switches through EL3 and the RMM, and the
+/// realm's own run.
+static REC_ENTER_TIME: CallTime = CallTime::new();
 
-impl RecEnterTime {
+/// Every other RMI call: what the host waits for the RMM.
+static RMI_CALL_TIME: CallTime = CallTime::new();
+
+impl CallTime {
+    /// None yet.
+    const fn new() -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+        }
+    }
+
     /// Counts one call of `ticks` generic timer ticks.
     fn add(&self, ticks: u64) {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -34,6 +34,7 @@ use crate::{
     Shown,
     REC_ENTER_TIME,
     RMI,
+    RMI_CALL_TIME,
     RMI_OBSERVER, //
 };
 
@@ -50,6 +51,7 @@ pub(crate) struct Debugfs {
     _delegated: Pin<KBox<File<()>>>,
     _leaked: Pin<KBox<File<()>>>,
     _rec_enter: Pin<KBox<File<()>>>,
+    _rmi_time: Pin<KBox<File<()>>>,
     _inject: Pin<KBox<File<()>>>,
     /// `kvm_rmi/`, removed after its files.
     _dir: Dir,
@@ -125,6 +127,9 @@ impl Debugfs {
         let rec_enter = global_file(&dir, c_str!("rec_enter"), &|(): &(), f| {
             REC_ENTER_TIME.write_to(f)
         })?;
+        let rmi_time = global_file(&dir, c_str!("rmi_time"), &|(): &(), f| {
+            RMI_CALL_TIME.write_to(f)
+        })?;
         let inject = KBox::pin_init(
             dir.read_write_callback_file(
                 c_str!("inject"),
@@ -145,6 +150,7 @@ impl Debugfs {
             _delegated: delegated,
             _leaked: leaked,
             _rec_enter: rec_enter,
+            _rmi_time: rmi_time,
             _inject: inject,
             _dir: dir,
         })

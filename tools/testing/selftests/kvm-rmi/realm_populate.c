@@ -12,9 +12,9 @@
  * - size 0 is a no-op;
  * - a measured and an unmeasured fill succeed, and the struct comes back
  *   advanced to the end; filling a page again fails with EEXIST;
- * - a range running off the guest_memfd memslot stops there: the struct
- *   comes back advanced by the pages done, and the VMM's retry loop sees
- *   the error for the rest;
+ * - a range running off the guest_memfd memslot stops there: the call
+ *   returns 0 with the struct advanced by the pages done, and the VMM's
+ *   next call fails with EINVAL for the rest, the struct unchanged;
  * - pages set shared with KVM_SET_MEMORY_ATTRIBUTES are refused; set
  *   private again, they fill;
  * - a hole punch in guest_memfd unmaps populated pages (and they can be
@@ -103,28 +103,31 @@ static void test_fill(struct realm *r)
 			 "unmeasured fill: %d; a page again: %d (want 0, EEXIST)\n", ret, ret2);
 }
 
-/* A range running off the guest_memfd memslot: progress, then the error. */
+/*
+ * A range running off the guest_memfd memslot: the first call returns 0
+ * with the progress made, the next one the error, with nothing done.
+ */
 static void test_partial(struct realm *r)
 {
 	__u64 src = (unsigned long)r->src;
 	__u64 base = SLOT_SIZE - 4 * PAGE, end = base + 6 * PAGE;
 	struct kvm_arm_rmi_populate args = req(base, 6 * PAGE, src, 0);
-	int calls = 0, ret;
+	int first, ret, calls = 1;
+	__u64 after_first;
 
-	/* The VMM's loop: call again while progress is made. */
+	first = populate(r->vm, &args);
+	after_first = args.size;
+	/* The VMM's loop: call again until done or failed. */
 	do {
-		__u64 before = args.size;
-
 		ret = populate(r->vm, &args);
 		calls++;
-		if (args.size == before)
-			break;
-	} while (ret && calls < 8);
-	ksft_test_result(ret == -EINVAL && args.base == SLOT_SIZE && args.size == 2 * PAGE &&
+	} while (!ret && args.size && calls < 8);
+	ksft_test_result(first == 0 && after_first == 2 * PAGE && ret == -EINVAL &&
+			 args.base == SLOT_SIZE && args.size == 2 * PAGE &&
 			 args.base + args.size == end &&
 			 args.source_uaddr + args.size == src + 6 * PAGE,
-			 "a range off the memslot stops at its end: %d after %d calls, base %#llx "
-			 "size %#llx\n", ret, calls, args.base, args.size);
+			 "a range off the memslot stops at its end: %d (size %#llx), then %d after %d calls, base %#llx size %#llx\n",
+			 first, after_first, ret, calls, args.base, args.size);
 }
 
 static void test_attributes(struct realm *r)
