@@ -657,7 +657,9 @@ impl StageHost for GmemStage<'_> {
         // `kvm_gmem_populate()` holds the file's invalidate lock around
         // the callback; `kvm_gmem_get_pfn()` takes only the folio's lock.
         let pfn = slot.gmem_pfn(self.kvm, gfn).ok()?;
-        Granule::new(pfn.checked_shl(GRANULE_SHIFT)?)
+        // A frame's address is granule aligned: never `None`, which would
+        // keep the reference just taken (a leak, never a free).
+        Granule::new(pfn << GRANULE_SHIFT)
     }
 
     fn interrupted(&mut self) -> bool {

@@ -15,8 +15,6 @@
  *    VM guest's HVC to the same function, both with a vGICv3.
  */
 #define _GNU_SOURCE
-#include <sys/time.h>
-#include <time.h>
 
 #include "../testing/selftests/kvm-rmi/krmi_mem.h"
 #include "../testing/selftests/kvm-rmi/krmi_guest.h"
@@ -66,28 +64,6 @@ static void on_tick(int sig)
 	(void)sig;
 }
 
-/* SIGALRM at `hz` (0: none), interrupting system calls (no SA_RESTART). */
-static void timer_start(int hz)
-{
-	struct sigaction sa = { .sa_handler = on_tick };
-	struct itimerval it = { 0 };
-
-	sigaction(SIGALRM, &sa, NULL);
-	if (hz) {
-		it.it_interval.tv_usec = 1000000 / hz;
-		it.it_value = it.it_interval;
-	}
-	setitimer(ITIMER_REAL, &it, NULL);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int create_gmem(int vm, __u64 size, __u64 flags)
 {
 	struct kvm_create_guest_memfd gmem = { .size = size, .flags = flags };
@@ -129,14 +105,14 @@ static struct populated realm_populate(int kvm, const char *src, __u32 flags, in
 	before = rmi_calls_total();
 	if (call_time("rmi_time", &calls0, &ns0))
 		ksft_exit_fail_msg("kvm_rmi/rmi_time unreadable\n");
-	timer_start(hz);
-	t = now();
+	krmi_timer_start(hz, on_tick);
+	t = krmi_now();
 	do {
 		ret = populate(vm, &args);
 		p.ioctls++;
 	} while ((!ret || ret == -EINTR) && args.size);
-	p.secs = now() - t;
-	timer_start(0);
+	p.secs = krmi_now() - t;
+	krmi_timer_start(0, on_tick);
 	if (ret || args.size)
 		ksft_exit_fail_msg("populate: %d, %llu bytes left\n", ret, args.size);
 	p.calls = rmi_calls_total() - before;
@@ -164,9 +140,9 @@ static double normal_fill(int kvm, const char *src)
 	dst = mmap(NULL, BENCH_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, gmem, 0);
 	if (dst == MAP_FAILED)
 		ksft_exit_fail_msg("mmap guest_memfd: %s\n", strerror(errno));
-	t = now();
+	t = krmi_now();
 	memcpy(dst, src, BENCH_SIZE);
-	t = now() - t;
+	t = krmi_now() - t;
 	munmap(dst, BENCH_SIZE);
 	close(gmem);
 	close(vm);
@@ -246,14 +222,14 @@ static double exit_round_trip(int kvm, bool realm, double *in_rmm)
 	for (int i = 0; i < 2 * EXITS; i++) {
 		if (i == EXITS) {
 			rec_enter_stat(&calls0, &ns0);
-			t = now();
+			t = krmi_now();
 		}
 		ret = vcpu_run_bounded(vcpu, 10);
 		if (ret || run->exit_reason != KVM_EXIT_HYPERCALL || run->hypercall.nr != EXIT_FID)
 			ksft_exit_fail_msg("%s exit %d: KVM_RUN %d, exit %u\n",
 					   realm ? "realm" : "normal", i, ret, run->exit_reason);
 	}
-	t = (now() - t) / EXITS;
+	t = (krmi_now() - t) / EXITS;
 	*in_rmm = 0;
 	if (realm && !rec_enter_stat(&calls1, &ns1) && calls1 > calls0)
 		*in_rmm = (ns1 - ns0) / 1e9 / (calls1 - calls0);

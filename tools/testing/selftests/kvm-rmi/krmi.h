@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest.h"
@@ -232,6 +234,32 @@ static inline int krmi_inject(const char *spec)
 		ret = -errno;
 	close(fd);
 	return ret;
+}
+
+/* Seconds on the monotonic clock. */
+static inline double krmi_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/*
+ * SIGALRM to `handler` at `hz` (0: stops it), interrupting system calls
+ * (no SA_RESTART), as the signals a VMM gets from its runtime.
+ */
+static inline void krmi_timer_start(int hz, void (*handler)(int))
+{
+	struct sigaction sa = { .sa_handler = handler };
+	struct itimerval it = { 0 };
+
+	sigaction(SIGALRM, &sa, NULL);
+	if (hz) {
+		it.it_interval.tv_usec = 1000000 / hz;
+		it.it_value = it.it_interval;
+	}
+	setitimer(ITIMER_REAL, &it, NULL);
 }
 
 #endif /* KRMI_SELFTEST_H */

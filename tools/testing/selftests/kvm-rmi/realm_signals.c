@@ -25,8 +25,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <sys/time.h>
-#include <time.h>
 
 #include "krmi_mem.h"
 #include "krmi_guest.h"
@@ -51,31 +49,15 @@ static void on_tick(int sig)
 	ticks++;
 }
 
-/* SIGALRM at `hz` (0: none), interrupting system calls (no SA_RESTART). */
+/* SIGALRM at `hz` (0: none), counted in `ticks`. */
 static void timer_start(int hz)
 {
-	struct sigaction sa = { .sa_handler = on_tick };
-	struct itimerval it = { 0 };
-
-	sigaction(SIGALRM, &sa, NULL);
-	if (hz) {
-		it.it_interval.tv_usec = 1000000 / hz;
-		it.it_value = it.it_interval;
-	}
-	setitimer(ITIMER_REAL, &it, NULL);
+	krmi_timer_start(hz, on_tick);
 }
 
 static void timer_stop(void)
 {
 	timer_start(0);
-}
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
 /* The calls of RMI command `name` so far (debugfs kvm_rmi/rmi_calls). */
@@ -123,8 +105,8 @@ static struct populated populate_under(int kvm, const char *src, int hz)
 	undel = rmi_calls("RMI_GRANULE_RANGE_UNDELEGATE");
 	ticks = 0;
 	timer_start(hz);
-	start = now();
-	while (args.size && now() - start < POPULATE_BOUND_S) {
+	start = krmi_now();
+	while (args.size && krmi_now() - start < POPULATE_BOUND_S) {
 		struct kvm_arm_rmi_populate before = args;
 		int ret = populate(vm, &args);
 
@@ -140,7 +122,7 @@ static struct populated populate_under(int kvm, const char *src, int hz)
 			p.kept_rules &= args.size < before.size;
 		}
 	}
-	p.secs = now() - start;
+	p.secs = krmi_now() - start;
 	timer_stop();
 	p.ticks = ticks;
 	p.done = !args.size;
@@ -271,8 +253,8 @@ static struct ripas_run ripas_under(int kvm, int hz, const struct ripas_run *qui
 	set_before = rmi_calls("RMI_RTT_SET_RIPAS");
 	ticks = 0;
 	timer_start(hz);
-	start = now();
-	while (now() - start < RIPAS_BOUND_S) {
+	start = krmi_now();
+	while (krmi_now() - start < RIPAS_BOUND_S) {
 		ret = ioctl(g.vcpu[0], KVM_RUN, 0) ? -errno : 0;
 		if (ret == -EINTR) {
 			long long done = rmi_calls("RMI_RTT_SET_RIPAS") - change_start;
@@ -312,7 +294,7 @@ static struct ripas_run ripas_under(int kvm, int hz, const struct ripas_run *qui
 		r.off = exited_off(run);
 		break;
 	}
-	r.secs = now() - start;
+	r.secs = krmi_now() - start;
 	timer_stop();
 	r.set_ripas = rmi_calls("RMI_RTT_SET_RIPAS") - set_before;
 	vcpu_run_unmap(kvm, run);
