@@ -26,6 +26,12 @@ cp "$KRMI_TOP/scripts/guest/ktap-run" "$KRMI_TOP/scripts/guest/demo.sh" "$root/t
 ko=$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.ko
 if [ "$KRMI_STOCK" != 1 ]; then
 	[ -f "$ko" ] || die "module missing: $ko (run scripts/build-kernel.sh)"
+	# Never pack a module older than its sources (an edit, or a checkout,
+	# since the last build).
+	for src in "$KRMI_TOP"/Kbuild "$KRMI_TOP"/Kconfig "$KRMI_TOP"/*.rs "$KRMI_TOP"/*.[ch]; do
+		[ -e "$src" ] || continue
+		[ "$ko" -nt "$src" ] || die "module older than ${src##*/}: run scripts/build-kernel.sh"
+	done
 	cp "$ko" "$root/modules/"
 fi
 
