@@ -702,7 +702,7 @@ fn a_ripas_change_out_of_memory_goes_on_where_it_stopped() {
     assert_eq!(r.realm.state(), RealmState::Active);
 }
 
-/// The RIPAS changes of `ranges` (EMPTY, then RAM back) carried out with
+/// RIPAS changes of 64 MiB (EMPTY, then RAM back) carried out with
 /// `pause` asked after each step, the VMM re-entering after each pause:
 /// the `RMI_RTT_SET_RIPAS` calls taken, and the pauses.
 fn ripas_changes_paused(pause_every: Option<u32>) -> (u32, u32) {
