@@ -7,7 +7,11 @@
 #      granule per range call (TF-RMM) and one that takes whole ranges.
 #   2. With RME_FIRMWARE: under QEMU, KVM_ARM_RMI_POPULATE of 64 MiB (RMI
 #      calls per page from debugfs, MiB/s) against filling a normal VM's
-#      guest_memfd with the same bytes.
+#      guest_memfd with the same bytes, and exit round trips; twice: by the
+#      wall clock, then with QEMU's clocks counting instructions (-icount),
+#      which leaves out what TCG's TLB emulation costs: it empties the TLB
+#      at every world switch, so every RMI call makes the host's next
+#      touch of each page slow (the last table measures it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -27,4 +31,7 @@ mkdir -p "$out"
 aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
 	-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
 	-o "$out/realm_bench" "$KRMI_TOP/tools/bench/realm_bench.c"
-"$here/qemu.sh" bench
+log "by the wall clock"
+KRMI_CLOCK=wall "$here/qemu.sh" bench
+log "in instructions (QEMU -icount shift=0: 1 ns = 1 instruction)"
+KRMI_CLOCK=icount "$here/qemu.sh" bench

@@ -12,7 +12,9 @@
 # initramfs and command line built in, replaces BL33 in a copy of the FIP and
 # QEMU boots TF-A from flash with RME enabled.
 #
-# Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM; FW_LOG=FILE logs the
+# Environment: QEMU_TIMEOUT (s), QEMU_SMP, QEMU_MEM; KRMI_CLOCK=icount runs
+# QEMU with -icount shift=0 (clocks count instructions, 1 ns each, without
+# what emulating the TLB costs) and tells the guest so; FW_LOG=FILE logs the
 # firmware's UART (TF-A, RMM) with RME; QEMU_EXTRA adds QEMU arguments (split
 # on spaces), e.g. "-d int -D build/logs/int.log" to log every exception.
 set -euo pipefail
@@ -25,13 +27,16 @@ case "$mode" in run | test | bench) ;; *) die "usage: $0 run|test|bench" ;; esac
 timeout_s=${QEMU_TIMEOUT:-$([ "$mode" = test ] && echo 1500 || echo 300)}
 logs=$KRMI_BUILD/logs
 mkdir -p "$logs"
-log_file=$logs/qemu-$mode.log
+clock=${KRMI_CLOCK:-wall}
+case "$clock" in wall | icount) ;; *) die "KRMI_CLOCK=$clock: wall or icount" ;; esac
+log_file=$logs/qemu-$mode$([ "$clock" = wall ] || echo "-$clock").log
 
 cpio=$("$here/initramfs.sh" "$mode")
 rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
-cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme"
+cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme krmi.clock=$clock"
 common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
+[ "$clock" = icount ] && common+=(-icount shift=0,sleep=off)
 # The second UART is the firmware's (TF-A, RMM) with RME: logged if asked.
 [ -n "${FW_LOG:-}" ] && common+=(-serial mon:stdio -serial "file:$FW_LOG")
 # shellcheck disable=SC2206 # split on purpose
