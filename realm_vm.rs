@@ -747,7 +747,9 @@ impl From<RealmError> for Error {
 
 /// Whether a realm VM is offered capability `ext`: the upstream series'
 /// allow-list (SVE if the RMM has it), plus device control (the SMCCC
-/// filter) and vCPU events (external aborts on MMIO, with the RMM's rules).
+/// filter), vCPU events (external aborts on MMIO, with the RMM's rules)
+/// and the ID register writable masks (how VMMs learn that they may lower
+/// the watchpoints).
 fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
     (ext == bindings::KVM_CAP_ARM_SVE && features.f0.sve_en())
         || matches!(
@@ -764,6 +766,7 @@ fn realm_ext_allowed(ext: u32, features: &RmiFeatureRegs) -> bool {
                 | bindings::KVM_CAP_ARM_PTRAUTH_GENERIC
                 | bindings::KVM_CAP_DEVICE_CTRL
                 | bindings::KVM_CAP_VCPU_EVENTS
+                | bindings::KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES
                 | bindings::KVM_CAP_ARM_RMI
         )
 }
@@ -972,7 +975,7 @@ impl RealmOps for RealmProvider {
         };
         check_reg_write(id, stage).map_err(|e| match e {
             RegRefusal::NotHostState => EINVAL,
-            RegRefusal::Locked => EBUSY,
+            RegRefusal::Locked => EPERM,
         })
     }
 

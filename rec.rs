@@ -233,7 +233,8 @@ pub(crate) enum RegRefusal {
     /// The RMM keeps this register, the host's copy means nothing
     /// (`EINVAL`).
     NotHostState,
-    /// Already read into the realm (`EBUSY`).
+    /// Already read into the realm (`EPERM`, as KVM answers for a
+    /// finalized vector length).
     Locked,
 }
 

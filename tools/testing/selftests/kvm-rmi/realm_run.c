@@ -407,6 +407,23 @@ static void read_rmm_debug(int kmsg)
 	}
 }
 
+/*
+ * KVM_ARM_GET_REG_WRITABLE_MASKS, how VMMs learn which ID register fields
+ * they may lower: offered to realms, with ID_AA64DFR0_EL1.WRPs writable.
+ */
+static void test_writable_masks(struct realm_vm *r)
+{
+	static __u64 masks[KVM_ARM_FEATURE_ID_RANGE_SIZE];
+	struct reg_mask_range range = { .addr = (unsigned long)masks };
+	int cap = ioctl(r->g.vm, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES);
+	int ret = ioctl(r->g.vm, KVM_ARM_GET_REG_WRITABLE_MASKS, &range) ? -errno : 0;
+	__u64 dfr0 = masks[KVM_ARM_FEATURE_ID_RANGE_IDX(3, 0, 0, 5, 0)];
+
+	ksft_test_result(cap == 1 << KVM_ARM_FEATURE_ID_RANGE && !ret && (dfr0 >> 20 & 0xf) == 0xf,
+			 "KVM_ARM_GET_REG_WRITABLE_MASKS: capability %d, ioctl %d, ID_AA64DFR0_EL1 mask %#llx (want WRPs)\n",
+			 cap, ret, (unsigned long long)dfr0);
+}
+
 /* Breakpoints and watchpoints: at most the RMM's, lowered until the RD exists. */
 static void test_debug_resources(struct realm_vm *r)
 {
@@ -418,10 +435,11 @@ static void test_debug_resources(struct realm_vm *r)
 			 "ID_AA64DFR0_EL1 of a realm: %u breakpoints (%u context-aware), %u watchpoints; the RMM offers %ld, %ld\n",
 			 brps + 1, ctx + 1, wrps + 1, rmm_bps, rmm_wps);
 	ksft_test_result(!r->dfr0_set && ((r->dfr0_lowered >> 20) & 0xf) == 1 &&
-			 r->dfr0_set_late == -EBUSY,
-			 "ID_AA64DFR0_EL1 watchpoints lowered to 2 before the RD: %d, read back %llu; once populated: %d (want EBUSY)\n",
+			 r->dfr0_set_late == -EPERM,
+			 "ID_AA64DFR0_EL1 watchpoints lowered to 2 before the RD: %d, read back %llu; once populated: %d (want EPERM)\n",
 			 r->dfr0_set, (unsigned long long)((r->dfr0_lowered >> 20) & 0xf) + 1,
 			 r->dfr0_set_late);
+	test_writable_masks(r);
 }
 
 /* What a realm vCPU refuses before the realm runs. */
@@ -471,8 +489,8 @@ static void test_limits_after_activation(struct realm_vm *r)
 	/* vCPU 1 sits in KVM_RUN (holding its mutex) until CPU_ON. */
 	int reinit = init_with(r, r->g.vcpu[0], 1u << KVM_ARM_VCPU_PSCI_0_2);
 
-	ksft_test_result(pc == -EBUSY && !x9 && reinit == -EBUSY,
-			 "after activation: KVM_SET_ONE_REG pc %d (want EBUSY), x9 %d (want 0); KVM_ARM_VCPU_INIT again %d (want EBUSY)\n",
+	ksft_test_result(pc == -EPERM && !x9 && reinit == -EBUSY,
+			 "after activation: KVM_SET_ONE_REG pc %d (want EPERM), x9 %d (want 0); KVM_ARM_VCPU_INIT again %d (want EBUSY)\n",
 			 pc, x9, reinit);
 }
 
@@ -633,7 +651,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(22);
+	ksft_set_plan(23);
 	kmsg = kmsg_open();
 	ret = module_load();
 	read_rmm_debug(kmsg);
@@ -649,7 +667,7 @@ int main(void)
 	if (!ret)
 		test_limits_before_run(&r);
 	else
-		for (int i = 0; i < 7; i++)
+		for (int i = 0; i < 8; i++)
 			ksft_test_result_fail("limits before the first run: no realm\n");
 	sigaction(SIGUSR1, &usr1, NULL);
 	threaded = !ret && !pthread_create(&s.thread, NULL, secondary_run, &s);

@@ -118,8 +118,8 @@ static void test_vector_length(int kvm)
 	ksft_test_result(!ret && !r.reg_list && r.reg_list_n == -34,
 			 "KVM_GET_REG_LIST after finalizing: %d, %d ids (want 34, with SVE_VLS)\n",
 			 r.reg_list, r.reg_list_n < 0 ? -r.reg_list_n : r.reg_list_n);
-	ksft_test_result(!ret && r.vls_late == -EBUSY,
-			 "KVM_REG_ARM64_SVE_VLS once populated: %d (want EBUSY)\n", r.vls_late);
+	ksft_test_result(!ret && r.vls_late == -EPERM,
+			 "KVM_REG_ARM64_SVE_VLS once populated: %d (want EPERM)\n", r.vls_late);
 	if (!ret) {
 		run = vcpu_run_map(kvm, r.g.vcpu[0]);
 		run_ret = run ? vcpu_run_bounded(r.g.vcpu[0], 10) : -ENOMEM;
