@@ -135,7 +135,7 @@ fn map_private_page(
         return Ok(Served::MemoryFault { private: true });
     };
     let seq = kvm.mmu_invalidate_seq();
-    let Ok(pfn) = slot.gmem_pfn(kvm, gfn) else {
+    let Ok(pfn) = slot.gmem_pfn(gfn) else {
         return Ok(Served::MemoryFault { private: true });
     };
     let granule = pfn
@@ -182,7 +182,7 @@ fn map_user_page(
         return Ok(Served::Emulate);
     };
     let seq = kvm.mmu_invalidate_seq();
-    let Ok(user) = slot.user_page(kvm, gfn, write) else {
+    let Ok(user) = slot.user_page(gfn, write) else {
         return Ok(Served::MemoryFault { private: false });
     };
     // Device memory (a `VM_PFNMAP` mapping) is not given to realms.

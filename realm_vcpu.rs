@@ -13,9 +13,10 @@ use kernel::{
     alloc::flags::GFP_KERNEL_ACCOUNT,
     bindings,
     kvm::{
+        LockedVcpu,
         RealmExit,
         RunNext,
-        Vcpu, //
+        RunningVcpu, //
     },
     new_mutex,
     prelude::*,
@@ -134,7 +135,7 @@ impl RecVcpu {
     }
 
     /// The vCPU's REC, looked up in `vm` the first time.
-    fn rec(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<Granule> {
+    fn rec(&self, vcpu: &RunningVcpu, vm: &RealmVm) -> Result<Granule> {
         if let Some(rec) = Granule::new(self.rec.load(Ordering::Relaxed)).filter(|g| g.pa() != 0) {
             return Ok(rec);
         }
@@ -146,7 +147,7 @@ impl RecVcpu {
 
     /// Before an entry: completes what the last exit left pending and writes
     /// the entry half of the run granule.
-    pub(crate) fn pre_enter(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
+    pub(crate) fn pre_enter(&self, vcpu: &RunningVcpu, vm: &RealmVm) -> Result<RunNext> {
         let mut run = self.run.lock();
         let rec = self.rec(vcpu, vm)?;
         if run.host_call_due {
@@ -187,7 +188,13 @@ impl RecVcpu {
 
     /// `RMI_PSCI_COMPLETE` of the pending PSCI call, if any, with the
     /// status from what KVM (or userspace) left in x0.
-    fn complete_psci(&self, run: &mut VcpuRun, vcpu: &Vcpu, vm: &RealmVm, rec: Granule) -> Result {
+    fn complete_psci(
+        &self,
+        run: &mut VcpuRun,
+        vcpu: &RunningVcpu,
+        vm: &RealmVm,
+        rec: Granule,
+    ) -> Result {
         let Some(call) = run.rec.psci_pending() else {
             return Ok(());
         };
@@ -236,7 +243,7 @@ impl RecVcpu {
     }
 
     /// Handles the outcome of the last entry.
-    pub(crate) fn handle_exit(&self, vcpu: &Vcpu, vm: &RealmVm) -> Result<RunNext> {
+    pub(crate) fn handle_exit(&self, vcpu: &RunningVcpu, vm: &RealmVm) -> Result<RunNext> {
         let mut run = self.run.lock();
         let status = self.status.load(Ordering::Relaxed);
         self.entry.trace(status);
@@ -401,7 +408,7 @@ impl RecVcpu {
     /// external abort in the realm, instead of the MMIO emulation userspace
     /// was asked for: `EINVAL` after any other exit, as only then can the
     /// RMM inject one.
-    pub(crate) fn inject_sea(&self, vcpu: &Vcpu) -> Result {
+    pub(crate) fn inject_sea(&self, vcpu: &LockedVcpu) -> Result {
         self.run.lock().rec.inject_sea().map_err(|_| EINVAL)?;
         vcpu.cancel_mmio();
         Ok(())
@@ -409,7 +416,7 @@ impl RecVcpu {
 
     /// `KVM_RUN` after an MMIO exit: hands the access userspace emulated to
     /// the next entry.
-    pub(crate) fn mmio_complete(&self, vcpu: &Vcpu) -> Result<RunNext> {
+    pub(crate) fn mmio_complete(&self, vcpu: &RunningVcpu) -> Result<RunNext> {
         let mut run = self.run.lock();
         if let Some((write, value)) = vcpu.take_mmio() {
             if run.rec.mmio_pending() {

@@ -14,14 +14,18 @@ use kernel::{
     kvm::{
         GfnRange,
         Kvm,
+        LockedVcpu,
         MemSlot,
         MemslotChange,
+        MmuLocked,
         RealmExit,
         RealmOps,
         RunNext,
+        RunningVcpu,
         SlotsLockGuard,
         Vcpu,
         VcpuEvents,
+        VmMemSlot,
         SYS_ID_AA64DFR0_EL1, //
     },
     new_mutex,
@@ -490,26 +494,21 @@ impl RealmVm {
     /// at their unprotected aliases. A failure kills the VM.
     fn unmap(
         &self,
-        kvm: &Kvm,
+        mmu: &mut MmuLocked<'_>,
         (start, end): (u64, u64),
         private: bool,
         shared: bool,
-        may_block: bool,
     ) {
         let Some(rd) = self.rd() else {
             return;
         };
-        let half = self.shared_bit(kvm);
+        let half = self.shared_bit(mmu.kvm());
         let (start, end) = (start.min(half), end.min(half));
         let at = |offset: u64| {
             let ipa = |a: u64| a.checked_add(offset).and_then(Ipa::new);
             ipa(start).zip(ipa(end))
         };
-        let mut resched = || {
-            if may_block {
-                kvm.mmu_cond_resched();
-            }
-        };
+        let mut resched = || mmu.cond_resched();
         let mut failed = None;
         if let (true, Some((base, top))) = (private && start < end, at(0)) {
             match unmap_protected(&RMI, rd, base, top, &mut resched) {
@@ -532,41 +531,44 @@ impl RealmVm {
                 base.get(),
                 Shown(e)
             );
-            kvm.mark_dead();
+            mmu.kvm().mark_dead();
         }
     }
 
     /// Sets RIPAS RAM over every guest_memfd memslot (before activation).
     fn init_ripas(&self, kvm: &Kvm, slots: &SlotsLockGuard<'_>, realm: &mut KernelRealm) -> Result {
         let mut failed = None;
-        kvm.walk_memslots(slots, |slot: &MemSlot| {
-            if !slot.has_gmem() {
-                return Ok(());
-            }
-            let range = slot
-                .base_gfn()
-                .checked_shl(GRANULE_SHIFT)
-                .zip(slot.base_gfn().checked_add(slot.npages()))
-                .and_then(|(b, t)| Some((Ipa::new(b)?, Ipa::new(t.checked_shl(GRANULE_SHIFT)?)?)));
-            let Some((base, top)) = range else {
-                return Err(EINVAL);
-            };
-            match realm.init_ripas(base, top, &mut cond_resched) {
-                Ok(0) => Ok(()),
-                Ok(n) => {
-                    pr_info!("realm {}: {} unmapped pages left DESTROYED\n", self.id, n);
-                    Ok(())
+        slots
+            .walk_memslots(|slot: &MemSlot| {
+                if !slot.has_gmem() {
+                    return Ok(());
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    Err(EINVAL)
+                let range = slot
+                    .base_gfn()
+                    .checked_shl(GRANULE_SHIFT)
+                    .zip(slot.base_gfn().checked_add(slot.npages()))
+                    .and_then(|(b, t)| {
+                        Some((Ipa::new(b)?, Ipa::new(t.checked_shl(GRANULE_SHIFT)?)?))
+                    });
+                let Some((base, top)) = range else {
+                    return Err(EINVAL);
+                };
+                match realm.init_ripas(base, top, &mut cond_resched) {
+                    Ok(0) => Ok(()),
+                    Ok(n) => {
+                        pr_info!("realm {}: {} unmapped pages left DESTROYED\n", self.id, n);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        Err(EINVAL)
+                    }
                 }
-            }
-        })
-        .map_err(|errno| match failed {
-            Some(e) => self.fail(kvm, realm, "setting RIPAS", e),
-            None => errno,
-        })
+            })
+            .map_err(|errno| match failed {
+                Some(e) => self.fail(kvm, realm, "setting RIPAS", e),
+                None => errno,
+            })
     }
 }
 
@@ -610,10 +612,9 @@ impl PopulateHost for GmemPopulate<'_> {
         // `slots_lock` keeps the memslot; `srcu` is what looking it up takes.
         let srcu = kvm.srcu_read_lock();
         let mut stage = GmemStage {
-            kvm,
             slot: srcu.memslot(first_gfn).filter(|s| s.has_gmem()),
         };
-        let done = kvm.gmem_populate(slots, first_gfn, src, pages, |gfn, pfn, src| {
+        let done = slots.gmem_populate(first_gfn, src, pages, |gfn, pfn, src| {
             let (Some(page), Some(ipa), Some(src), Some(more)) = (
                 Granule::new(pfn << GRANULE_SHIFT),
                 gfn.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
@@ -644,8 +645,7 @@ impl PopulateHost for GmemPopulate<'_> {
 /// What populate stages the following pages from: the guest_memfd memslot
 /// of the chunk being filled, and the task's signals.
 struct GmemStage<'a> {
-    kvm: &'a Kvm,
-    slot: Option<&'a MemSlot>,
+    slot: Option<VmMemSlot<'a>>,
 }
 
 impl StageHost for GmemStage<'_> {
@@ -656,7 +656,7 @@ impl StageHost for GmemStage<'_> {
         }
         // `kvm_gmem_populate()` holds the file's invalidate lock around
         // the callback; `kvm_gmem_get_pfn()` takes only the folio's lock.
-        let pfn = slot.gmem_pfn(self.kvm, gfn).ok()?;
+        let pfn = slot.gmem_pfn(gfn).ok()?;
         // A frame's address is granule aligned: never `None`, which would
         // keep the reference just taken (a leak, never a free).
         Granule::new(pfn << GRANULE_SHIFT)
@@ -885,7 +885,7 @@ impl RealmOps for RealmProvider {
         }
     }
 
-    fn vcpu_first_run(vcpu: &Vcpu, vm: Pin<&RealmVm>) -> Result {
+    fn vcpu_first_run(vcpu: &LockedVcpu, vm: Pin<&RealmVm>) -> Result {
         let kvm = vcpu.kvm();
         // The RMM takes interrupts for a realm only from the list registers
         // of the GIC's virtual CPU interface.
@@ -914,16 +914,20 @@ impl RealmOps for RealmProvider {
         RecVcpu::new()
     }
 
-    fn vcpu_pre_enter(vcpu: &Vcpu, vm: Pin<&RealmVm>, rec: Pin<&RecVcpu>) -> Result<RunNext> {
+    fn vcpu_pre_enter(
+        vcpu: &RunningVcpu,
+        vm: Pin<&RealmVm>,
+        rec: Pin<&RecVcpu>,
+    ) -> Result<RunNext> {
         rec.pre_enter(vcpu, &vm)
     }
 
-    fn vcpu_enter(_vcpu: &Vcpu, rec: Pin<&RecVcpu>) -> RealmExit {
+    fn vcpu_enter(_vcpu: &RunningVcpu, rec: Pin<&RecVcpu>) -> RealmExit {
         rec.enter()
     }
 
     fn vcpu_handle_exit(
-        vcpu: &Vcpu,
+        vcpu: &RunningVcpu,
         vm: Pin<&RealmVm>,
         rec: Pin<&RecVcpu>,
         _how: RealmExit,
@@ -931,12 +935,16 @@ impl RealmOps for RealmProvider {
         rec.handle_exit(vcpu, &vm)
     }
 
-    fn mmio_complete(vcpu: &Vcpu, _vm: Pin<&RealmVm>, rec: Pin<&RecVcpu>) -> Result<RunNext> {
+    fn mmio_complete(
+        vcpu: &RunningVcpu,
+        _vm: Pin<&RealmVm>,
+        rec: Pin<&RecVcpu>,
+    ) -> Result<RunNext> {
         rec.mmio_complete(vcpu)
     }
 
     fn vcpu_inject_sea(
-        vcpu: &Vcpu,
+        vcpu: &LockedVcpu,
         _vm: Pin<&RealmVm>,
         rec: Pin<&RecVcpu>,
         iabt: bool,
@@ -950,7 +958,7 @@ impl RealmOps for RealmProvider {
     }
 
     fn vcpu_set_events(
-        vcpu: &Vcpu,
+        vcpu: &LockedVcpu,
         _vm: Pin<&RealmVm>,
         rec: Pin<&RecVcpu>,
         events: VcpuEvents,
@@ -965,7 +973,7 @@ impl RealmOps for RealmProvider {
         Ok(())
     }
 
-    fn vcpu_set_one_reg(_vcpu: &Vcpu, vm: Pin<&RealmVm>, id: u64) -> Result {
+    fn vcpu_set_one_reg(_vcpu: &LockedVcpu, vm: Pin<&RealmVm>, id: u64) -> Result {
         // A write that passes just before another vCPU activates the realm
         // may miss the REC, as with any register set while vCPUs run.
         let stage = match vm.realm.lock().state() {
@@ -994,7 +1002,7 @@ impl RealmOps for RealmProvider {
         }
     }
 
-    fn vcpu_check_features(_vcpu: &Vcpu, vm: Pin<&RealmVm>, features: u64) -> Result {
+    fn vcpu_check_features(_vcpu: &LockedVcpu, vm: Pin<&RealmVm>, features: u64) -> Result {
         let rmm_sve = RMM_FEATURES.as_ref().is_some_and(|f| f.f0.sve_en());
         // SVE while the realm's parameters are open, or as they were fixed.
         let sve_offered = match vm.realm.lock().state() {
@@ -1013,7 +1021,7 @@ impl RealmOps for RealmProvider {
         }
     }
 
-    fn vm_unmap_gfn_range(kvm: &Kvm, vm: Pin<&RealmVm>, range: &GfnRange) -> bool {
+    fn vm_unmap_gfn_range(mmu: &mut MmuLocked<'_>, vm: Pin<&RealmVm>, range: &GfnRange) -> bool {
         let (start, end) = (range.start(), range.end());
         let (Some(s), Some(e)) = (
             start.checked_shl(GRANULE_SHIFT),
@@ -1024,26 +1032,14 @@ impl RealmOps for RealmProvider {
         // guest_memfd invalidations take the protected pages; MMU
         // notifiers of the user mapping, the shared aliases; attribute
         // changes, the side the frames leave.
-        vm.unmap(
-            kvm,
-            (s, e),
-            range.private(),
-            range.shared(),
-            range.may_block(),
-        );
+        vm.unmap(mmu, (s, e), range.private(), range.shared());
         // The RMM invalidates the realm's TLB entries itself.
         false
     }
 
-    fn vm_stage2_unmap_range(kvm: &Kvm, vm: Pin<&RealmVm>, start: u64, size: u64, may_block: bool) {
+    fn vm_stage2_unmap_range(mmu: &mut MmuLocked<'_>, vm: Pin<&RealmVm>, start: u64, size: u64) {
         // A memslot goes (or moves): both of its halves.
-        vm.unmap(
-            kvm,
-            (start, start.saturating_add(size)),
-            true,
-            true,
-            may_block,
-        );
+        vm.unmap(mmu, (start, start.saturating_add(size)), true, true);
     }
 
     fn prepare_memory_region(

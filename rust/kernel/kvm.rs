@@ -161,71 +161,6 @@ impl Kvm {
         SlotsLockGuard { kvm: self }
     }
 
-    /// Calls `f` on each memslot of the VM, in no particular order, until
-    /// it fails.
-    pub fn walk_memslots<F: FnMut(&MemSlot) -> Result>(
-        &self,
-        _slots: &SlotsLockGuard<'_>,
-        mut f: F,
-    ) -> Result {
-        // `memslot_callback::<F>` takes `data` as an `F`, which outlives the call.
-        // SAFETY: `_slots` proves `slots_lock` is held; `data` is as above.
-        to_result(unsafe {
-            bindings::kvm_arm_realm_walk_memslots(
-                self.as_raw(),
-                Some(memslot_callback::<F>),
-                (&raw mut f).cast(),
-            )
-        })
-    }
-
-    /// Fills guest_memfd pages from `gfn` on with the user pages at `src`
-    /// (`kvm_gmem_populate()`), at most `npages` and never past the end of
-    /// `gfn`'s memslot: for each, `f(gfn, pfn, src_pa)` runs with the
-    /// guest_memfd page `pfn` (referenced and locked against invalidation
-    /// for the call) and the source page at `src_pa` (pinned).
-    ///
-    /// Returns how many pages were done, or the error if none was. `src`
-    /// must be page aligned and `npages` positive.
-    pub fn gmem_populate<F: FnMut(u64, u64, u64) -> Result>(
-        &self,
-        _slots: &SlotsLockGuard<'_>,
-        gfn: u64,
-        src: usize,
-        npages: usize,
-        mut f: F,
-    ) -> Result<usize> {
-        let npages = c_long::try_from(npages).map_err(|_| EINVAL)?;
-        // `populate_callback::<F>` takes `opaque` as an `F`, which outlives the call.
-        // SAFETY: `_slots` proves `slots_lock` is held; `opaque` is as above.
-        let done = unsafe {
-            bindings::kvm_gmem_populate(
-                self.as_raw(),
-                gfn,
-                src as *mut c_void,
-                npages,
-                false,
-                Some(populate_callback::<F>),
-                (&raw mut f).cast(),
-            )
-        };
-        if done < 0 {
-            // CAST: A negative return is an errno.
-            return Err(Error::from_errno(done as i32));
-        }
-        // CAST: Non-negative and at most `npages`.
-        Ok(done as usize)
-    }
-
-    /// Lets the scheduler run something else while the caller holds
-    /// `mmu_lock` for writing (`cond_resched_rwlock_write()`), in a KVM
-    /// callback that may block.
-    pub fn mmu_cond_resched(&self) {
-        // KVM called the caller with `mmu_lock` held for writing, allowing blocking.
-        // SAFETY: The VM is live, and the lock is held as above.
-        unsafe { bindings::kvm_mmu_cond_resched(self.as_raw()) };
-    }
-
     /// Enters a read-side section of the VM's `srcu`, in which memslots
     /// can be looked up.
     pub fn srcu_read_lock(&self) -> SrcuReadGuard<'_> {
@@ -274,13 +209,18 @@ pub struct SrcuReadGuard<'a> {
 
 impl SrcuReadGuard<'_> {
     /// The memslot holding guest frame `gfn` (`gfn_to_memslot()`), if any.
-    pub fn memslot(&self, gfn: u64) -> Option<&MemSlot> {
+    pub fn memslot(&self, gfn: u64) -> Option<VmMemSlot<'_>> {
         // SAFETY: The VM is live, and in an `srcu` section (type invariant).
         let slot = unsafe { bindings::gfn_to_memslot(self.kvm.as_raw(), gfn) };
         // Memslots are freed only after an `srcu` grace period: this one
         // stays as it is while `self` is borrowed.
         // SAFETY: As above.
-        (!slot.is_null()).then(|| unsafe { MemSlot::from_raw(slot) })
+        let slot = (!slot.is_null()).then(|| unsafe { MemSlot::from_raw(slot) })?;
+        // INVARIANT: Looked up in `self.kvm`.
+        Some(VmMemSlot {
+            kvm: self.kvm,
+            slot,
+        })
     }
 }
 
@@ -319,6 +259,42 @@ impl Drop for MmuWriteGuard<'_> {
     }
 }
 
+/// A VM's `mmu_lock`, which KVM holds for writing around a callback that
+/// unmaps ([`RealmOps::vm_unmap_gfn_range`],
+/// [`RealmOps::vm_stage2_unmap_range`]).
+///
+/// # Invariants
+///
+/// `kvm`'s `mmu_lock` is held for writing by this thread while this value
+/// exists, and KVM lets the holder drop it to reschedule if `may_block`.
+pub struct MmuLocked<'a> {
+    kvm: &'a Kvm,
+    may_block: bool,
+}
+
+impl MmuLocked<'_> {
+    /// The VM.
+    pub fn kvm(&self) -> &Kvm {
+        self.kvm
+    }
+
+    /// Whether the holder may sleep (see [`MmuLocked::cond_resched`]).
+    pub fn may_block(&self) -> bool {
+        self.may_block
+    }
+
+    /// Lets the scheduler run something else (`cond_resched_rwlock_write()`,
+    /// which may drop and retake the lock) if KVM allows blocking; else
+    /// does nothing.
+    pub fn cond_resched(&mut self) {
+        if self.may_block {
+            // SAFETY: The VM is live; its `mmu_lock` is held for writing,
+            // and may be dropped to reschedule (type invariant).
+            unsafe { bindings::kvm_mmu_cond_resched(self.kvm.as_raw()) };
+        }
+    }
+}
+
 /// A page of a memslot's user mapping a stage-2 fault is to map, looked up
 /// with `__kvm_faultin_pfn()`: it holds a reference on the page (if the
 /// memory has `struct page`s), dropped with [`UserPage::release`] once the
@@ -352,11 +328,17 @@ impl UserPage<'_> {
     }
 
     /// Drops the reference after the page was mapped (`dirty`: writable
-    /// by the guest), under `mmu_lock` (`kvm_release_faultin_page()`).
-    pub fn release(self, _mmu: &MmuWriteGuard<'_>, dirty: bool) {
+    /// by the guest), under the page's VM's `mmu_lock`
+    /// (`kvm_release_faultin_page()`). With another VM's lock it warns and
+    /// drops the reference as for a page not mapped.
+    pub fn release(self, mmu: &MmuWriteGuard<'_>, dirty: bool) {
+        if crate::warn_on!(!ptr::eq(mmu.kvm, self.kvm)) {
+            return;
+        }
         let this = core::mem::ManuallyDrop::new(self);
         // `this` does not drop: the reference goes once, here.
-        // SAFETY: The reference this value holds (type invariant); `_mmu` is held.
+        // SAFETY: The reference this value holds (type invariant); its VM's
+        // `mmu_lock` is held (checked above).
         unsafe { bindings::kvm_release_faultin_page(this.kvm.as_raw(), this.page, false, dirty) };
     }
 }
@@ -378,6 +360,59 @@ pub struct SlotsLockGuard<'a> {
     kvm: &'a Kvm,
 }
 
+impl SlotsLockGuard<'_> {
+    /// Calls `f` on each memslot of the VM, in no particular order, until
+    /// it fails.
+    pub fn walk_memslots<F: FnMut(&MemSlot) -> Result>(&self, mut f: F) -> Result {
+        // `memslot_callback::<F>` takes `data` as an `F`, which outlives the call.
+        // SAFETY: `slots_lock` is held (type invariant); `data` is as above.
+        to_result(unsafe {
+            bindings::kvm_arm_realm_walk_memslots(
+                self.kvm.as_raw(),
+                Some(memslot_callback::<F>),
+                (&raw mut f).cast(),
+            )
+        })
+    }
+
+    /// Fills guest_memfd pages from `gfn` on with the user pages at `src`
+    /// (`kvm_gmem_populate()`), at most `npages` and never past the end of
+    /// `gfn`'s memslot: for each, `f(gfn, pfn, src_pa)` runs with the
+    /// guest_memfd page `pfn` (referenced and locked against invalidation
+    /// for the call) and the source page at `src_pa` (pinned).
+    ///
+    /// Returns how many pages were done, or the error if none was. `src`
+    /// must be page aligned and `npages` positive.
+    pub fn gmem_populate<F: FnMut(u64, u64, u64) -> Result>(
+        &self,
+        gfn: u64,
+        src: usize,
+        npages: usize,
+        mut f: F,
+    ) -> Result<usize> {
+        let npages = c_long::try_from(npages).map_err(|_| EINVAL)?;
+        // `populate_callback::<F>` takes `opaque` as an `F`, which outlives the call.
+        // SAFETY: `slots_lock` is held (type invariant); `opaque` is as above.
+        let done = unsafe {
+            bindings::kvm_gmem_populate(
+                self.kvm.as_raw(),
+                gfn,
+                src as *mut c_void,
+                npages,
+                false,
+                Some(populate_callback::<F>),
+                (&raw mut f).cast(),
+            )
+        };
+        if done < 0 {
+            // CAST: A negative return is an errno.
+            return Err(Error::from_errno(done as i32));
+        }
+        // CAST: Non-negative and at most `npages`.
+        Ok(done as usize)
+    }
+}
+
 impl Drop for SlotsLockGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: Held (type invariant), and released once, here.
@@ -385,7 +420,7 @@ impl Drop for SlotsLockGuard<'_> {
     }
 }
 
-/// Calls the closure [`Kvm::walk_memslots`] passed as `data`.
+/// Calls the closure [`SlotsLockGuard::walk_memslots`] passed as `data`.
 ///
 /// # Safety
 ///
@@ -404,7 +439,7 @@ unsafe extern "C" fn memslot_callback<F: FnMut(&MemSlot) -> Result>(
     }
 }
 
-/// Calls the closure [`Kvm::gmem_populate`] passed as `opaque`.
+/// Calls the closure [`SlotsLockGuard::gmem_populate`] passed as `opaque`.
 ///
 /// # Safety
 ///
@@ -447,49 +482,79 @@ impl MemSlot {
         unsafe { &*ptr.cast() }
     }
 
-    fn raw(&self) -> &bindings::kvm_memory_slot {
-        // SAFETY: Fixed while referenced (type invariant).
-        unsafe { &*self.0.get() }
-    }
+    // No `&bindings::kvm_memory_slot` is made: `gmem.file` changes under
+    // a live memslot (guest_memfd unbinding, `WRITE_ONCE()`). The fields
+    // read here are fixed (type invariant) and read one by one.
 
     /// The first guest frame it maps.
     pub fn base_gfn(&self) -> u64 {
-        self.raw().base_gfn
+        // SAFETY: A fixed field of the memslot (see above).
+        unsafe { (*self.0.get()).base_gfn }
     }
 
     /// How many guest frames it maps.
     pub fn npages(&self) -> u64 {
+        // SAFETY: A fixed field of the memslot (see above).
+        let npages = unsafe { (*self.0.get()).npages };
         // CAST: `unsigned long` is 64 bits wide on arm64.
-        self.raw().npages as u64
+        npages as u64
+    }
+
+    /// Its `KVM_MEM_*` flags.
+    fn flags(&self) -> u32 {
+        // SAFETY: A fixed field of the memslot (see above).
+        unsafe { (*self.0.get()).flags }
     }
 
     /// Whether its private memory comes from a guest_memfd.
     pub fn has_gmem(&self) -> bool {
-        self.raw().flags & bindings::KVM_MEM_GUEST_MEMFD != 0
+        self.flags() & bindings::KVM_MEM_GUEST_MEMFD != 0
     }
 
     /// Whether KVM logs the pages written through it.
     pub fn logs_dirty_pages(&self) -> bool {
-        self.raw().flags & bindings::KVM_MEM_LOG_DIRTY_PAGES != 0
+        self.flags() & bindings::KVM_MEM_LOG_DIRTY_PAGES != 0
     }
 
     /// Whether the guest may only read it.
     pub fn readonly(&self) -> bool {
-        self.raw().flags & bindings::KVM_MEM_READONLY != 0
+        self.flags() & bindings::KVM_MEM_READONLY != 0
     }
+}
 
-    /// The guest_memfd page of guest frame `gfn` of this memslot of `kvm`
+/// A memslot looked up in a VM ([`SrcuReadGuard::memslot`]), with the VM:
+/// what the memslot's pages are looked up through.
+///
+/// # Invariants
+///
+/// `slot` is a memslot of `kvm`.
+#[derive(Clone, Copy)]
+pub struct VmMemSlot<'a> {
+    kvm: &'a Kvm,
+    slot: &'a MemSlot,
+}
+
+impl core::ops::Deref for VmMemSlot<'_> {
+    type Target = MemSlot;
+
+    fn deref(&self) -> &MemSlot {
+        self.slot
+    }
+}
+
+impl<'a> VmMemSlot<'a> {
+    /// The guest_memfd page of guest frame `gfn` of this memslot
     /// (`kvm_gmem_get_pfn()`), allocated and zeroed if new. Returns its
     /// frame, with one page reference that the caller now owns.
-    pub fn gmem_pfn(&self, kvm: &Kvm, gfn: u64) -> Result<u64> {
+    pub fn gmem_pfn(&self, gfn: u64) -> Result<u64> {
         let (mut pfn, mut page, mut max_order) = (0, core::ptr::null_mut(), 0);
-        // The VM is live; this memslot is fixed while referenced (type
-        // invariant); the out-pointers are valid.
+        // The VM is live; this memslot is one of its (type invariant), fixed
+        // while referenced; the out-pointers are valid.
         // SAFETY: As above.
         to_result(unsafe {
             bindings::kvm_gmem_get_pfn(
-                kvm.as_raw(),
-                self.0.get(),
+                self.kvm.as_raw(),
+                self.slot.0.get(),
                 gfn,
                 &mut pfn,
                 &mut page,
@@ -502,14 +567,14 @@ impl MemSlot {
     /// The page of this memslot's user mapping for guest frame `gfn`
     /// (`__kvm_faultin_pfn()`), faulted in for writing if `write`. May
     /// sleep.
-    pub fn user_page<'a>(&self, kvm: &'a Kvm, gfn: u64, write: bool) -> Result<UserPage<'a>> {
+    pub fn user_page(&self, gfn: u64, write: bool) -> Result<UserPage<'a>> {
         let (mut writable, mut page) = (false, core::ptr::null_mut());
         let foll = if write { bindings::FOLL_WRITE } else { 0 };
         // This memslot is fixed while referenced (type invariant); the
         // out-pointers are valid.
         // SAFETY: As above.
         let pfn = unsafe {
-            bindings::__kvm_faultin_pfn(self.0.get(), gfn, foll, &mut writable, &mut page)
+            bindings::__kvm_faultin_pfn(self.slot.0.get(), gfn, foll, &mut writable, &mut page)
         };
         // SAFETY: Only looks at the value.
         if unsafe { bindings::kvm_is_error_noslot_pfn(pfn) } {
@@ -521,7 +586,7 @@ impl MemSlot {
         }
         // INVARIANT: `__kvm_faultin_pfn()` took a reference on `page` if not null.
         Ok(UserPage {
-            kvm,
+            kvm: self.kvm,
             pfn,
             writable,
             page,
@@ -601,7 +666,7 @@ impl GfnRange {
         self.raw().attr_filter & bindings::kvm_gfn_range_filter_KVM_FILTER_SHARED != 0
     }
 
-    /// Whether the callback may block (with [`Kvm::mmu_cond_resched`]).
+    /// Whether the callback may block (see [`MmuLocked::cond_resched`]).
     pub fn may_block(&self) -> bool {
         self.raw().may_block
     }
@@ -686,8 +751,55 @@ impl Vcpu {
         unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).arch.ctxt.regs.pc) }
     }
 
-    /// Sets `x<n>` (n < 31; others are ignored) as KVM holds it. Only from
-    /// this vCPU's run callbacks, which hold its `mutex`.
+    /// The vCPU's `struct kvm_run`, shared with userspace.
+    fn run(&self) -> *mut bindings::kvm_run {
+        // SAFETY: The vCPU is live; `run` is set at creation.
+        unsafe { (*self.as_raw()).run }
+    }
+
+    /// The vCPU's index in its VM.
+    pub fn index(&self) -> u32 {
+        // SAFETY: The vCPU is live; `vcpu_idx` is set at creation.
+        let idx = unsafe { (*self.as_raw()).vcpu_idx };
+        // CAST: vCPU indices are below `KVM_MAX_VCPUS`, never negative.
+        idx as u32
+    }
+}
+
+/// A vCPU whose `mutex` this thread holds: one of the vCPU's ioctls is
+/// under way ([`RealmOps::vcpu_set_events`], [`RealmOps::vcpu_set_one_reg`],
+/// ...). It reads as a [`Vcpu`].
+///
+/// # Invariants
+///
+/// The vCPU's `mutex` is held by this thread as long as the reference to
+/// this value exists.
+#[repr(transparent)]
+pub struct LockedVcpu(Vcpu);
+
+impl core::ops::Deref for LockedVcpu {
+    type Target = Vcpu;
+
+    fn deref(&self) -> &Vcpu {
+        &self.0
+    }
+}
+
+impl LockedVcpu {
+    /// Creates a reference from a pointer KVM passed to a callback.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to a vCPU that stays live for `'a`, whose `mutex` this
+    /// thread holds for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
+        // SAFETY: `LockedVcpu` is a transparent wrapper of `Vcpu`, itself
+        // one of `struct kvm_vcpu`; the caller keeps it live and locked.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Sets `x<n>` (n < 31; others are ignored) as KVM holds it. The vCPU's
+    /// `mutex` keeps `KVM_SET_ONE_REG` from racing with it.
     pub fn set_gpr(&self, n: usize, value: u64) {
         if n >= 31 {
             return;
@@ -696,10 +808,44 @@ impl Vcpu {
         unsafe { ptr::write_volatile(&raw mut (*self.as_raw()).arch.ctxt.regs.regs[n], value) }
     }
 
-    /// The vCPU's `struct kvm_run`, shared with userspace.
-    fn run(&self) -> *mut bindings::kvm_run {
-        // SAFETY: The vCPU is live; `run` is set at creation.
-        unsafe { (*self.as_raw()).run }
+    /// Drops the MMIO exit userspace was to complete: the access is
+    /// answered another way (an abort).
+    pub fn cancel_mmio(&self) {
+        // SAFETY: The vCPU is live and its `mutex` is held by the caller's ioctl.
+        unsafe { (*self.as_raw()).mmio_needed = 0 };
+    }
+}
+
+/// A vCPU in `KVM_RUN` on this thread, its `mutex` held: what the run-loop
+/// callbacks ([`RealmOps::vcpu_pre_enter`], [`RealmOps::vcpu_handle_exit`],
+/// ...) get. Exits to userspace, traps and timer state are set through it
+/// only.
+///
+/// # Invariants
+///
+/// The vCPU is in `KVM_RUN` on this thread as long as the reference to this
+/// value exists.
+#[repr(transparent)]
+pub struct RunningVcpu(LockedVcpu);
+
+impl core::ops::Deref for RunningVcpu {
+    type Target = LockedVcpu;
+
+    fn deref(&self) -> &LockedVcpu {
+        &self.0
+    }
+}
+
+impl RunningVcpu {
+    /// Creates a reference from a pointer KVM passed to a run-loop callback.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to a vCPU in `KVM_RUN` on this thread for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
+        // SAFETY: A transparent wrapper, down to `struct kvm_vcpu`; the
+        // caller keeps the vCPU running here.
+        unsafe { &*ptr.cast() }
     }
 
     /// Makes `KVM_RUN` return an MMIO exit for the access of `len` bytes at
@@ -745,13 +891,6 @@ impl Vcpu {
         Some((mmio.is_write != 0, u64::from_le_bytes(buf)))
     }
 
-    /// Drops the MMIO exit userspace was to complete: the access is
-    /// answered another way (an abort).
-    pub fn cancel_mmio(&self) {
-        // SAFETY: The vCPU is live and its `mutex` is held by the caller's ioctl.
-        unsafe { (*self.as_raw()).mmio_needed = 0 };
-    }
-
     /// Makes `KVM_RUN` return `KVM_EXIT_SHUTDOWN`.
     pub fn exit_shutdown(&self) {
         // SAFETY: The live vCPU's page, written by its own thread.
@@ -793,14 +932,16 @@ impl Vcpu {
 
     /// Lets KVM handle an exit as a trap with syndrome `esr`
     /// (`kvm_arm_realm_handle_trap()`): SMCCC calls, PSCI, GIC system
-    /// registers and WFx are emulated as for a normal VM.
+    /// registers and WFx are emulated as for a normal VM. From
+    /// [`RealmOps::vcpu_handle_exit`], where the vCPU is loaded.
     pub fn handle_trap(&self, esr: u64) -> Result<RunNext> {
         // SAFETY: The live vCPU, from its run loop (its `mutex` held).
         RunNext::from_code(unsafe { bindings::kvm_arm_realm_handle_trap(self.as_raw(), esr) })
     }
 
     /// Takes in the timer state the RMM reported at an exit
-    /// (`kvm_arm_realm_timer_update()`).
+    /// (`kvm_arm_realm_timer_update()`). From [`RealmOps::vcpu_handle_exit`],
+    /// where the vCPU is loaded.
     pub fn timer_update(&self, cntv_ctl: u64, cntv_cval: u64, cntp_ctl: u64, cntp_cval: u64) {
         // SAFETY: The live vCPU, from its run loop (loaded, its `mutex` held).
         unsafe {
@@ -859,14 +1000,6 @@ impl Vcpu {
             )
         });
         (r == 0).then(|| u64::from_le_bytes(bytes))
-    }
-
-    /// The vCPU's index in its VM.
-    pub fn index(&self) -> u32 {
-        // SAFETY: The vCPU is live; `vcpu_idx` is set at creation.
-        let idx = unsafe { (*self.as_raw()).vcpu_idx };
-        // CAST: vCPU indices are below `KVM_MAX_VCPUS`, never negative.
-        idx as u32
     }
 }
 
@@ -982,22 +1115,25 @@ pub trait RealmOps: Sized {
     fn vm_stage2_teardown(kvm: &Kvm, realm: Pin<&Self::Realm>);
 
     /// KVM unmaps guest frames `range` of the realm (MMU notifier, guest_memfd
-    /// invalidation, memory attribute change), holding `mmu_lock` for
-    /// writing: must not sleep unless [`GfnRange::may_block`]. Returns
-    /// whether KVM must flush TLBs.
-    fn vm_unmap_gfn_range(_kvm: &Kvm, _realm: Pin<&Self::Realm>, _range: &GfnRange) -> bool {
+    /// invalidation, memory attribute change), holding `mmu`: must not
+    /// sleep but through [`MmuLocked::cond_resched`]. Returns whether KVM
+    /// must flush TLBs.
+    fn vm_unmap_gfn_range(
+        _mmu: &mut MmuLocked<'_>,
+        _realm: Pin<&Self::Realm>,
+        _range: &GfnRange,
+    ) -> bool {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
     /// KVM unmaps IPAs `[start, start + size)` of the realm (memslot deletion
-    /// or move), holding `mmu_lock` for writing: must not sleep unless
-    /// `may_block`.
+    /// or move), holding `mmu`: must not sleep but through
+    /// [`MmuLocked::cond_resched`].
     fn vm_stage2_unmap_range(
-        _kvm: &Kvm,
+        _mmu: &mut MmuLocked<'_>,
         _realm: Pin<&Self::Realm>,
         _start: u64,
         _size: u64,
-        _may_block: bool,
     ) {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
@@ -1016,7 +1152,7 @@ pub trait RealmOps: Sized {
 
     /// `vcpu` is about to run for the first time, after KVM's own first-run
     /// setup. An error fails that `KVM_RUN`.
-    fn vcpu_first_run(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> Result {
+    fn vcpu_first_run(_vcpu: &LockedVcpu, _realm: Pin<&Self::Realm>) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -1030,7 +1166,7 @@ pub trait RealmOps: Sized {
     /// Before each entry, where the vCPU may sleep, as
     /// `check_vcpu_requests()`.
     fn vcpu_pre_enter(
-        vcpu: &Vcpu,
+        vcpu: &RunningVcpu,
         realm: Pin<&Self::Realm>,
         state: Pin<&Self::VcpuState>,
     ) -> Result<RunNext>;
@@ -1038,21 +1174,21 @@ pub trait RealmOps: Sized {
     /// Enters the vCPU. Runs with interrupts off inside the guest context of
     /// RCU: it may only enter through [`realm_smc`] and copy data, nothing
     /// that sleeps, locks, allocates, prints or is traced.
-    fn vcpu_enter(vcpu: &Vcpu, state: Pin<&Self::VcpuState>) -> RealmExit;
+    fn vcpu_enter(vcpu: &RunningVcpu, state: Pin<&Self::VcpuState>) -> RealmExit;
 
     /// Handles the exit `how` of [`RealmOps::vcpu_enter`], as KVM's
     /// `handle_exit()`.
     fn vcpu_handle_exit(
-        vcpu: &Vcpu,
+        vcpu: &RunningVcpu,
         realm: Pin<&Self::Realm>,
         state: Pin<&Self::VcpuState>,
         how: RealmExit,
     ) -> Result<RunNext>;
 
     /// `KVM_RUN` after an MMIO exit: the access userspace emulated is in
-    /// [`Vcpu::take_mmio`].
+    /// [`RunningVcpu::take_mmio`].
     fn mmio_complete(
-        vcpu: &Vcpu,
+        vcpu: &RunningVcpu,
         realm: Pin<&Self::Realm>,
         state: Pin<&Self::VcpuState>,
     ) -> Result<RunNext>;
@@ -1060,7 +1196,7 @@ pub trait RealmOps: Sized {
     /// KVM wants the vCPU to take a synchronous external abort
     /// (`kvm_inject_sea()`), on an instruction fetch if `iabt`, at `addr`.
     fn vcpu_inject_sea(
-        _vcpu: &Vcpu,
+        _vcpu: &LockedVcpu,
         _realm: Pin<&Self::Realm>,
         _state: Pin<&Self::VcpuState>,
         _iabt: bool,
@@ -1071,7 +1207,7 @@ pub trait RealmOps: Sized {
 
     /// `KVM_SET_VCPU_EVENTS` on the vCPU; KVM checked its padding.
     fn vcpu_set_events(
-        _vcpu: &Vcpu,
+        _vcpu: &LockedVcpu,
         _realm: Pin<&Self::Realm>,
         _state: Pin<&Self::VcpuState>,
         _events: VcpuEvents,
@@ -1081,13 +1217,17 @@ pub trait RealmOps: Sized {
 
     /// `KVM_SET_ONE_REG` of register `id` on the vCPU, before KVM writes it:
     /// an error refuses it.
-    fn vcpu_set_one_reg(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>, _id: u64) -> Result {
+    fn vcpu_set_one_reg(_vcpu: &LockedVcpu, _realm: Pin<&Self::Realm>, _id: u64) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
     /// `KVM_ARM_VCPU_INIT` with `features` (a bitmap of `KVM_ARM_VCPU_*`),
     /// before KVM checks them: an error refuses them.
-    fn vcpu_check_features(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>, _features: u64) -> Result {
+    fn vcpu_check_features(
+        _vcpu: &LockedVcpu,
+        _realm: Pin<&Self::Realm>,
+        _features: u64,
+    ) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -1354,8 +1494,8 @@ impl<T: RealmOps> Registration<T> {
 
     /// # Safety
     ///
-    /// Called by KVM with a live realm VM and a range it keeps fixed for the
-    /// call.
+    /// Called by KVM with a live realm VM, its `mmu_lock` held for writing,
+    /// and a range it keeps fixed for the call.
     unsafe extern "C" fn vm_unmap_gfn_range_callback(
         kvm: *mut bindings::kvm,
         range: *mut bindings::kvm_gfn_range,
@@ -1369,12 +1509,19 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: `vm_init` succeeded (the state is set); see above.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
         // SAFETY: KVM keeps the range fixed during the call.
-        T::vm_unmap_gfn_range(vm, realm, unsafe { GfnRange::from_raw(range) })
+        let range = unsafe { GfnRange::from_raw(range) };
+        // INVARIANT: KVM calls this with `mmu_lock` held for writing, and
+        // lets it go only if the range allows blocking.
+        let mut mmu = MmuLocked {
+            kvm: vm,
+            may_block: range.may_block(),
+        };
+        T::vm_unmap_gfn_range(&mut mmu, realm, range)
     }
 
     /// # Safety
     ///
-    /// Called by KVM with a live realm VM.
+    /// Called by KVM with a live realm VM, its `mmu_lock` held for writing.
     unsafe extern "C" fn vm_stage2_unmap_range_callback(
         kvm: *mut bindings::kvm,
         start: bindings::phys_addr_t,
@@ -1388,7 +1535,10 @@ impl<T: RealmOps> Registration<T> {
         // Memslot changes end before `vm_destroy`.
         // SAFETY: `vm_init` succeeded (the state is set); see above.
         let (vm, realm) = unsafe { (Kvm::from_raw(kvm), realm_of::<T>(kvm)) };
-        T::vm_stage2_unmap_range(vm, realm, start, size, may_block);
+        // INVARIANT: KVM calls this with `mmu_lock` held for writing, to
+        // be let go only if `may_block`.
+        let mut mmu = MmuLocked { kvm: vm, may_block };
+        T::vm_stage2_unmap_range(&mut mmu, realm, start, size);
     }
 
     /// # Safety
@@ -1418,11 +1568,11 @@ impl<T: RealmOps> Registration<T> {
 
     /// # Safety
     ///
-    /// Called by KVM with a live vCPU of a realm VM whose `vm_init`
-    /// succeeded.
+    /// Called by KVM in `KVM_RUN` with a live vCPU of a realm VM whose
+    /// `vm_init` succeeded, its `mutex` held.
     unsafe extern "C" fn vcpu_first_run_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
-        // SAFETY: KVM keeps the vCPU (and so its VM) live during the call.
-        let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+        // SAFETY: KVM keeps the vCPU (and so its VM) live and locked during the call.
+        let vcpu = unsafe { LockedVcpu::from_raw(vcpu) };
         // SAFETY: By the function's safety requirements.
         let realm = unsafe { realm_of::<T>(vcpu.kvm().as_raw()) };
         from_result(|| T::vcpu_first_run(vcpu, realm).map(|()| 0))
@@ -1466,7 +1616,7 @@ impl<T: RealmOps> Registration<T> {
     /// `vm_init` and `vcpu_create` succeeded.
     unsafe extern "C" fn vcpu_pre_enter_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (RunningVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         RunNext::code(T::vcpu_pre_enter(v, realm, state))
@@ -1478,7 +1628,7 @@ impl<T: RealmOps> Registration<T> {
     /// context of RCU.
     unsafe extern "C" fn vcpu_enter_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (RunningVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         T::vcpu_enter(v, state).code()
     }
 
@@ -1490,7 +1640,7 @@ impl<T: RealmOps> Registration<T> {
         ret: c_int,
     ) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (RunningVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         let how = match u32::try_from(ret) {
@@ -1506,7 +1656,7 @@ impl<T: RealmOps> Registration<T> {
     /// As `vcpu_pre_enter_callback`, at the start of `KVM_RUN`.
     unsafe extern "C" fn mmio_complete_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (RunningVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         RunNext::code(T::mmio_complete(v, realm, state))
@@ -1522,7 +1672,7 @@ impl<T: RealmOps> Registration<T> {
         addr: u64,
     ) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (LockedVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         // As `kvm_inject_sea()`: 1 to resume the guest.
@@ -1537,7 +1687,7 @@ impl<T: RealmOps> Registration<T> {
         events: *mut bindings::kvm_vcpu_events,
     ) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (Vcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
+        let (v, state) = unsafe { (LockedVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         // SAFETY: KVM copied the argument in; it is valid for the call.
@@ -1558,7 +1708,7 @@ impl<T: RealmOps> Registration<T> {
         reg: *const bindings::kvm_one_reg,
     ) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, id) = unsafe { (Vcpu::from_raw(vcpu), (*reg).id) };
+        let (v, id) = unsafe { (LockedVcpu::from_raw(vcpu), (*reg).id) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         from_result(|| T::vcpu_set_one_reg(v, realm, id).map(|()| 0))
@@ -1630,7 +1780,7 @@ impl<T: RealmOps> Registration<T> {
         features: c_ulong,
     ) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let v = unsafe { Vcpu::from_raw(vcpu) };
+        let v = unsafe { LockedVcpu::from_raw(vcpu) };
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         // CAST: `c_ulong` is 64 bits wide on arm64.
