@@ -336,6 +336,33 @@ pub(crate) struct SlotFacts {
     pub(crate) private: bool,
 }
 
+/// What planning a fault reads of KVM ([`plan_fault_in_order`]).
+pub(crate) trait FaultLookup {
+    /// KVM's count of MMU invalidations (`mmu_invalidate_seq`), with the
+    /// read barrier that orders it before what is read next.
+    fn invalidate_seq(&mut self) -> u64;
+
+    /// What the memslot holding `gfn` is, and the frame's attribute; `None`
+    /// without a memslot.
+    fn slot_facts(&mut self, gfn: u64) -> Option<SlotFacts>;
+}
+
+/// Plans `fault` ([`plan_fault`]) from what `host` reads, in the order that
+/// keeps a concurrent attribute change or invalidation from being missed,
+/// as x86's `kvm_faultin_pfn()`: the invalidation count first, then the
+/// memslot and attribute. Returns the plan and that count: the page looked
+/// up for the plan may be mapped only if, under `mmu_lock`, the count has
+/// not moved and no invalidation of the frame is running (KVM's
+/// `mmu_invalidate_retry_gfn()`), which every attribute change is wrapped in.
+pub(crate) fn plan_fault_in_order(
+    host: &mut impl FaultLookup,
+    fault: &RealmFault,
+) -> (FaultPlan, u64) {
+    let seq = host.invalidate_seq();
+    let facts = host.slot_facts(fault.gpa >> GRANULE_SHIFT);
+    (plan_fault(fault, facts), seq)
+}
+
 /// A stage-2 fault of a realm, as the RMM reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RealmFault {
@@ -377,8 +404,10 @@ pub(crate) enum FaultPlan {
 /// Decides how to serve `fault`, given the memslot holding its frame.
 ///
 /// Protected IPAs are served from guest_memfd while the frame is private;
-/// their unprotected aliases from the memslot's user mapping, whatever the
-/// attribute (the VMM need never set one). A read maps read-only, so that
+/// their unprotected aliases from the memslot's user mapping while it is
+/// shared. An access to the side the frame's attribute is not on is the
+/// VMM's to convert (`KVM_EXIT_MEMORY_FAULT`), as upstream KVM has it for
+/// every VM with private memory. A read maps read-only, so that
 /// copy-on-write and the zero page keep working; a write maps writable,
 /// and a permission fault (a write to a read-only mapping: the RMM injects
 /// aborts for instruction fetches there) upgrades.
@@ -394,6 +423,9 @@ pub(crate) fn plan_fault(fault: &RealmFault, slot: Option<SlotFacts>) -> FaultPl
     let Some(slot) = slot else {
         return FaultPlan::Emulate;
     };
+    if slot.private {
+        return FaultPlan::MemoryFault { private: false };
+    }
     let write = fault.write == Some(true) || fault.kind == FaultKind::Permission;
     if write && slot.readonly {
         return FaultPlan::Emulate;

@@ -29,9 +29,10 @@ use crate::memory::{
     map_protected,
     map_shared,
     map_with_rtts,
-    plan_fault,
+    plan_fault_in_order,
     protected_page_usable,
     unmap_shared,
+    FaultLookup,
     FaultPlan,
     MapError,
     RealmFault,
@@ -71,15 +72,7 @@ pub(crate) enum Served {
 pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Result<Served> {
     let kvm = vcpu.kvm();
     let gfn = fault.gpa >> GRANULE_SHIFT;
-    let plan = {
-        let srcu = kvm.srcu_read_lock();
-        let facts = srcu.memslot(gfn).map(|slot| SlotFacts {
-            gmem: slot.has_gmem(),
-            readonly: slot.readonly(),
-            private: kvm.mem_is_private(gfn),
-        });
-        plan_fault(fault, facts)
-    };
+    let (plan, seq) = plan_fault_in_order(&mut KvmFaultLookup(kvm), fault);
     let rd = vm.rd().ok_or(EINVAL)?;
     let ipa = if fault.protected {
         fault.gpa
@@ -91,11 +84,11 @@ pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Resu
         FaultPlan::Emulate => return Ok(Served::Emulate),
         FaultPlan::MemoryFault { private } => return Ok(Served::MemoryFault { private }),
         FaultPlan::MapProtected => map_with_rtts(
-            || map_private_page(kvm, vm.stats(), rd, ipa, gfn),
+            || map_private_page(kvm, vm.stats(), rd, ipa, gfn, seq),
             || vm.ensure_leaf_rtt(kvm, ipa),
         ),
         FaultPlan::MapShared { write, replace } => map_with_rtts(
-            || map_user_page(kvm, rd, ipa, gfn, write, replace),
+            || map_user_page(kvm, rd, ipa, gfn, seq, write, replace),
             || vm.ensure_leaf_rtt(kvm, ipa),
         ),
     };
@@ -120,21 +113,40 @@ pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Resu
     })
 }
 
+/// What a fault reads of the VM, for [`plan_fault_in_order`].
+struct KvmFaultLookup<'a>(&'a Kvm);
+
+impl FaultLookup for KvmFaultLookup<'_> {
+    fn invalidate_seq(&mut self) -> u64 {
+        self.0.mmu_invalidate_seq()
+    }
+
+    fn slot_facts(&mut self, gfn: u64) -> Option<SlotFacts> {
+        let srcu = self.0.srcu_read_lock();
+        srcu.memslot(gfn).map(|slot| SlotFacts {
+            gmem: slot.has_gmem(),
+            readonly: slot.readonly(),
+            private: self.0.mem_is_private(gfn),
+        })
+    }
+}
+
 /// Maps the guest_memfd page of `gfn` at protected IPA `ipa` of realm
-/// `rd`, once, and counts it in `stats`.
+/// `rd`, once, and counts it in `stats`, unless an invalidation ran since
+/// KVM's count was `seq` (read before the plan).
 fn map_private_page(
     kvm: &Kvm,
     stats: &RealmStats,
     rd: Granule,
     ipa: Ipa,
     gfn: u64,
+    seq: u64,
 ) -> Result<Served, MapError> {
     let srcu = kvm.srcu_read_lock();
     // The memslot may have gone since the plan.
     let Some(slot) = srcu.memslot(gfn).filter(|s| s.has_gmem()) else {
         return Ok(Served::MemoryFault { private: true });
     };
-    let seq = kvm.mmu_invalidate_seq();
     let Ok(pfn) = slot.gmem_pfn(gfn) else {
         return Ok(Served::MemoryFault { private: true });
     };
@@ -168,12 +180,13 @@ fn map_private_page(
 
 /// Maps the page of `gfn`'s user mapping at unprotected IPA `alias` of
 /// realm `rd`, once: writable if `write`, after unmapping what is there if
-/// `replace`.
+/// `replace`; unless an invalidation ran since KVM's count was `seq`.
 fn map_user_page(
     kvm: &Kvm,
     rd: Granule,
     alias: Ipa,
     gfn: u64,
+    seq: u64,
     write: bool,
     replace: bool,
 ) -> Result<Served, MapError> {
@@ -181,7 +194,6 @@ fn map_user_page(
     let Some(slot) = srcu.memslot(gfn) else {
         return Ok(Served::Emulate);
     };
-    let seq = kvm.mmu_invalidate_seq();
     let Ok(user) = slot.user_page(gfn, write) else {
         return Ok(Served::MemoryFault { private: false });
     };

@@ -26,9 +26,11 @@ use crate::memory::{
     map_shared,
     map_with_rtts,
     plan_fault,
+    plan_fault_in_order,
     protected_page_usable,
     unmap_protected,
     unmap_shared,
+    FaultLookup,
     FaultPlan,
     MapError,
     RealmFault,
@@ -256,6 +258,11 @@ fn fault_plans() {
     };
     let shared_only = SlotFacts {
         gmem: false,
+        private: false,
+        ..gmem
+    };
+    let private_attr_no_gmem = SlotFacts {
+        gmem: false,
         ..gmem
     };
     let made_shared = SlotFacts {
@@ -264,7 +271,7 @@ fn fault_plans() {
     };
     let readonly = SlotFacts {
         readonly: true,
-        ..gmem
+        ..shared_only
     };
     let t = FaultKind::Translation;
     let cases = [
@@ -290,14 +297,22 @@ fn fault_plans() {
             Some(gmem),
             FaultPlan::MemoryFault { private: true },
         ),
-        // Shared: the user mapping, whatever the attribute.
+        // Shared: the user mapping, while the frame is shared; a frame
+        // that is private is the VMM's to convert first, as upstream.
         (
             fault(false, t, None),
             Some(gmem),
-            FaultPlan::MapShared {
-                write: false,
-                replace: false,
-            },
+            FaultPlan::MemoryFault { private: false },
+        ),
+        (
+            fault(false, t, Some(true)),
+            Some(private_attr_no_gmem),
+            FaultPlan::MemoryFault { private: false },
+        ),
+        (
+            fault(false, FaultKind::Permission, None),
+            Some(gmem),
+            FaultPlan::MemoryFault { private: false },
         ),
         (
             fault(false, t, Some(false)),
@@ -317,7 +332,7 @@ fn fault_plans() {
         ),
         (
             fault(false, FaultKind::Permission, None),
-            Some(gmem),
+            Some(made_shared),
             FaultPlan::MapShared {
                 write: true,
                 replace: true,
@@ -346,13 +361,113 @@ fn fault_plans() {
         ),
         (
             fault(false, FaultKind::Other, None),
-            Some(gmem),
+            Some(made_shared),
             FaultPlan::MemoryFault { private: false },
         ),
     ];
     for (f, slot, want) in cases {
         assert_eq!(plan_fault(&f, slot), want, "{f:?} {slot:?}");
     }
+}
+
+/// KVM's side of a protected fault racing a private-to-shared attribute
+/// change (`kvm_vm_set_mem_attributes()`): `invalidate_begin` under
+/// `mmu_lock` (which also unmaps what is mapped), the attribute flipped,
+/// then `invalidate_end`, which moves the count. The three land at points
+/// `at` of the fault: 0 before its first read, 1 between its two reads, 2
+/// before its check under `mmu_lock`, 3 after it.
+struct RacingAttributeChange {
+    at: [u32; 3],
+    point: u32,
+    private: bool,
+    seq: u64,
+    in_progress: bool,
+}
+
+impl RacingAttributeChange {
+    fn new(at: [u32; 3]) -> Self {
+        Self {
+            at,
+            point: 0,
+            private: true,
+            seq: 7,
+            in_progress: false,
+        }
+    }
+
+    /// Lets the change go as far as it goes before point `point`.
+    fn reach(&mut self, point: u32) {
+        for p in self.point..=point {
+            if self.at[0] == p {
+                self.in_progress = true;
+            }
+            if self.at[1] == p {
+                self.private = false;
+            }
+            if self.at[2] == p {
+                self.seq += 1;
+                self.in_progress = false;
+            }
+        }
+        self.point = point + 1;
+    }
+
+    /// `mmu_invalidate_retry_gfn()`, under `mmu_lock` at point 2.
+    fn must_retry(&mut self, seq: u64) -> bool {
+        self.reach(2);
+        self.in_progress || self.seq != seq
+    }
+}
+
+impl FaultLookup for RacingAttributeChange {
+    fn invalidate_seq(&mut self) -> u64 {
+        let point = self.point;
+        self.reach(point);
+        self.seq
+    }
+
+    fn slot_facts(&mut self, _gfn: u64) -> Option<SlotFacts> {
+        let point = self.point;
+        self.reach(point);
+        Some(SlotFacts {
+            gmem: true,
+            readonly: false,
+            private: self.private,
+        })
+    }
+}
+
+/// Wherever an attribute change lands in a protected fault, the fault never
+/// maps the guest_memfd page of a frame that is shared by then: the plan
+/// reads the invalidation count before the attribute.
+#[test]
+fn a_fault_racing_an_attribute_change_never_maps_a_shared_frame() {
+    let fault = RealmFault {
+        gpa: 0x5000,
+        protected: true,
+        kind: FaultKind::Translation,
+        write: None,
+    };
+    let mut mapped = 0;
+    for begin in 0..4 {
+        for flip in begin..4 {
+            for end in flip..4 {
+                let mut kvm = RacingAttributeChange::new([begin, flip, end]);
+                let (plan, seq) = plan_fault_in_order(&mut kvm, &fault);
+                if plan != FaultPlan::MapProtected || kvm.must_retry(seq) {
+                    continue;
+                }
+                mapped += 1;
+                assert!(
+                    kvm.private,
+                    "mapped a shared frame: change at {:?}",
+                    [begin, flip, end]
+                );
+            }
+        }
+    }
+    // Changes that land after the check leave the frame private: mapped.
+    assert!(mapped > 0);
 }
 
 /// A running realm's memory life: a protected and a shared fault, a

@@ -3,9 +3,11 @@
  * A running realm's memory, mapped on its stage-2 faults:
  * - a protected page nothing populated comes from guest_memfd, zeroed, and
  *   keeps what the guest writes;
- * - the unprotected alias of a guest_memfd memslot page is the VMM's page:
- *   the guest reads what the VMM wrote, and the VMM sees what the guest
- *   wrote, by a store that describes itself (ISV) or not (a pair);
+ * - the unprotected alias of a guest_memfd memslot page the VMM has not
+ *   made shared is a KVM_EXIT_MEMORY_FAULT (shared), as upstream; made
+ *   shared, it is the VMM's page: the guest reads what the VMM wrote, and
+ *   the VMM sees what the guest wrote, by a store that describes itself
+ *   (ISV) or not (a pair);
  * - madvise(MADV_DONTNEED) of the VMM's page takes it away from the realm:
  *   the guest then reads the new (zero) page;
  * - a VMM that manages memory attributes: a private access to a frame it
@@ -149,10 +151,14 @@ static void test_private(struct realm_vm *r)
 
 static void test_shared(struct realm_vm *r)
 {
-	bool ok;
+	bool ok = step_memory_fault(r->vcpu, r->run, SHARED_PAGE, PAGE, false);
 
-	report(expect_report(r, VMM_VALUE),
-	       "unprotected alias: the guest reads the VMM's page (mapped read-only)");
+	report(ok, "unprotected alias of a private frame: KVM_EXIT_MEMORY_FAULT (shared)");
+	if (ok && (set_attributes(r->g.vm, SHARED_PAGE, PAGE, 0) ||
+		   set_attributes(r->g.vm, PAIR_PAGE, PAGE, 0)))
+		ok = vmm_check(false, "KVM_SET_MEMORY_ATTRIBUTES", errno);
+	report(ok && expect_report(r, VMM_VALUE),
+	       "made shared: the guest reads the VMM's page (mapped read-only)");
 	ok = expect_report(r, GUEST_SHARED);
 	ok = vmm_check(ok && shared_word(r, SHARED_PAGE) == GUEST_SHARED,
 		       "the VMM's page does not hold the guest's write", 0);
@@ -362,7 +368,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(13 + 5 + sizeof(inject_cases) / sizeof(inject_cases[0]));
+	ksft_set_plan(14 + 5 + sizeof(inject_cases) / sizeof(inject_cases[0]));
 	kmsg = load_begin();
 	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (r.kvm < 0)
