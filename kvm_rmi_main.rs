@@ -112,7 +112,9 @@ use rmi_smc::{
 use rmm_init::{
     rmm_init,
     InitError,
-    RmmInfo, //
+    LoadError,
+    RmmInfo,
+    RmmProbe, //
 };
 
 module! {
@@ -472,13 +474,26 @@ impl kernel::Module for KvmRmi {
         let owners = gpf::init();
         let gpf_reports = KBox::pin_init(gpf_notifier::Registration::new(), GFP_KERNEL)?;
         let mut gpt_tables = GranuleList::new(Owner::Gpt);
-        let info = rmm_init(
+        // Everything that can refuse the load is asked before the RMM is
+        // configured and activated, which lasts for the rest of the boot.
+        let admit = |probe: &RmmProbe| -> Result<stats::Debugfs> {
+            kvm::can_register().inspect_err(|e| {
+                pr_err!("cannot provide realms to KVM: {:?}\n", e);
+            })?;
+            RMM_FEATURES.populate(probe.features);
+            stats::Debugfs::new(probe.versions, probe.features)
+        };
+        let (info, debugfs) = rmm_init(
             &RMI,
             memory.iter().copied(),
             &mut gpt_tables,
+            admit,
             mark_rmm_active,
         )
-        .map_err(|e| report_init_error(&e))?;
+        .map_err(|e| match e {
+            LoadError::Rmm(e) => report_init_error(&e),
+            LoadError::Refused(e) => e,
+        })?;
         report_rmm(&info);
         let gpf_test = if module_parameters::gpf_selftest.value() {
             gpf::selftest()?;
@@ -492,8 +507,7 @@ impl kernel::Module for KvmRmi {
         } else {
             None
         };
-        RMM_FEATURES.populate(info.features);
-        let debugfs = stats::Debugfs::new(info.versions, info.features)?;
+        // Refused only if another provider registered since `can_register()`.
         let realms = kvm::Registration::new(module).inspect_err(|e| {
             pr_err!("cannot provide realms to KVM: {:?}\n", e);
         })?;

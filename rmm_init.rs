@@ -139,28 +139,70 @@ pub(crate) struct RmmInfo {
     pub(crate) tracking: TrackingReport,
 }
 
-/// Finds, configures and activates the RMM, then makes sure `memory` (boot
-/// memory, ascending ranges) is tracked finely. Granules donated for L1 GPTs
-/// are recorded in `gpt_tables`; the RMM keeps them for the rest of the boot.
-/// `on_active` runs as soon as the RMM is known to be active (by this call
-/// or an earlier one), even if a later step fails.
+/// What the RMM is, as asked before anything is changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RmmProbe {
+    /// ABI revisions it implements.
+    pub(crate) versions: RmiVersionRange,
+    /// Its feature registers.
+    pub(crate) features: RmiFeatureRegs,
+}
+
+/// Why a load did not go through.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LoadError<E> {
+    /// The RMM could not be used or set up.
+    Rmm(InitError),
+    /// The rest of the host refused, before the RMM was changed.
+    Refused(E),
+}
+
+/// Finds the RMM (`RMI_VERSION`, `RMI_FEATURES`), then asks `admit`
+/// whether the rest of the host takes it (everything else that can refuse
+/// a load), and only then configures and activates it and makes sure
+/// `memory` (boot memory, ascending ranges) is tracked finely: a load that
+/// is refused leaves the RMM, and so the host, as it was. Granules donated
+/// for L1 GPTs are recorded in `gpt_tables`; the RMM keeps them for the rest
+/// of the boot. `on_active` runs as soon as the RMM is known to be active
+/// (by this call or an earlier one), even if a later step fails.
 ///
 /// # Errors
 ///
-/// See [`InitError`]. Memory the RMM cannot track is not an error: it is
-/// reported in [`TrackingReport::untracked`] and never delegated.
-pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource>(
+/// See [`InitError`] and [`LoadError`]. Memory the RMM cannot track is not
+/// an error: it is reported in [`TrackingReport::untracked`] and never
+/// delegated.
+pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource, A, E>(
     rmi: &'r Rmi<C, P>,
+    memory: impl IntoIterator<Item = GranuleRange>,
+    gpt_tables: &mut impl GranuleSet<'r, C, P>,
+    admit: impl FnOnce(&RmmProbe) -> Result<A, E>,
+    on_active: impl FnOnce(),
+) -> Result<(RmmInfo, A), LoadError<E>> {
+    let smc = rmi.smc();
+    let versions = rmi_version(smc, RmiVersion::HOST)
+        .map_err(InitError::Version)
+        .map_err(LoadError::Rmm)?;
+    let features = rmi_features(smc)
+        .map_err(cmd(RMI_FEATURES))
+        .map_err(LoadError::Rmm)?;
+    if !features.f1.granule_4k() {
+        return Err(LoadError::Rmm(InitError::NoGranule4k));
+    }
+    let admitted = admit(&RmmProbe { versions, features }).map_err(LoadError::Refused)?;
+    let info = activate_and_track(rmi, versions, features, memory, gpt_tables, on_active)
+        .map_err(LoadError::Rmm)?;
+    Ok((info, admitted))
+}
+
+/// The part of [`rmm_init`] that changes the RMM.
+fn activate_and_track<'r, C: SmcConduit, P: PageSource>(
+    rmi: &'r Rmi<C, P>,
+    versions: RmiVersionRange,
+    features: RmiFeatureRegs,
     memory: impl IntoIterator<Item = GranuleRange>,
     gpt_tables: &mut impl GranuleSet<'r, C, P>,
     on_active: impl FnOnce(),
 ) -> Result<RmmInfo, InitError> {
-    let smc = rmi.smc();
-    let versions = rmi_version(smc, RmiVersion::HOST).map_err(InitError::Version)?;
-    let features = rmi_features(smc).map_err(cmd(RMI_FEATURES))?;
-    if !features.f1.granule_4k() {
-        return Err(InitError::NoGranule4k);
-    }
     let activated_now = configure_and_activate(rmi)?;
     on_active();
     let l0gpt_bits = 30 + u32::from(features.f1.l0gptsz());

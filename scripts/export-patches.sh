@@ -13,7 +13,7 @@ patches=$KRMI_TOP/kernel/patches
 [ -z "$(git -C "$KSRC_DIR" status --porcelain --untracked-files=no)" ] ||
 	die "uncommitted changes in $KSRC_DIR"
 rm -f "$patches"/*.patch
-git -C "$KSRC_DIR" format-patch -q --no-signature --zero-commit -N \
+git -C "$KSRC_DIR" -c core.abbrev=9 format-patch -q --no-signature --zero-commit -N \
 	-o "$patches" krmi-base..HEAD
 (cd "$patches" && ls -1 -- *.patch >series 2>/dev/null || : >series)
 # The tree already matches the new patches: record that, so the next build

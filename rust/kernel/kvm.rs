@@ -1289,6 +1289,16 @@ unsafe fn vcpu_state_of<'a, T: RealmOps>(vcpu: *mut bindings::kvm_vcpu) -> Pin<&
     unsafe { <Pin<KBox<T::VcpuState>> as ForeignOwnable>::borrow((*vcpu).arch.rec) }
 }
 
+/// Whether KVM would take a provider now: what [`Registration::new`]
+/// refuses but for its callback table (realms need KVM up, under VHE and
+/// without pKVM, and one provider at a time). For a provider to ask before
+/// it changes what it cannot undo, so that a refused load leaves the host
+/// as it was.
+pub fn can_register() -> Result {
+    // SAFETY: Only reads KVM's state, under KVM's lock.
+    to_result(unsafe { bindings::kvm_arm_realm_can_register() })
+}
+
 /// A registered [`RealmOps`] provider; dropping it unregisters.
 ///
 /// # Invariants

@@ -36,13 +36,30 @@ use crate::rmi_smc::{
 use crate::rmm_init::{
     rmm_init,
     InitError,
+    LoadError,
+    RmmInfo,
     TrackingReport, //
 };
 use crate::support::{
     assert_ownership,
     host,
-    Ledger, //
+    Ledger,
+    TestRmi, //
 };
+
+/// A load the rest of the host does not refuse.
+fn init<'r>(
+    h: &'r TestRmi,
+    memory: impl IntoIterator<Item = GranuleRange>,
+    gpt: &mut Ledger<'r>,
+    on_active: impl FnOnce(),
+) -> Result<RmmInfo, InitError> {
+    match rmm_init(h, memory, gpt, |_| Ok::<(), ()>(()), on_active) {
+        Ok((info, ())) => Ok(info),
+        Err(LoadError::Rmm(e)) => Err(e),
+        Err(LoadError::Refused(())) => unreachable!("admitted"),
+    }
+}
 
 /// The model's DRAM, as the host's boot memory.
 fn dram() -> GranuleRange {
@@ -60,7 +77,7 @@ fn high_memory() -> GranuleRange {
 fn first_load_configures_activates_and_checks_tracking() {
     let h = host(Rmm::new());
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram()], &mut gpt, || {}).expect("init");
+    let info = init(&h, [dram()], &mut gpt, || {}).expect("init");
     assert!(info.activated_now);
     assert!(h.smc().is_active());
     assert_eq!(info.features.f0.0, QEMU_FEATURES[0]);
@@ -85,12 +102,55 @@ fn first_load_configures_activates_and_checks_tracking() {
     assert!(h.smc().mem().allocated().is_empty(), "config page freed");
 }
 
+/// Everything else that can refuse a load is asked after the RMM was
+/// found and before it is changed: a refused load leaves it in INIT, with
+/// nothing donated and activation never reported; the next load goes on.
+#[test]
+fn a_refused_load_leaves_the_rmm_as_it_was() {
+    let h = host(Rmm::new());
+    let mut gpt = Ledger::default();
+    let marked = std::cell::Cell::new(false);
+    let seen = std::cell::Cell::new(None);
+    let result = rmm_init(
+        &h,
+        [dram()],
+        &mut gpt,
+        |probe| {
+            seen.set(Some(probe.features.f0.0));
+            Err::<(), _>("no VHE")
+        },
+        || marked.set(true),
+    );
+    assert_eq!(result.err(), Some(LoadError::Refused("no VHE")));
+    assert_eq!(
+        seen.get(),
+        Some(QEMU_FEATURES[0]),
+        "admit saw the RMM's features"
+    );
+    assert!(!h.smc().is_active());
+    assert!(!marked.get(), "activation reported");
+    for (fid, n) in [
+        (RMI_VERSION, 1),
+        (RMI_FEATURES, 4),
+        (RMI_RMM_CONFIG_SET, 0),
+        (RMI_RMM_ACTIVATE, 0),
+        (RMI_GRANULE_TRACKING_GET, 0),
+        (RMI_GPT_L1_CREATE, 0),
+    ] {
+        assert_eq!(h.smc().calls(fid), n, "{fid:?}");
+    }
+    assert!(gpt.set().is_empty());
+    assert!(h.smc().mem().allocated().is_empty());
+    let info = init(&h, [dram()], &mut gpt, || marked.set(true)).expect("next load");
+    assert!(info.activated_now && marked.get() && h.smc().is_active());
+}
+
 #[test]
 fn second_load_finds_the_rmm_active_and_carries_on() {
     let h = host(Rmm::new());
     let mut gpt = Ledger::default();
-    rmm_init(&h, [dram()], &mut gpt, || {}).expect("first load");
-    let info = rmm_init(&h, [dram()], &mut gpt, || {}).expect("second load");
+    init(&h, [dram()], &mut gpt, || {}).expect("first load");
+    let info = init(&h, [dram()], &mut gpt, || {}).expect("second load");
     assert!(!info.activated_now);
     // CONFIG_SET and ACTIVATE answered ERROR_GLOBAL; CONFIG_GET confirmed.
     assert_eq!(h.smc().calls(RMI_RMM_CONFIG_SET), 2);
@@ -104,7 +164,7 @@ fn static_gpts_answer_error_gpt_and_that_is_not_fatal() {
     let h = host(Rmm::new());
     h.smc().set_tracking(4 * L0GPT_SIZE, RmiTrackingState::None);
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
+    let info = init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
     // 4 GiB..5 GiB: not tracked, L1 exists (static) so stays untracked;
     // 5 GiB..6 GiB: fine by default.
     assert_eq!(info.tracking.l1_existing, 1);
@@ -121,7 +181,7 @@ fn dynamic_gpts_get_donated_memory_the_rmm_keeps() {
     h.smc().set_tracking(4 * L0GPT_SIZE, RmiTrackingState::None);
     h.smc().set_tracking(5 * L0GPT_SIZE, RmiTrackingState::None);
     let mut gpt = Ledger::default();
-    let info = rmm_init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
+    let info = init(&h, [dram(), high_memory()], &mut gpt, || {}).expect("init");
     assert_eq!(info.tracking.l1_created, 2);
     assert_eq!(info.tracking.untracked, 0);
     assert_eq!(info.tracking.fine, DRAM_GRANULES + 2 * L0GPT_SIZE / 4096);
@@ -140,14 +200,14 @@ fn dynamic_gpts_get_donated_memory_the_rmm_keeps() {
 fn refusals_map_to_typed_errors() {
     let h = host(Rmm::new().with_features([0x317f34, 0x142a8, 0, 3, 0]));
     assert_eq!(
-        rmm_init(&h, [dram()], &mut Ledger::default(), || {}),
+        init(&h, [dram()], &mut Ledger::default(), || {}),
         Err(InitError::NoGranule4k)
     );
     let h = host(crate::model::Rmm::with_revisions(&[
         crate::rmi_smc::RmiVersion { major: 1, minor: 0 },
     ]));
     assert!(matches!(
-        rmm_init(&h, [dram()], &mut Ledger::default(), || {}),
+        init(&h, [dram()], &mut Ledger::default(), || {}),
         Err(InitError::Version(VersionError::Incompatible(_)))
     ));
 }
@@ -177,7 +237,7 @@ fn a_fault_at_every_init_call_is_reported_and_safe() {
             h.smc().fail_call(fid, nth, RmiStatus::ErrorInput, 0);
             let mut gpt = Ledger::default();
             let marked = std::cell::Cell::new(false);
-            let result = rmm_init(&h, [dram(), high_memory()], &mut gpt, || marked.set(true));
+            let result = init(&h, [dram(), high_memory()], &mut gpt, || marked.set(true));
             assert_ownership(&h, &gpt.set());
             let ctx = format!("fid {fid:?} nth {nth}");
             // The host records activation exactly when the RMM is active,
