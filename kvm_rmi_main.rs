@@ -123,7 +123,6 @@ module! {
     authors: ["kvm-rmi developers"],
     description: "Arm CCA realm support (RMI) for KVM",
     license: "GPL",
-    imports_ns: ["KVM_ARM_REALM"],
     params: {
         gpf_selftest: bool {
             default: false,

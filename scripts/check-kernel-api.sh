@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build-time checks of rust/kernel/kvm.rs: each tools/testing/kernel-api/*.rs
-# is built as a tiny module against the built kernel. ok_*.rs must build;
-# fail_*.rs must not, and the compiler must say what its first line's
-# "// expect: " says (the misuse the API is to refuse, refused for that
-# reason). Needs scripts/build-kernel.sh first.
+# Build-time checks of rust/kernel/kvm.rs and the hook exports: each
+# tools/testing/kernel-api/*.rs is built as a tiny module against the built
+# kernel. ok_*.rs must build; fail_*.rs must not, and the compiler or
+# modpost must say what its first line's "// expect: " says (the misuse the
+# API is to refuse, refused for that reason). Needs scripts/build-kernel.sh
+# first.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -21,19 +22,23 @@ for f in "$checks"/ok_*.rs "$checks"/fail_*.rs; do
 	dir=$work/$name
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	echo "obj-m := api_check.o" >"$dir/Kbuild"
+	# Built as kvm_rmi, whom the realm exports are for, unless the check
+	# names another module on a "// module: " line.
+	mod=$(sed -n 's|^// module: ||p' "$f")
+	mod=${mod:-kvm_rmi}
+	echo "obj-m := $mod.o" >"$dir/Kbuild"
 	{
 		echo "// SPDX-License-Identifier: GPL-2.0"
 		echo "//! kvm-rmi kernel API check: $name."
 		echo "use kernel::prelude::*;"
-		echo "module! { type: Check, name: \"api_check\", authors: [\"kvm-rmi\"],"
-		echo "    description: \"API check\", license: \"GPL\", imports_ns: [\"KVM_ARM_REALM\"], }"
+		echo "module! { type: Check, name: \"$mod\", authors: [\"kvm-rmi\"],"
+		echo "    description: \"API check\", license: \"GPL\", }"
 		echo "struct Check;"
 		echo "impl kernel::Module for Check {"
 		echo "    fn init(_m: &'static ThisModule) -> Result<Self> { Ok(Check) }"
 		echo "}"
 		cat "$f"
-	} >"$dir/api_check.rs"
+	} >"$dir/$mod.rs"
 	n=$((n + 1))
 	if out=$(make -s -C "$KSRC_DIR" "${KMAKE_ARGS[@]}" "M=$dir" modules 2>&1); then
 		built=1

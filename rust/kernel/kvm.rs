@@ -7,6 +7,11 @@
 //! the provider for their realm-specific steps. Each realm VM holds a
 //! reference on the provider's module, so the module outlives its realms.
 //!
+//! The hooks and KVM internals used here are exported to `kvm_rmi` alone
+//! (`EXPORT_SYMBOL_FOR_MODULES`, `KVM_SUB_MODULES`). Wrappers of them are
+//! generic or `#[inline]`, so that the reference to the C symbol lands in
+//! the module that calls them, where modpost and the module loader check it.
+//!
 //! C header: [`arch/arm64/include/asm/kvm_realm.h`](srctree/arch/arm64/include/asm/kvm_realm.h)
 
 use crate::ffi::{
@@ -209,6 +214,7 @@ pub struct SrcuReadGuard<'a> {
 
 impl SrcuReadGuard<'_> {
     /// The memslot holding guest frame `gfn` (`gfn_to_memslot()`), if any.
+    #[inline]
     pub fn memslot(&self, gfn: u64) -> Option<VmMemSlot<'_>> {
         // SAFETY: The VM is live, and in an `srcu` section (type invariant).
         let slot = unsafe { bindings::gfn_to_memslot(self.kvm.as_raw(), gfn) };
@@ -546,6 +552,7 @@ impl<'a> VmMemSlot<'a> {
     /// The guest_memfd page of guest frame `gfn` of this memslot
     /// (`kvm_gmem_get_pfn()`), allocated and zeroed if new. Returns its
     /// frame, with one page reference that the caller now owns.
+    #[inline]
     pub fn gmem_pfn(&self, gfn: u64) -> Result<u64> {
         let (mut pfn, mut page, mut max_order) = (0, core::ptr::null_mut(), 0);
         // The VM is live; this memslot is one of its (type invariant), fixed
@@ -567,6 +574,7 @@ impl<'a> VmMemSlot<'a> {
     /// The page of this memslot's user mapping for guest frame `gfn`
     /// (`__kvm_faultin_pfn()`), faulted in for writing if `write`. May
     /// sleep.
+    #[inline]
     pub fn user_page(&self, gfn: u64, write: bool) -> Result<UserPage<'a>> {
         let (mut writable, mut page) = (false, core::ptr::null_mut());
         let foll = if write { bindings::FOLL_WRITE } else { 0 };
@@ -934,6 +942,7 @@ impl RunningVcpu {
     /// (`kvm_arm_realm_handle_trap()`): SMCCC calls, PSCI, GIC system
     /// registers and WFx are emulated as for a normal VM. From
     /// [`RealmOps::vcpu_handle_exit`], where the vCPU is loaded.
+    #[inline]
     pub fn handle_trap(&self, esr: u64) -> Result<RunNext> {
         // SAFETY: The live vCPU, from its run loop (its `mutex` held).
         RunNext::from_code(unsafe { bindings::kvm_arm_realm_handle_trap(self.as_raw(), esr) })
@@ -942,6 +951,7 @@ impl RunningVcpu {
     /// Takes in the timer state the RMM reported at an exit
     /// (`kvm_arm_realm_timer_update()`). From [`RealmOps::vcpu_handle_exit`],
     /// where the vCPU is loaded.
+    #[inline]
     pub fn timer_update(&self, cntv_ctl: u64, cntv_cval: u64, cntp_ctl: u64, cntp_cval: u64) {
         // SAFETY: The live vCPU, from its run loop (loaded, its `mutex` held).
         unsafe {
@@ -969,6 +979,7 @@ impl RunningVcpu {
 
     /// Writes the low `len` bytes of `value` at `gpa` to an in-kernel MMIO
     /// device (vGIC, ioeventfd). Returns whether one took it.
+    #[inline]
     pub fn io_bus_write(&self, gpa: u64, len: u8, value: u64) -> bool {
         let bytes = value.to_le_bytes();
         let len = c_int::from(len.min(8));
@@ -986,6 +997,7 @@ impl RunningVcpu {
 
     /// Reads `len` bytes at `gpa` from an in-kernel MMIO device, if one
     /// answers.
+    #[inline]
     pub fn io_bus_read(&self, gpa: u64, len: u8) -> Option<u64> {
         let mut bytes = [0u8; 8];
         let len = c_int::from(len.min(8));
@@ -1063,6 +1075,7 @@ impl RealmExit {
 ///
 /// As [`crate::arm64::smccc::smc`]: the call must not affect memory or CPU
 /// state the kernel relies on.
+#[inline]
 pub unsafe fn realm_smc(
     args: &[u64; crate::arm64::smccc::NR_REGS],
 ) -> [u64; crate::arm64::smccc::NR_REGS] {
@@ -1294,6 +1307,7 @@ unsafe fn vcpu_state_of<'a, T: RealmOps>(vcpu: *mut bindings::kvm_vcpu) -> Pin<&
 /// without pKVM, and one provider at a time). For a provider to ask before
 /// it changes what it cannot undo, so that a refused load leaves the host
 /// as it was.
+#[inline]
 pub fn can_register() -> Result {
     // SAFETY: Only reads KVM's state, under KVM's lock.
     to_result(unsafe { bindings::kvm_arm_realm_can_register() })
