@@ -108,8 +108,9 @@ struct VcpuRun {
 }
 
 impl RecVcpu {
-    /// The state of a new vCPU, with its run granule.
-    pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
+    /// The state of a new vCPU, with its run granule; `boot` for vCPU 0,
+    /// whose REC is created runnable.
+    pub(crate) fn new(boot: bool) -> Result<Pin<KBox<Self>>> {
         let run_page = RMI.pages().alloc().ok_or(ENOMEM)?;
         KBox::pin_init(
             pin_init!(RecVcpu {
@@ -119,7 +120,7 @@ impl RecVcpu {
                 entry: RecEntry::default(),
                 run <- new_mutex!(
                     VcpuRun {
-                        rec: RecRun::new(),
+                        rec: RecRun::new(boot),
                         host_call_due: false,
                     },
                     "RecVcpu::run"
@@ -254,13 +255,29 @@ impl RecVcpu {
                     vcpu.exit_shutdown();
                     Ok(RunNext::Userspace)
                 }
+                // Another CPU holds what the entry needs: KVM's loop
+                // enters again (after signals and requests).
+                Err(EnterFailure::Contended) => {
+                    crate::realm_vm::cond_resched();
+                    Ok(RunNext::Enter)
+                }
                 // Another vCPU is turning this one on: it completes the
                 // call with the RMM right after KVM's emulation.
                 Err(EnterFailure::NotYetOn) if vm.cpu_on_pending(vcpu.index().into()) => {
                     crate::realm_vm::cond_resched();
                     Ok(RunNext::Enter)
                 }
-                Err(EnterFailure::NotYetOn) => Err(EAGAIN),
+                // KVM has it running, the realm has it off: only the
+                // guest's CPU_ON turns it on.
+                Err(EnterFailure::NotYetOn) => {
+                    pr_info!(
+                        "realm {} vCPU {}: off in the realm until the guest's PSCI CPU_ON \
+                         (create secondaries with KVM_ARM_VCPU_POWER_OFF)\n",
+                        vm.id(),
+                        vcpu.index()
+                    );
+                    Err(EINVAL)
+                }
                 Err(EnterFailure::Dead(e)) => {
                     Err(vm.vcpu_died(vcpu.kvm(), vcpu.index(), "entering", e))
                 }

@@ -910,8 +910,10 @@ impl RealmOps for RealmProvider {
             .map_err(|e| vm.fail(kvm, &realm, "at activation", e))
     }
 
-    fn vcpu_create(_vcpu: &Vcpu, _vm: Pin<&RealmVm>) -> Result<Pin<KBox<RecVcpu>>> {
-        RecVcpu::new()
+    fn vcpu_create(vcpu: &Vcpu, _vm: Pin<&RealmVm>) -> Result<Pin<KBox<RecVcpu>>> {
+        // The vCPU of id 0 becomes REC 0, the one created runnable
+        // (`rec_params`); its index is not set yet.
+        RecVcpu::new(vcpu.id() == 0)
     }
 
     fn vcpu_pre_enter(

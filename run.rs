@@ -176,8 +176,11 @@ pub(crate) enum EnterFailure {
     /// `RMI_ERROR_REALM`: the realm is off (PSCI `SYSTEM_OFF`/`RESET`) or
     /// not running: `KVM_EXIT_SHUTDOWN`.
     Shutdown,
-    /// `RMI_ERROR_REC` while the REC is not known to be on: it waits for a
-    /// `CPU_ON` still being completed. Retry (`EAGAIN`).
+    /// `RMI_BUSY` or `RMI_BLOCKED`: another CPU holds what the entry needs
+    /// for now. Enter again.
+    Contended,
+    /// `RMI_ERROR_REC` while the REC is off: it waits for the guest's PSCI
+    /// `CPU_ON` (retry if one is being completed; else the vCPU cannot run).
     NotYetOn,
     /// Any other failure: a host bug or a broken RMM. The VM is dead.
     Dead(RmiError),
@@ -198,13 +201,15 @@ pub(crate) struct RecRun {
     psci: Option<PsciCall>,
     /// The RIPAS change the last exit asked for, until it is answered.
     ripas: Option<RipasRequest>,
-    /// Whether the REC is known to be on: it ran, and did not turn off.
+    /// Whether the REC is on: created runnable (the boot vCPU) or it ran,
+    /// and did not turn off since.
     on: bool,
 }
 
 impl RecRun {
-    /// A REC that has not run yet.
-    pub(crate) const fn new() -> Self {
+    /// A REC that has not run yet, created runnable (the boot vCPU) or
+    /// not (the others, until the guest turns them on).
+    pub(crate) const fn new(runnable: bool) -> Self {
         Self {
             answerable: Answerable::Nothing,
             flags: 0,
@@ -212,7 +217,7 @@ impl RecRun {
             host_call: None,
             psci: None,
             ripas: None,
-            on: false,
+            on: runnable,
         }
     }
 
@@ -242,13 +247,16 @@ impl RecRun {
         let exit = match result {
             Ok(exit) => exit,
             Err(e) => {
+                // `ERROR_REC` for a REC that is on is the RMM refusing its
+                // state: nothing the VMM can retry.
                 return Err(match e.status() {
                     RmiStatus::ErrorRealm => EnterFailure::Shutdown,
+                    RmiStatus::Busy | RmiStatus::Blocked => EnterFailure::Contended,
                     RmiStatus::ErrorRec if !self.on && self.psci.is_none() => {
                         EnterFailure::NotYetOn
                     }
                     _ => EnterFailure::Dead(e),
-                })
+                });
             }
         };
         self.on = true;

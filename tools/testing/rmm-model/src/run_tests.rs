@@ -56,6 +56,7 @@ use crate::rmi_smc::{
     REC_ENTRY_FLAG_INJECT_SEA,
     REC_ENTRY_FLAG_RIPAS_RESPONSE,
     REC_ENTRY_FLAG_TRAP_WFI,
+    RMI_REC_ENTER,
     RMI_RTT_SET_RIPAS, //
 };
 use crate::run::{
@@ -123,7 +124,7 @@ impl<'r> Running<'r> {
             realm,
             recs,
             runs,
-            state: (0..n).map(|_| RecRun::new()).collect(),
+            state: (0..n).map(|i| RecRun::new(i == 0)).collect(),
         }
     }
 
@@ -374,6 +375,37 @@ fn each_answer_reaches_the_rmm_as_meant() {
     assert_eq!(seen[6].gprs, [0; 31], "delivered: not sent a third time");
     assert_eq!(seen[7].ripas_answer, Some(false), "EMPTY accepted");
     assert_eq!(seen[8].ripas_answer, Some(true), "RAM rejected");
+    r.finish();
+}
+
+/// What a refused entry means: `BUSY` and `BLOCKED` are retried; the boot
+/// REC, on from its creation, refused with `ERROR_REC` is the RMM refusing
+/// its state (the VM dies with a reason), never "not on yet", which only a
+/// REC the guest has not turned on gets.
+#[test]
+fn refused_entries_are_told_apart() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 2);
+    r.script(0, &[ScriptedExit::Irq, ScriptedExit::Irq]);
+    for status in [RmiStatus::Busy, RmiStatus::Blocked] {
+        h.smc().fail_call(RMI_REC_ENTER, 0, status, 0);
+        assert_eq!(r.enter(0), Err(EnterFailure::Contended), "{status:?}");
+        assert_eq!(
+            r.enter(0),
+            Ok(RecExit::Interrupt),
+            "{status:?}: entered again"
+        );
+    }
+    h.smc().fail_call(RMI_REC_ENTER, 0, RmiStatus::ErrorRec, 0);
+    assert!(
+        matches!(r.enter(0), Err(EnterFailure::Dead(e)) if e.status() == RmiStatus::ErrorRec),
+        "boot REC refused"
+    );
+    assert_eq!(
+        r.enter(1),
+        Err(EnterFailure::NotYetOn),
+        "REC 1 never turned on"
+    );
     r.finish();
 }
 

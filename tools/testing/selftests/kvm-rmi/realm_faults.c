@@ -22,8 +22,10 @@
  * activation, stage-2 fault, REC_ENTER, teardown): each is reached, and
  * once the realm is gone debugfs kvm_rmi/delegated and leaked show that
  * nothing stayed in the Realm PAS but the granules whose undelegation was
- * failed on purpose; a REC_ENTER refused with ERROR_REC is retried and the
- * realm runs on; a clean realm runs afterwards; nothing raised a GPF.
+ * failed on purpose; a busy REC_ENTER is entered again and the realm runs
+ * on; the boot vCPU's REC_ENTER refused with ERROR_REC kills the VM (EIO,
+ * then EIO again: no retry loop); a clean realm runs afterwards; nothing
+ * raised a GPF.
  *
  * The guest reports with stores to UCALL (no memslot: KVM_EXIT_MMIO).
  * Needs an RMM (KRMI_RME=1); SKIP otherwise.
@@ -256,6 +258,7 @@ static const struct inject_case {
 	{ "REC_CREATE ERROR_INPUT", AT_RUN, 1, 0 },
 	{ "REALM_ACTIVATE ERROR_INPUT", AT_RUN, 1, 0 },
 	{ "RTT_DATA_MAP ERROR_INPUT", AT_RUN, 1, 0 },
+	{ "REC_ENTER BUSY", AT_RUN, 1, 0 },
 	{ "REC_ENTER ERROR_REC", AT_RUN, 1, 0 },
 	{ "GRANULE_RANGE_UNDELEGATE ERROR_GRANULE skip=3 times=2", AT_CLOSE, 2, 2 },
 };
@@ -285,12 +288,15 @@ static bool inject_one(int kvm, const struct inject_case *c)
 		return false;
 	if (built) {
 		err = vcpu_run_bounded(r.vcpu, 10);
-		/* The RMM refused the entry: KVM_RUN says so; the next one runs. */
-		if (c && c->when == AT_RUN && strstr(c->spec, "REC_ENTER"))
-			ran = err == -EAGAIN && !vcpu_run_bounded(r.vcpu, 10);
+		/*
+		 * The boot vCPU's entry refused (ERROR_REC): the RMM will not
+		 * run it, the VM is dead (EIO now and after). A busy RMM is
+		 * entered again without the VMM seeing it.
+		 */
+		if (c && strstr(c->spec, "REC_ENTER ERROR_REC"))
+			ran = err == -EIO && vcpu_run_bounded(r.vcpu, 10) == -EIO;
 		else
-			ran = !err;
-		ran = ran && is_mmio(r.run, UCALL, 8, true) && mmio_data(r.run) == 0;
+			ran = !err && is_mmio(r.run, UCALL, 8, true) && mmio_data(r.run) == 0;
 	}
 	if (!c && built && ran && !realm_dir_shows_the_run())
 		return false;
@@ -305,7 +311,8 @@ static bool inject_one(int kvm, const struct inject_case *c)
 		return false;
 	}
 	if (c && strstr(c->spec, "REC_ENTER") && !ran) {
-		snprintf(why, sizeof(why), "no run after a refused entry");
+		snprintf(why, sizeof(why), "%s", strstr(c->spec, "BUSY") ?
+			 "no run through a busy entry" : "the refused boot vCPU did not kill the VM");
 		return false;
 	}
 	if (krmi_debugfs_value("inject", "injected") != injected + (c ? c->times : 0)) {

@@ -5,8 +5,8 @@
  * - enabled while a realm is built, run and closed, every RMI call is traced
  *   exactly once: the lines by command match what debugfs kvm_rmi/rmi_calls
  *   counted, nothing was lost, every call that reached the RMM is timed;
- * - a REC_ENTER failed through kvm_rmi/inject is traced as such (ERROR_REC,
- *   injected), and only that call;
+ * - a REC_ENTER failed through kvm_rmi/inject is traced as such (BUSY,
+ *   injected), and only that call; the module enters again by itself;
  * - every REC exit is traced once, for the realm of debugfs kvm_rmi/realms/
  *   and its vCPU 0: one per REC_ENTER that succeeded, as many as the realm's
  *   exits file counted; the guest's reports are SYNC data aborts at the
@@ -189,7 +189,7 @@ static bool read_trace(struct trace_seen *t, long long realm)
 			if (strstr(p, " injected")) {
 				t->injected++;
 				t->injected_as_asked += !strcmp(cmd, "RMI_REC_ENTER") &&
-							!strcmp(status, "ERROR_REC") && index == 0;
+							!strcmp(status, "BUSY") && index == 0;
 			} else if (!ns) {
 				t->untimed++;
 			}
@@ -236,9 +236,8 @@ static bool traced_run(int kvm, long long *realm, long long *exits)
 	bool ok;
 
 	ok = !realm_build(kvm, &g) && (run = vcpu_run_map(kvm, g.vcpu[0]));
-	/* Refused before the vCPU ever ran: KVM_RUN says so, the next runs. */
-	ok = ok && !krmi_inject("REC_ENTER ERROR_REC") &&
-	     vcpu_run_bounded(g.vcpu[0], 10) == -EAGAIN &&
+	/* The first entry meets a busy RMM: KVM_RUN enters again by itself. */
+	ok = ok && !krmi_inject("REC_ENTER BUSY") &&
 	     step_write(g.vcpu[0], run, UCALL, 1) && step_write(g.vcpu[0], run, UCALL, 2);
 	if (krmi_realms(realm) != 1)
 		*realm = -1;
