@@ -15,6 +15,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     arm64::gpf::{
+        map_frames,
         GpfHandler,
         GpfInfo, //
     },
@@ -36,6 +37,7 @@ use kernel::{
 use crate::addr::{
     Granule,
     GranuleRange,
+    GRANULE_SHIFT,
     GRANULE_SIZE, //
 };
 use crate::granule::PageSource;
@@ -277,7 +279,16 @@ impl MiscDevice for GpfTestDevice {
         if u64::try_from(size) != Ok(GRANULE_SIZE) {
             return Err(EINVAL);
         }
-        vma.set_mixedmap()
-            .vm_insert_page(vma.start(), &device.page.page().page)
+        // Special entries: GUP (vmsplice, O_DIRECT, /proc/pid/mem, ...)
+        // refuses them, so the kernel never reads the page outside a
+        // uaccess.
+        let pfn = usize::try_from(device.page.granule().pa() >> GRANULE_SHIFT);
+        let len = usize::try_from(GRANULE_SIZE);
+        let (Ok(pfn), Ok(len)) = (pfn, len) else {
+            return Err(EINVAL);
+        };
+        // SAFETY: The page is this file's until its release, which the
+        // mapping (holding the file) comes before.
+        unsafe { map_frames(vma, pfn, len) }
     }
 }

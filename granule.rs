@@ -268,13 +268,6 @@ impl<'r, C: SmcConduit, P: PageSource> DelegatedGranule<'r, C, P> {
         self.granule
     }
 
-    /// The page, for mapping its frame elsewhere (to check how host
-    /// accesses to delegated memory fail). Its memory is the Realm world's
-    /// while delegated: reading or writing it faults.
-    pub(crate) fn page(&self) -> &P::Page {
-        &self.page
-    }
-
     /// Takes the page out without undelegating it.
     fn into_page(self) -> P::Page {
         let mut this = ManuallyDrop::new(self);

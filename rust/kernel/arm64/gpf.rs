@@ -117,3 +117,25 @@ impl<T: GpfHandler> PinnedDrop for Registration<T> {
         unsafe { bindings::arm64_gpf_notifier_unregister(self.nb.get()) };
     }
 }
+
+/// Maps the `size` bytes of physical memory from frame `pfn` at the start
+/// of `vma` (`remap_pfn_range()`): special page table entries, which GUP
+/// refuses, in a `VM_PFNMAP | VM_IO` mapping left out of core dumps. For
+/// memory in another physical address space: a user access faults (the
+/// kernel signals it), and the kernel never reaches the memory through the
+/// mapping (vmsplice, O_DIRECT, `/proc/pid/mem`).
+///
+/// # Safety
+///
+/// The frames are the caller's to show to the process, and stay so (not
+/// freed nor reused) until `vma` is gone, e.g. because the mapping holds
+/// the file whose release frees them.
+pub unsafe fn map_frames(vma: &crate::mm::virt::VmaNew, pfn: usize, size: usize) -> Result {
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is being set up by its mmap hook (type invariant of
+    // `VmaNew`); `remap_pfn_range()` checks that the range fits it; the
+    // frames are the caller's (function's safety requirements).
+    to_result(unsafe {
+        bindings::remap_pfn_range(raw, vma.start(), pfn, size, (*raw).vm_page_prot)
+    })
+}

@@ -13,12 +13,15 @@
  * Then user accesses, through /dev/kvm_rmi_gpf_test (which that parameter
  * adds): a delegated page mapped into this process raises SIGBUS when read,
  * and read()/write() of a pipe with it as the buffer fail with EFAULT (the
- * uaccess fixup); each is reported; closing the device undelegates it.
+ * uaccess fixup); each is reported. GUP refuses the mapping, so the kernel
+ * never reads the page outside a uaccess: /proc/self/mem gives EIO and
+ * vmsplice() EFAULT, with no fault. Closing the device undelegates it.
  *
  * Without an RMM there is nothing to delegate: SKIP.
  */
 #define _GNU_SOURCE
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #include "krmi.h"
 
@@ -39,6 +42,26 @@ static int count(char lines[][256], int n, const char *text)
 	return c;
 }
 
+/*
+ * Reads of `map` that pin its page first (GUP): /proc/self/mem, returned,
+ * and vmsplice() into `pipe_w`, in `*spliced`: each a count or -errno.
+ */
+static ssize_t gup_reads(char *map, int pipe_w, ssize_t *spliced)
+{
+	struct iovec iov = { .iov_base = map, .iov_len = 8 };
+	int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	char buf[8];
+	ssize_t r;
+
+	r = mem < 0 ? -errno : pread(mem, buf, sizeof(buf), (off_t)(unsigned long)map);
+	if (r < 0 && mem >= 0)
+		r = -errno;
+	if (mem >= 0)
+		close(mem);
+	*spliced = vmsplice(pipe_w, &iov, 1, 0) < 0 ? -errno : 8;
+	return r;
+}
+
 /* User-space and uaccess touches of a delegated page mapped here. */
 static void test_user_access(void)
 {
@@ -46,7 +69,7 @@ static void test_user_access(void)
 	int kmsg = kmsg_open();
 	int fd = open(TEST_DEVICE, O_RDWR | O_CLOEXEC);
 	int pipefd[2] = { -1, -1 };
-	ssize_t to_user = 0, from_user = 0;
+	ssize_t to_user = 0, from_user = 0, proc_mem = 0, spliced = 0;
 	char *map = MAP_FAILED;
 	bool sigbus = false;
 	int n;
@@ -60,12 +83,16 @@ static void test_user_access(void)
 			to_user = read(pipefd[0], map, 8) < 0 ? -errno : 8;
 		/* copy_from_user() out of it */
 		from_user = write(pipefd[1], map, 8) < 0 ? -errno : 8;
+		proc_mem = gup_reads(map, pipefd[1], &spliced);
 	}
 	ksft_test_result(map != MAP_FAILED && sigbus,
 			 "a user read of a mapped delegated page raises SIGBUS (fd %d)\n", fd);
 	ksft_test_result(to_user == -EFAULT && from_user == -EFAULT,
 			 "read() into it and write() from it fail with EFAULT (%zd, %zd)\n",
 			 to_user, from_user);
+	ksft_test_result(proc_mem == -EIO && spliced == -EFAULT,
+			 "GUP refuses it: /proc/self/mem %zd (want EIO), vmsplice() %zd (want EFAULT)\n",
+			 proc_mem, spliced);
 	snprintf(va, sizeof(va), "VA %#lx", (unsigned long)map);
 	if (map != MAP_FAILED)
 		munmap(map, 4096);
@@ -104,7 +131,7 @@ int main(void)
 		ksft_exit_skip("%s not found\n", module_path());
 	if (module_listed())
 		ksft_exit_fail_msg(MODULE_NAME " is already loaded\n");
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 
 	kmsg = kmsg_open();
 	ret = module_load_params("gpf_selftest=1");
