@@ -287,8 +287,9 @@ impl MiscDevice for GpfTestDevice {
         let (Ok(pfn), Ok(len)) = (pfn, len) else {
             return Err(EINVAL);
         };
-        // SAFETY: The page is this file's until its release, which the
-        // mapping (holding the file) comes before.
+        // The page is this file's until its release, which the mapping
+        // (holding the file) comes before.
+        // SAFETY: As above.
         unsafe { map_frames(vma, pfn, len) }
     }
 }

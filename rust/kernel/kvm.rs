@@ -294,8 +294,9 @@ impl MmuLocked<'_> {
     /// does nothing.
     pub fn cond_resched(&mut self) {
         if self.may_block {
-            // SAFETY: The VM is live; its `mmu_lock` is held for writing,
-            // and may be dropped to reschedule (type invariant).
+            // The VM is live; its `mmu_lock` is held for writing, and may
+            // be dropped to reschedule (type invariant).
+            // SAFETY: As above.
             unsafe { bindings::kvm_mmu_cond_resched(self.kvm.as_raw()) };
         }
     }
@@ -343,8 +344,9 @@ impl UserPage<'_> {
         }
         let this = core::mem::ManuallyDrop::new(self);
         // `this` does not drop: the reference goes once, here.
-        // SAFETY: The reference this value holds (type invariant); its VM's
+        // The reference this value holds (type invariant); its VM's
         // `mmu_lock` is held (checked above).
+        // SAFETY: As above.
         unsafe { bindings::kvm_release_faultin_page(this.kvm.as_raw(), this.page, false, dirty) };
     }
 }
@@ -801,8 +803,9 @@ impl LockedVcpu {
     /// `ptr` points to a vCPU that stays live for `'a`, whose `mutex` this
     /// thread holds for `'a`.
     unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
-        // SAFETY: `LockedVcpu` is a transparent wrapper of `Vcpu`, itself
-        // one of `struct kvm_vcpu`; the caller keeps it live and locked.
+        // `LockedVcpu` is a transparent wrapper of `Vcpu`, itself one of
+        // `struct kvm_vcpu`; the caller keeps it live and locked.
+        // SAFETY: As above.
         unsafe { &*ptr.cast() }
     }
 
@@ -851,8 +854,9 @@ impl RunningVcpu {
     ///
     /// `ptr` points to a vCPU in `KVM_RUN` on this thread for `'a`.
     unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
-        // SAFETY: A transparent wrapper, down to `struct kvm_vcpu`; the
-        // caller keeps the vCPU running here.
+        // A transparent wrapper, down to `struct kvm_vcpu`; the caller keeps
+        // the vCPU running here.
+        // SAFETY: As above.
         unsafe { &*ptr.cast() }
     }
 

@@ -132,9 +132,10 @@ impl<T: GpfHandler> PinnedDrop for Registration<T> {
 /// the file whose release frees them.
 pub unsafe fn map_frames(vma: &crate::mm::virt::VmaNew, pfn: usize, size: usize) -> Result {
     let raw = vma.as_ptr();
-    // SAFETY: `vma` is being set up by its mmap hook (type invariant of
-    // `VmaNew`); `remap_pfn_range()` checks that the range fits it; the
-    // frames are the caller's (function's safety requirements).
+    // `vma` is being set up by its mmap hook (type invariant of `VmaNew`);
+    // `remap_pfn_range()` checks that the range fits it; the frames are the
+    // caller's (function's safety requirements).
+    // SAFETY: As above.
     to_result(unsafe {
         bindings::remap_pfn_range(raw, vma.start(), pfn, size, (*raw).vm_page_prot)
     })
