@@ -23,6 +23,7 @@ use kernel::{
     },
     bindings,
     c_str,
+    error::to_result,
     kvm,
     miscdevice::{
         MiscDeviceOptions,
@@ -377,10 +378,12 @@ static RMI: Rmi<RmiSmc, KernelPages> = Rmi::new(RmiSmc, KernelPages);
 type Delegated = DelegatedGranule<'static, RmiSmc, KernelPages>;
 
 /// Records, in the host kernel, that the RMM is active for the rest of the
-/// boot, which blocks kexec and hibernation (hook patch).
-fn mark_rmm_active() {
-    // SAFETY: No preconditions; it sets a flag.
-    unsafe { bindings::arm64_rmm_mark_active() };
+/// boot, before it is first changed: from then on kexec and hibernation
+/// are refused (hook patch). Refused (`EBUSY`, logged) while a kexec image
+/// or crash kernel loaded earlier in the boot could run.
+fn mark_rmm_active() -> Result {
+    // SAFETY: No preconditions; it takes the kexec lock and sets a flag.
+    to_result(unsafe { bindings::arm64_rmm_mark_active() })
 }
 
 /// The one place RMI failures become errnos (the core chooses the kind).
@@ -480,19 +483,16 @@ impl kernel::Module for KvmRmi {
                 pr_err!("cannot provide realms to KVM: {:?}\n", e);
             })?;
             RMM_FEATURES.populate(probe.features);
-            stats::Debugfs::new(probe.versions, probe.features)
+            let debugfs = stats::Debugfs::new(probe.versions, probe.features)?;
+            // Last: it cannot be undone.
+            mark_rmm_active()?;
+            Ok(debugfs)
         };
-        let (info, debugfs) = rmm_init(
-            &RMI,
-            memory.iter().copied(),
-            &mut gpt_tables,
-            admit,
-            mark_rmm_active,
-        )
-        .map_err(|e| match e {
-            LoadError::Rmm(e) => report_init_error(&e),
-            LoadError::Refused(e) => e,
-        })?;
+        let (info, debugfs) = rmm_init(&RMI, memory.iter().copied(), &mut gpt_tables, admit)
+            .map_err(|e| match e {
+                LoadError::Rmm(e) => report_init_error(&e),
+                LoadError::Refused(e) => e,
+            })?;
         report_rmm(&info);
         let gpf_test = if module_parameters::gpf_selftest.value() {
             gpf::selftest()?;

@@ -61,6 +61,14 @@ pub(crate) enum Served {
         /// The guest wanted it private.
         private: bool,
     },
+    /// The guest_memfd page could not be had (poisoned: `EHWPOISON`; out
+    /// of memory; the file gone): `KVM_RUN` fails with the error and a
+    /// `KVM_EXIT_MEMORY_FAULT` for the frame, as `gmem_abort()` does.
+    PrivateUnavailable(Error),
+    /// The VMM's page could not be had: `KVM_RUN` fails with `EFAULT`, as
+    /// for a normal VM (`user_mem_abort()`). A poisoned page is not this:
+    /// the VMM gets `SIGBUS` and the access is retried.
+    SharedUnavailable,
 }
 
 /// Serves `fault` of vCPU `vcpu` of realm `vm`.
@@ -147,8 +155,9 @@ fn map_private_page(
     let Some(slot) = srcu.memslot(gfn).filter(|s| s.has_gmem()) else {
         return Ok(Served::MemoryFault { private: true });
     };
-    let Ok(pfn) = slot.gmem_pfn(gfn) else {
-        return Ok(Served::MemoryFault { private: true });
+    let pfn = match slot.gmem_pfn(gfn) {
+        Ok(pfn) => pfn,
+        Err(e) => return Ok(Served::PrivateUnavailable(e)),
     };
     let granule = pfn
         .checked_shl(GRANULE_SHIFT)
@@ -194,8 +203,14 @@ fn map_user_page(
     let Some(slot) = srcu.memslot(gfn) else {
         return Ok(Served::Emulate);
     };
-    let Ok(user) = slot.user_page(gfn, write) else {
-        return Ok(Served::MemoryFault { private: false });
+    let user = match slot.user_page(gfn, write) {
+        Ok(user) => user,
+        Err(e) if e == EHWPOISON => {
+            // KVM's run loop returns `EINTR` with the signal pending.
+            slot.report_poisoned(gfn);
+            return Ok(Served::Mapped);
+        }
+        Err(_) => return Ok(Served::SharedUnavailable),
     };
     // Device memory (a `VM_PFNMAP` mapping) is not given to realms.
     if !user.is_normal_memory() {

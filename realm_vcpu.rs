@@ -309,6 +309,11 @@ impl RecVcpu {
                         vcpu.exit_memory_fault(gpa, GRANULE_SIZE, private);
                         return Err(EFAULT);
                     }
+                    Served::PrivateUnavailable(e) => {
+                        vcpu.exit_memory_fault(gpa, GRANULE_SIZE, true);
+                        return Err(e);
+                    }
+                    Served::SharedUnavailable => return Err(EFAULT),
                     Served::Emulate => {}
                 }
                 let mut run = self.run.lock();
@@ -344,6 +349,11 @@ impl RecVcpu {
                         vcpu.exit_memory_fault(ipa, GRANULE_SIZE, private);
                         Err(EFAULT)
                     }
+                    Served::PrivateUnavailable(e) => {
+                        vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);
+                        Err(e)
+                    }
+                    Served::SharedUnavailable => Err(EFAULT),
                     // Nothing is emulated at protected IPAs.
                     Served::Emulate => {
                         vcpu.exit_memory_fault(ipa, GRANULE_SIZE, true);

@@ -163,8 +163,9 @@ pub(crate) enum LoadError<E> {
 /// `memory` (boot memory, ascending ranges) is tracked finely: a load that
 /// is refused leaves the RMM, and so the host, as it was. Granules donated
 /// for L1 GPTs are recorded in `gpt_tables`; the RMM keeps them for the rest
-/// of the boot. `on_active` runs as soon as the RMM is known to be active
-/// (by this call or an earlier one), even if a later step fails.
+/// of the boot. `admit` is the last step before the RMM is changed: the
+/// host records there what an active RMM rules out (kexec, hibernation),
+/// which lasts even if a later step fails.
 ///
 /// # Errors
 ///
@@ -176,7 +177,6 @@ pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource, A, E>(
     memory: impl IntoIterator<Item = GranuleRange>,
     gpt_tables: &mut impl GranuleSet<'r, C, P>,
     admit: impl FnOnce(&RmmProbe) -> Result<A, E>,
-    on_active: impl FnOnce(),
 ) -> Result<(RmmInfo, A), LoadError<E>> {
     let smc = rmi.smc();
     let versions = rmi_version(smc, RmiVersion::HOST)
@@ -189,8 +189,8 @@ pub(crate) fn rmm_init<'r, C: SmcConduit, P: PageSource, A, E>(
         return Err(LoadError::Rmm(InitError::NoGranule4k));
     }
     let admitted = admit(&RmmProbe { versions, features }).map_err(LoadError::Refused)?;
-    let info = activate_and_track(rmi, versions, features, memory, gpt_tables, on_active)
-        .map_err(LoadError::Rmm)?;
+    let info =
+        activate_and_track(rmi, versions, features, memory, gpt_tables).map_err(LoadError::Rmm)?;
     Ok((info, admitted))
 }
 
@@ -201,10 +201,8 @@ fn activate_and_track<'r, C: SmcConduit, P: PageSource>(
     features: RmiFeatureRegs,
     memory: impl IntoIterator<Item = GranuleRange>,
     gpt_tables: &mut impl GranuleSet<'r, C, P>,
-    on_active: impl FnOnce(),
 ) -> Result<RmmInfo, InitError> {
     let activated_now = configure_and_activate(rmi)?;
-    on_active();
     let l0gpt_bits = 30 + u32::from(features.f1.l0gptsz());
     let mut tracking = TrackingReport::default();
     for range in memory {

@@ -18,5 +18,5 @@ git -C "$KSRC_DIR" -c core.abbrev=9 format-patch -q --no-signature --zero-commit
 (cd "$patches" && ls -1 -- *.patch >series 2>/dev/null || : >series)
 # The tree already matches the new patches: record that, so the next build
 # does not rebuild it from the base.
-"$here/prepare-tree.sh" >/dev/null 2>&1 || true
+"$here/prepare-tree.sh" --record
 log "exported $(wc -l <"$patches/series") patches"

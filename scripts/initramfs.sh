@@ -53,7 +53,10 @@ fi
 plan=$root/tests/plan
 [ "$mode" = test ] && {
 	echo "# name timeout_s command"
-	[ "$KRMI_STOCK" = 1 ] || for c in "$KRMI_TOP"/tools/testing/selftests/kvm-rmi/*.c; do
+	# rmm_boot_state first: it checks what happens to kexec images loaded
+	# before the RMM is activated, which happens once per boot.
+	sel=$KRMI_TOP/tools/testing/selftests/kvm-rmi
+	[ "$KRMI_STOCK" = 1 ] || for c in "$sel/rmm_boot_state.c" $(ls "$sel"/*.c | grep -v /rmm_boot_state.c); do
 		t=$(basename "$c" .c)
 		[ -z "${KRMI_ONLY:-}" ] || [ "$t" = "$KRMI_ONLY" ] || continue
 		bin=$KRMI_BUILD/selftests/kvm-rmi/$t

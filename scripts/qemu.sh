@@ -34,7 +34,8 @@ log_file=$logs/qemu-$mode$([ "$clock" = wall ] || echo "-$clock").log
 cpio=$("$here/initramfs.sh" "$mode")
 rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
-cmdline="console=ttyAMA0 earlycon panic=-1 rdinit=/init krmi.mode=$mode krmi.rme=$rme krmi.clock=$clock"
+# crashkernel=: a reservation for the crash kernel rmm_boot_state loads.
+cmdline="console=ttyAMA0 earlycon panic=-1 crashkernel=16M rdinit=/init krmi.mode=$mode krmi.rme=$rme krmi.clock=$clock"
 common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
 [ "$clock" = icount ] && common+=(-icount shift=0,sleep=off)
 # The second UART is the firmware's (TF-A, RMM) with RME: logged if asked.

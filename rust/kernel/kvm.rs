@@ -528,6 +528,19 @@ impl MemSlot {
     pub fn readonly(&self) -> bool {
         self.flags() & bindings::KVM_MEM_READONLY != 0
     }
+
+    /// The user address of guest frame `gfn` (`__gfn_to_hva_memslot()`), if
+    /// this memslot maps it.
+    pub fn user_address(&self, gfn: u64) -> Option<u64> {
+        let offset = gfn.checked_sub(self.base_gfn())?;
+        if offset >= self.npages() {
+            return None;
+        }
+        // SAFETY: A fixed field of the memslot (see above).
+        let base = unsafe { (*self.0.get()).userspace_addr };
+        // CAST: `unsigned long` is 64 bits wide on arm64.
+        (base as u64).checked_add(offset.checked_mul(bindings::PAGE_SIZE as u64)?)
+    }
 }
 
 /// A memslot looked up in a VM ([`SrcuReadGuard::memslot`]), with the VM:
@@ -601,6 +614,31 @@ impl<'a> VmMemSlot<'a> {
             writable,
             page,
         })
+    }
+}
+
+impl VmMemSlot<'_> {
+    /// Sends the current task `SIGBUS` (`BUS_MCEERR_AR`) for the user page
+    /// of guest frame `gfn`, as KVM does when that page is poisoned
+    /// (`kvm_send_hwpoison_signal()`, whose x86 form gives `PAGE_SHIFT` as
+    /// the extent): `KVM_RUN` then returns `EINTR` and the VMM takes the
+    /// signal, as for a normal VM.
+    pub fn report_poisoned(&self, gfn: u64) {
+        let Some(hva) = self.user_address(gfn) else {
+            return;
+        };
+        // CAST: `PAGE_SHIFT` (12) fits.
+        let lsb = bindings::PAGE_SHIFT as i16;
+        // `current` is live; the address is only reported, not accessed.
+        // SAFETY: As above.
+        unsafe {
+            bindings::send_sig_mceerr(
+                bindings::BUS_MCEERR_AR as i32,
+                hva as *mut crate::ffi::c_void,
+                lsb,
+                bindings::get_current(),
+            )
+        };
     }
 }
 
