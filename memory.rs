@@ -15,7 +15,8 @@ use crate::addr::{
     Granule,
     Ipa,
     RttLevel,
-    GRANULE_SHIFT, //
+    GRANULE_SHIFT,
+    GRANULE_SIZE, //
 };
 use crate::data::{
     DelegatedGuestPage,
@@ -441,4 +442,34 @@ pub(crate) fn plan_fault(fault: &RealmFault, slot: Option<SlotFacts>) -> FaultPl
         },
         FaultKind::Other => FaultPlan::MemoryFault { private: false },
     }
+}
+
+/// Whether a RIPAS change of `[base, top)` is one the host carries out:
+/// every frame of it lies in a guest_memfd memslot (`gmem_slot_end(gfn)`:
+/// the frame past the end of the guest_memfd memslot holding `gfn`, or
+/// `None`). Other ranges are refused (the RMM lets the host reject a
+/// request): RTTs for IPAs with no memory behind them would be host memory
+/// the guest controls.
+pub(crate) fn ripas_range_backed(
+    base: u64,
+    top: u64,
+    mut gmem_slot_end: impl FnMut(u64) -> Option<u64>,
+) -> bool {
+    let mut gfn = base >> GRANULE_SHIFT;
+    let Some(end) = top
+        .checked_add(GRANULE_SIZE - 1)
+        .map(|t| t >> GRANULE_SHIFT)
+    else {
+        return false;
+    };
+    if gfn >= end {
+        return false;
+    }
+    while gfn < end {
+        match gmem_slot_end(gfn) {
+            Some(next) if next > gfn => gfn = next,
+            _ => return false,
+        }
+    }
+    true
 }

@@ -340,6 +340,20 @@ impl From<RealmError> for PopulatePageError {
     }
 }
 
+/// What [`Realm::fold_rtt`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FoldOutcome {
+    /// The table went; its parent entry maps what it did.
+    Folded,
+    /// Its entries differ (or some are live): it stays.
+    NotUniform,
+    /// No table at that level there: the walk ended at `reached`.
+    Absent {
+        /// The deepest level the walk reached.
+        reached: RttLevel,
+    },
+}
+
 /// How a RIPAS walk ([`Realm::set_ripas`]) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RipasWalk {
@@ -506,9 +520,13 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
     /// Folds the RTT at `level` for `ipa` into its parent entry (after its
     /// mappings were made uniform, e.g. unmapped), freeing its granule.
     ///
-    /// Returns false if the RMM says it is not homogeneous (nothing
-    /// changed).
-    pub(crate) fn fold_rtt(&mut self, ipa: Ipa, level: RttLevel) -> Result<bool, RealmError> {
+    /// Returns [`FoldOutcome::NotUniform`] if the RMM says it is not homogeneous,
+    /// [`FoldOutcome::Absent`] if there is no such table (nothing changed).
+    pub(crate) fn fold_rtt(
+        &mut self,
+        ipa: Ipa,
+        level: RttLevel,
+    ) -> Result<FoldOutcome, RealmError> {
         let rd = match (self.state, self.rd()) {
             (RealmState::New | RealmState::Active, Some(rd)) => rd,
             (other, _) => return Err(RealmError::WrongState(other)),
@@ -523,14 +541,67 @@ impl<'r, C: SmcConduit, P: PageSource + GuestPages, S: GranuleSet<'r, C, P>> Rea
                     .ok_or_else(|| self.kill(RmiError::bad_output()))?;
                 // Back to DELEGATED: dropping it undelegates and frees.
                 drop(owned);
-                Ok(true)
+                Ok(FoldOutcome::Folded)
             }
             // CAST: The index of ERROR_RTT is a level.
-            Err(e) if e.status() == RmiStatus::ErrorRtt && e.index() as i8 == level.get() => {
-                Ok(false)
-            }
+            Err(e) if e.status() == RmiStatus::ErrorRtt => match RttLevel::new(e.index() as i8) {
+                Some(l) if l == level => Ok(FoldOutcome::NotUniform),
+                // The walk ended above: no table at `level` here.
+                Some(reached) if reached < level => Ok(FoldOutcome::Absent { reached }),
+                _ => Err(self.kill(e)),
+            },
             Err(e) => Err(self.kill(e)),
         }
+    }
+
+    /// Folds the level 3 and level 2 RTTs over `[base, top)` whose entries
+    /// are uniform (after a RIPAS change made them so), leaves first, so
+    /// that tables split for a misaligned change go once the range is
+    /// uniform again and RTT memory stays proportional to what the guest
+    /// maps. One RMM call per table there may be (a region without tables
+    /// above is skipped whole), `resched` between them. Returns how many
+    /// tables went.
+    pub(crate) fn fold_uniform(
+        &mut self,
+        base: Ipa,
+        top: Ipa,
+        resched: &mut dyn FnMut(),
+    ) -> Result<u64, RealmError> {
+        let mut folded = 0;
+        for level in [3, 2].into_iter().filter_map(RttLevel::new) {
+            let Some(parent) = level.above() else {
+                continue;
+            };
+            // The RMM folds only tables below the root.
+            if level <= self.shape.geometry.start {
+                continue;
+            }
+            let mut at = base.align_down(parent.entry_size());
+            while at.get() < top.get() {
+                let step = match self.fold_rtt(at, level)? {
+                    FoldOutcome::Folded => {
+                        folded += 1;
+                        parent.entry_size()
+                    }
+                    FoldOutcome::NotUniform => parent.entry_size(),
+                    // Nothing below the entry the walk ended at.
+                    FoldOutcome::Absent { reached } => {
+                        reached.entry_size().max(parent.entry_size())
+                    }
+                };
+                let next = at
+                    .align_down(step)
+                    .get()
+                    .checked_add(step)
+                    .and_then(Ipa::new);
+                match next {
+                    Some(next) => at = next,
+                    None => break,
+                }
+                resched();
+            }
+        }
+        Ok(folded)
     }
 
     /// The protected half of the IPA space, `[0, 2^(s2sz - 1))`.

@@ -34,6 +34,8 @@ pub(crate) struct RealmStats {
     populated_measured: AtomicU64,
     /// RECs in the RMM.
     recs: AtomicU64,
+    /// RIPAS changes refused (outside guest_memfd memory).
+    ripas_rejected: AtomicU64,
 }
 
 /// Adds `n` to `counter`, stopping at `u64::MAX`.
@@ -54,6 +56,7 @@ impl RealmStats {
             populated_unmeasured: AtomicU64::new(0),
             populated_measured: AtomicU64::new(0),
             recs: AtomicU64::new(0),
+            ripas_rejected: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +75,11 @@ impl RealmStats {
     /// Counts a `REC_ENTER` the RMM refused.
     pub(crate) fn entry_refused(&self) {
         add(&self.entries_refused, 1);
+    }
+
+    /// Counts a RIPAS change the host refused.
+    pub(crate) fn ripas_rejected(&self) {
+        add(&self.ripas_rejected, 1);
     }
 
     /// Counts `pages` DATA granules newly mapped.
@@ -154,6 +162,11 @@ impl RealmStats {
         writeln!(f, "rtt_pages {rtt_pages}")?;
         writeln!(f, "data_pages {}", self.data_pages())?;
         writeln!(f, "recs {}", self.recs.load(Ordering::Relaxed))?;
+        writeln!(
+            f,
+            "ripas_rejected {}",
+            self.ripas_rejected.load(Ordering::Relaxed)
+        )?;
         writeln!(
             f,
             "populated_measured {}",

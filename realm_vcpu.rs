@@ -416,6 +416,13 @@ impl RecVcpu {
                 vcpu.handle_trap(hvc64_esr(imm))
             }
             RecExit::RipasChange { base, top, ripas } => {
+                // Outside the realm's guest_memfd memory: refused without
+                // asking the VMM; the realm sees REJECT.
+                if !vm.ripas_range_backed(vcpu.kvm(), base, top) {
+                    vm.stats().ripas_rejected();
+                    run.rec.answer_ripas(false).map_err(|_| EINVAL)?;
+                    return Ok(RunNext::Enter);
+                }
                 // The VMM gets the range ready (it discards the copy the
                 // realm gives up) and re-enters, which carries the change
                 // out; to refuse it, it does not re-enter.

@@ -63,6 +63,7 @@ use crate::gpf::{
 use crate::granule::GranuleSet;
 use crate::memory::{
     check_memslot,
+    ripas_range_backed,
     unmap_protected,
     unmap_shared,
     SlotChange,
@@ -409,7 +410,17 @@ impl RealmVm {
             cond_resched();
             kernel::current!().signal_pending()
         };
-        let done = realm.set_ripas(rec, &mut at, top, &mut pause);
+        let done = realm
+            .set_ripas(rec, &mut at, top, &mut pause)
+            .and_then(|walk| {
+                // Tables split for the change go if the range is uniform again.
+                if walk == RipasWalk::Done {
+                    if let Some(start) = Ipa::new(req.start) {
+                        realm.fold_uniform(start, at, &mut cond_resched)?;
+                    }
+                }
+                Ok(walk)
+            });
         done.map(|walk| (at.get(), walk)).map_err(|e| {
             let what = if req.ram {
                 "setting RIPAS RAM"
@@ -417,6 +428,17 @@ impl RealmVm {
                 "setting RIPAS EMPTY"
             };
             (at.get(), self.fail(kvm, &realm, what, e))
+        })
+    }
+
+    /// Whether a RIPAS change of `[base, top)` lies in this realm's
+    /// guest_memfd memslots ([`ripas_range_backed`]).
+    pub(crate) fn ripas_range_backed(&self, kvm: &Kvm, base: u64, top: u64) -> bool {
+        let srcu = kvm.srcu_read_lock();
+        ripas_range_backed(base, top, |gfn| {
+            srcu.memslot(gfn)
+                .filter(|slot| slot.has_gmem())
+                .and_then(|slot| slot.base_gfn().checked_add(slot.npages()))
         })
     }
 

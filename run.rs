@@ -153,6 +153,8 @@ const RIPAS_RAM: u8 = 1;
 /// A RIPAS change a realm asked for (`RSI_IPA_STATE_SET`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RipasRequest {
+    /// First IPA the realm asked for.
+    pub(crate) start: u64,
     /// First IPA (still to change).
     pub(crate) base: u64,
     /// IPA past the last.
@@ -269,6 +271,7 @@ impl RecRun {
         }
         self.ripas = match *exit {
             RecExit::RipasChange { base, top, ripas } => Some(RipasRequest {
+                start: base,
                 base,
                 top,
                 ram: ripas == RIPAS_RAM,

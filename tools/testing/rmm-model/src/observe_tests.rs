@@ -305,6 +305,7 @@ fn realm_counters_sum_exits_by_reason_and_track_data_pages() {
     s.mapped(1);
     s.unmapped(4);
     s.set_recs(2);
+    s.ripas_rejected();
     let mut exits = String::new();
     s.write_exits(&mut exits).expect("formats");
     assert_eq!(
@@ -316,7 +317,7 @@ fn realm_counters_sum_exits_by_reason_and_track_data_pages() {
         .expect("formats");
     assert_eq!(
         info,
-        "state active\nipa_bits 40\nrtt_pages 7\ndata_pages 2\nrecs 2\n\
+        "state active\nipa_bits 40\nrtt_pages 7\ndata_pages 2\nrecs 2\nripas_rejected 1\n\
          populated_measured 12288\npopulated_unmeasured 8192\n"
     );
     // Never below zero.

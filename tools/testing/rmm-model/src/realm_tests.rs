@@ -251,6 +251,7 @@ mod lifecycle {
     };
     use crate::realm::{
         realm_shape,
+        FoldOutcome,
         Realm,
         RealmError,
         RealmOptions,
@@ -469,9 +470,15 @@ mod lifecycle {
         let two = RttLevel::new(2).expect("level");
         assert_eq!(h.smc().realm_rtts(rd).len(), 2);
         // The level-2 table holds the leaf table: not uniform.
-        assert_eq!(realm.fold_rtt(a, two), Ok(false));
-        assert_eq!(realm.fold_rtt(a, leaf()), Ok(true));
-        assert_eq!(realm.fold_rtt(a, two), Ok(true));
+        assert_eq!(realm.fold_rtt(a, two), Ok(FoldOutcome::NotUniform));
+        assert_eq!(realm.fold_rtt(a, leaf()), Ok(FoldOutcome::Folded));
+        assert_eq!(realm.fold_rtt(a, two), Ok(FoldOutcome::Folded));
+        // Gone: the walk ends at the root's entry.
+        let one = RttLevel::new(1).expect("level");
+        assert_eq!(
+            realm.fold_rtt(a, leaf()),
+            Ok(FoldOutcome::Absent { reached: one })
+        );
         assert!(h.smc().realm_rtts(rd).is_empty());
         assert_eq!(h.smc().mem().allocated().len(), 2 + 1, "RD and root left");
         drop(realm);

@@ -19,6 +19,7 @@ use crate::mem::{
     FakePage,
     FakePages, //
 };
+use crate::memory::ripas_range_backed;
 use crate::model::{
     Rmm,
     ScriptedExit,
@@ -57,6 +58,7 @@ use crate::rmi_smc::{
     REC_ENTRY_FLAG_RIPAS_RESPONSE,
     REC_ENTRY_FLAG_TRAP_WFI,
     RMI_REC_ENTER,
+    RMI_RTT_FOLD,
     RMI_RTT_SET_RIPAS, //
 };
 use crate::run::{
@@ -804,4 +806,114 @@ fn a_paused_ripas_change_goes_on_where_it_stopped() {
         assert_eq!(paused_calls, calls, "pausing every {every} steps");
         assert!(pauses > 0 && pauses <= calls, "{pauses} pauses");
     }
+}
+
+/// A misaligned RIPAS change splits blocks into tables; once the range is
+/// uniform again (all EMPTY, nothing mapped), the fold after the change
+/// takes them back, so RTT memory follows what the guest maps, not how it
+/// changed RIPAS. A range that stays mixed keeps its tables.
+#[test]
+fn tables_split_by_a_ripas_change_fold_when_the_range_is_uniform_again() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let ipa = |a: u64| Ipa::new(a).expect("ipa");
+    let before = r.realm.rtt_pages();
+    let (base, top) = (0x20_1000, 0x20_3000);
+    r.script(
+        0,
+        &[
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 1,
+            },
+            ScriptedExit::RipasChange {
+                base,
+                top,
+                ripas: 0,
+            },
+            ScriptedExit::Irq,
+        ],
+    );
+    for ram in [true, false] {
+        let exit = r.enter(0).expect("enter");
+        assert!(matches!(exit, RecExit::RipasChange { .. }));
+        let req = r.state[0].ripas_request().expect("request");
+        assert_eq!((req.start, req.ram), (base, ram));
+        let mut at = ipa(req.base);
+        let walk = r
+            .realm
+            .set_ripas(r.rec(0), &mut at, ipa(req.top), &mut || false)
+            .expect("set ripas");
+        assert_eq!(walk, RipasWalk::Done);
+        let split = r.realm.rtt_pages();
+        assert!(split > before, "the change split blocks");
+        let folded = r
+            .realm
+            .fold_uniform(ipa(req.start), at, &mut || {})
+            .expect("fold");
+        if ram {
+            // RAM in the middle of EMPTY: the tables stay.
+            assert_eq!(folded, 0);
+            assert_eq!(r.realm.rtt_pages(), split);
+        } else {
+            assert_eq!(folded, split - before);
+            assert_eq!(r.realm.rtt_pages(), before);
+        }
+        r.state[0].answer_ripas(true).expect("accept");
+    }
+    assert_eq!(r.enter(0), Ok(RecExit::Interrupt));
+    assert_ne!(r.realm.state(), RealmState::Dead);
+}
+
+/// The fold looks at each table there may be, but a region with no table
+/// above is skipped whole: 1 GiB without tables costs a call or two.
+#[test]
+fn folding_skips_regions_without_tables() {
+    let h = host(Rmm::active());
+    let mut r = Running::new(&h, 1);
+    let ipa = |a: u64| Ipa::new(a).expect("ipa");
+    let calls = h.smc().calls(RMI_RTT_FOLD);
+    let folded = r
+        .realm
+        .fold_uniform(ipa(0x4000_0000), ipa(0x8000_0000), &mut || {})
+        .expect("fold");
+    assert_eq!(folded, 0);
+    let made = h.smc().calls(RMI_RTT_FOLD) - calls;
+    assert!(made <= 2, "{made} RTT_FOLD calls for 1 GiB without tables");
+    assert_ne!(r.realm.state(), RealmState::Dead);
+}
+
+#[test]
+fn ripas_ranges_must_lie_in_guest_memfd_memslots() {
+    // Memslots of frames [0, 16) and [16, 32), then [64, 80).
+    let slots = |gfn: u64| match gfn {
+        0..16 => Some(16),
+        16..32 => Some(32),
+        64..80 => Some(80),
+        _ => None,
+    };
+    assert!(
+        ripas_range_backed(0, 0x2_0000, slots),
+        "across two memslots"
+    );
+    assert!(ripas_range_backed(0x4_0000, 0x5_0000, slots));
+    assert!(ripas_range_backed(0x1000, 0x1800, slots), "part of a frame");
+    assert!(
+        !ripas_range_backed(0x1_f000, 0x2_1000, slots),
+        "past the end"
+    );
+    assert!(
+        !ripas_range_backed(0x3_f000, 0x4_1000, slots),
+        "before the start"
+    );
+    assert!(
+        !ripas_range_backed(0x10_0000, 0x10_1000, slots),
+        "no memslot"
+    );
+    assert!(!ripas_range_backed(0x1000, 0x1000, slots), "empty");
+    assert!(
+        !ripas_range_backed(0x1000, u64::MAX, slots),
+        "overflowing top"
+    );
 }

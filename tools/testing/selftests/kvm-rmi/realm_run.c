@@ -4,7 +4,8 @@
  * (forwarded by the SMCCC filter, answered by KVM, refused for PSCI), PSCI
  * CPU_ON and AFFINITY_INFO, a virtual timer interrupt through the vGIC, an
  * external abort injected with KVM_SET_VCPU_EVENTS, RIPAS changes to EMPTY
- * and back to RAM, and PSCI SYSTEM_OFF.
+ * and back to RAM, a RIPAS change past the memslot rejected by the host,
+ * and PSCI SYSTEM_OFF.
  *
  * The guest reports with stores to UCALL (an unprotected IPA no memslot
  * covers), which reach userspace as KVM_EXIT_MMIO at the IPA with the
@@ -154,6 +155,18 @@ asm(".pushsection .rodata.krmi_run_guest, \"a\"\n"
     "	add	x23, x23, #1\n"
     "	cmp	x23, #2\n"
     "	b.lo	5b\n"
+    /* RIPAS RAM over the memslot's last page and the page past it. */
+    "	movz	x0, #0x0197\n"			/* RSI_IPA_STATE_SET */
+    "	movk	x0, #0xc400, lsl #16\n"
+    "	mov	x1, #0xf000\n"
+    "	movz	x2, #0x1000\n"
+    "	movk	x2, #0x1, lsl #16\n"
+    "	mov	x3, #1\n"
+    "	mov	x4, #0\n"
+    "	smc	#0\n"
+    "	str	x0, [x19]\n"
+    "	str	x1, [x19]\n"
+    "	str	x2, [x19]\n"
     /* PSCI SYSTEM_OFF. */
     "	movz	x0, #0x0008\n"
     "	movk	x0, #0x8400, lsl #16\n"
@@ -629,6 +642,40 @@ static void test_ripas(struct realm_vm *r)
 	report(ok, "RIPAS back to RAM: KVM_EXIT_MEMORY_FAULT (private), then done: the guest reads RAM");
 }
 
+/* The realm's debugfs info value `key`, or -1. */
+static long long realm_info(const char *key)
+{
+	char file[64];
+	long long id;
+
+	if (krmi_realms(&id) != 1)
+		return -1;
+	snprintf(file, sizeof(file), "realms/%lld/info", id);
+	return krmi_debugfs_value(file, key);
+}
+
+/*
+ * RSI_IPA_STATE_SET of RAM over [0xf000, 0x11000), half past the memslot:
+ * the host rejects it without an exit to the VMM; the guest sees SUCCESS,
+ * nothing done (x1 = base) and REJECT (x2 = 1).
+ */
+static void test_ripas_outside_memory(struct realm_vm *r)
+{
+	const __u64 rejected[3] = { 0, 0xf000, 1 };
+	long long before = realm_info("ripas_rejected");
+	bool ok = !lost;
+
+	for (int i = 0; ok && i < 3; i++)
+		ok = expect_write(r, REPORT, rejected[i]);
+	if (ok && realm_info("ripas_rejected") != before + 1) {
+		snprintf(why, sizeof(why), "ripas_rejected %lld -> %lld", before,
+			 realm_info("ripas_rejected"));
+		lost = true;
+		ok = false;
+	}
+	report(ok, "RIPAS RAM past the memslot's end: rejected without a VMM exit, counted");
+}
+
 static void test_system_off(struct realm_vm *r)
 {
 	bool ok = run0(r) && exited_off(r->run[0]);
@@ -651,7 +698,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(23);
+	ksft_set_plan(24);
 	kmsg = kmsg_open();
 	ret = module_load();
 	read_rmm_debug(kmsg);
@@ -685,6 +732,7 @@ int main(void)
 	test_timer(&r);
 	test_abort(&r);
 	test_ripas(&r);
+	test_ripas_outside_memory(&r);
 	test_system_off(&r);
 	realm_free(&r);
 	close(r.kvm);

@@ -17,6 +17,8 @@
  *   each RIPAS back, a KVM_RUN under the timer returned EINTR half way
  *   through a change, and RMI_RTT_SET_RIPAS was called as often as without
  *   the timer (nothing restarted).
+ * - Once the populated memory is EMPTY and discarded, its level 3 RTTs are
+ *   folded: the realm holds at least 32 RTT pages fewer (debugfs).
  * - Afterwards delegated - leaked is back where it was, and nothing bad
  *   was logged.
  *
@@ -200,6 +202,18 @@ asm(".pushsection .rodata.krmi_signals_guest, \"a\"\n"
     ".popsection\n");
 extern const char signals_guest[], signals_guest_end[];
 
+/* rtt_pages of the one realm there is (debugfs), or -1. */
+static long long realm_rtt_pages(void)
+{
+	char file[64];
+	long long id;
+
+	if (krmi_realms(&id) != 1)
+		return -1;
+	snprintf(file, sizeof(file), "realms/%lld/info", id);
+	return krmi_debugfs_value(file, "rtt_pages");
+}
+
 /* What one run of the RIPAS guest did. */
 struct ripas_run {
 	bool off;		/* reached SYSTEM_OFF within the bound */
@@ -209,6 +223,7 @@ struct ripas_run {
 	int eintr;		/* KVM_RUN that returned EINTR */
 	int paused;		/* ... of them half way through a RIPAS change */
 	long long set_ripas;	/* RMI_RTT_SET_RIPAS calls */
+	long long rtt_pages[2];	/* the realm's RTT pages as each change starts */
 	long long change_calls[2];	/* ... for each change, fault to report */
 	double secs;
 };
@@ -269,6 +284,8 @@ static struct ripas_run ripas_under(int kvm, int hz, const struct ripas_run *qui
 		if (ret == -EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
 			bool to_ram = run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
 
+			if (changes < 2)
+				r.rtt_pages[changes] = realm_rtt_pages();
 			r.faults_ok &= run->memory_fault.gpa == RIPAS_BASE &&
 				       run->memory_fault.size == RIPAS_BYTES && to_ram == (changes == 1);
 			/* What a VMM does for EMPTY: discard the private copy. */
@@ -311,13 +328,20 @@ static void report_ripas(const struct ripas_run *r, int hz, const struct ripas_r
 	bool read_back = r->reports == 4 && !r->report[0] && r->report[1] == 0 &&
 			 !r->report[2] && r->report[3] == 1;
 
-	ksft_print_msg("RIPAS of 64 MiB to EMPTY and back, %d Hz: %.2f s, %d EINTR (%d half way), %lld RMI_RTT_SET_RIPAS (%lld + %lld), reports %d: %#llx %#llx %#llx %#llx\n",
+	/* EMPTY with the copy discarded: the 32 level 3 tables fold. */
+	bool folded = r->rtt_pages[0] > 0 && r->rtt_pages[1] > 0 &&
+		      r->rtt_pages[1] <= r->rtt_pages[0] - (long long)(RIPAS_BYTES >> 21);
+
+	ksft_print_msg("RIPAS of 64 MiB to EMPTY and back, %d Hz: %.2f s, %d EINTR (%d half way), %lld RMI_RTT_SET_RIPAS (%lld + %lld), RTT pages %lld then %lld, reports %d: %#llx %#llx %#llx %#llx\n",
 		       hz, r->secs, r->eintr, r->paused, r->set_ripas, r->change_calls[0],
-		       r->change_calls[1], r->reports,
+		       r->change_calls[1], r->rtt_pages[0], r->rtt_pages[1], r->reports,
 		       r->report[0], r->report[1], r->report[2], r->report[3]);
 	if (!quiet) {
 		ksft_test_result(r->off && r->faults_ok && read_back && r->set_ripas >= 2,
 				 "RIPAS of 64 MiB to EMPTY and back: done, read back\n");
+		ksft_test_result(folded,
+				 "made EMPTY (and discarded), its level 3 RTTs fold: %lld RTT pages, then %lld\n",
+				 r->rtt_pages[0], r->rtt_pages[1]);
 		return;
 	}
 	ksft_test_result(r->off && r->faults_ok && read_back && r->paused > 0 &&
@@ -337,7 +361,7 @@ int main(void)
 	ksft_print_header();
 	if (!rmm_present())
 		ksft_exit_skip("needs an RMM (KRMI_RME=1)\n");
-	ksft_set_plan(9);
+	ksft_set_plan(10);
 	kmsg = load_begin();
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)

@@ -150,8 +150,8 @@ static void test_refused_while_loaded(bool crash, unsigned long dest)
 int main(void)
 {
 	unsigned long crash_base = crash_kernel_base();
-	bool with_rmm = rmm_present();
-	int ret;
+	bool with_rmm = rmm_present(), activated;
+	int ret, kmsg;
 
 	ksft_print_header();
 	ksft_set_plan(with_rmm ? 7 : 3);
@@ -165,11 +165,15 @@ int main(void)
 			test_refused_while_loaded(true, crash_base);
 		else
 			ksft_test_result_skip("no crashkernel= reservation: crash kernel case not run\n");
+		kmsg = kmsg_open();
 		ret = module_load();
 		if (!ret)
 			ret = module_unload();
-		ksft_test_result(ret == 0, "with both unloaded, the module loads and unloads (got %d)\n",
-				 ret);
+		activated = kmsg_has(kmsg, "kvm_rmi: RMM configured (4 KiB granules) and activated");
+		close(kmsg);
+		ksft_test_result(ret == 0 && activated,
+				 "with both unloaded, the module loads (activating the RMM: %s) and unloads (got %d)\n",
+				 activated ? "logged" : "not logged", ret);
 	}
 
 	ksft_test_result(hibernation_offered() == !with_rmm,
