@@ -134,7 +134,7 @@ impl FaultLookup for KvmFaultLookup<'_> {
         srcu.memslot(gfn).map(|slot| SlotFacts {
             gmem: slot.has_gmem(),
             readonly: slot.readonly(),
-            private: self.0.mem_is_private(gfn),
+            private: srcu.mem_is_private(gfn),
         })
     }
 }

@@ -73,6 +73,19 @@ const fn hvc64_esr(imm: u32) -> u64 {
     (0x16 << 26) | (1 << 25) | (imm & 0xffff) as u64
 }
 
+/// Lets KVM handle a trap with syndrome `esr`. An exception KVM would
+/// inject cannot reach a realm (`EOPNOTSUPP` from the hook): the VM is
+/// stopped with the reason logged rather than the access seeming to work.
+fn trap(vcpu: &RunningVcpu, vm: &RealmVm, esr: u64) -> Result<RunNext> {
+    vcpu.handle_trap(esr).map_err(|e| {
+        if e == EOPNOTSUPP {
+            vm.vcpu_undeliverable(vcpu.kvm(), vcpu.index(), esr)
+        } else {
+            e
+        }
+    })
+}
+
 /// `RmiRipas` RAM, as a RIPAS change exit reports it.
 const RIPAS_RAM: u8 = 1;
 
@@ -369,7 +382,7 @@ impl RecVcpu {
                 if !read {
                     vcpu.set_gpr(0, value);
                 }
-                let next = vcpu.handle_trap(esr.0)?;
+                let next = trap(vcpu, vm, esr.0)?;
                 if read {
                     self.run
                         .lock()
@@ -381,7 +394,7 @@ impl RecVcpu {
             }
             RecExit::Wfx { .. } => {
                 drop(run);
-                vcpu.handle_trap(exit.esr)
+                trap(vcpu, vm, exit.esr)
             }
             RecExit::Psci { fid, target } => {
                 drop(run);
@@ -392,7 +405,7 @@ impl RecVcpu {
                 if let PsciCall::CpuOn { target } = call {
                     vm.set_cpu_on_pending(target, true);
                 }
-                let next = vcpu.handle_trap(hvc64_esr(0))?;
+                let next = trap(vcpu, vm, hvc64_esr(0))?;
                 // Emulated in the kernel: complete it now, so that a
                 // target spinning on `ERROR_REC` waits the least.
                 if next == RunNext::Enter {
@@ -413,7 +426,7 @@ impl RecVcpu {
                 for (n, v) in exit.gprs.iter().enumerate() {
                     vcpu.set_gpr(n, *v);
                 }
-                vcpu.handle_trap(hvc64_esr(imm))
+                trap(vcpu, vm, hvc64_esr(imm))
             }
             RecExit::RipasChange { base, top, ripas } => {
                 // Outside the realm's guest_memfd memory: refused without

@@ -471,6 +471,19 @@ impl RealmVm {
         EIO
     }
 
+    /// KVM would have injected an exception into vCPU `index` for the trap
+    /// with syndrome `esr` (an UNDEF for a register it does not emulate):
+    /// the RMM cannot deliver it, and the access must not seem to succeed,
+    /// so the VM is dead.
+    pub(crate) fn vcpu_undeliverable(&self, kvm: &Kvm, index: u32, esr: u64) -> Error {
+        pr_err!(
+            "realm {} vCPU {index}: KVM would inject an exception for ESR {esr:#x}, which a realm cannot take: VM stopped\n",
+            self.id
+        );
+        kvm.mark_dead();
+        EIO
+    }
+
     /// vCPU `index` exited for a reason the host does not handle: the VM is
     /// dead.
     pub(crate) fn vcpu_unhandled_exit(&self, kvm: &Kvm, index: u32, reason: u64, esr: u64) {

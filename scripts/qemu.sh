@@ -16,7 +16,9 @@
 # QEMU with -icount shift=0 (clocks count instructions, 1 ns each, without
 # what emulating the TLB costs) and tells the guest so; FW_LOG=FILE logs the
 # firmware's UART (TF-A, RMM) with RME; QEMU_EXTRA adds QEMU arguments (split
-# on spaces), e.g. "-d int -D build/logs/int.log" to log every exception.
+# on spaces), e.g. "-d int -D build/logs/int.log" to log every exception;
+# KRMI_CMDLINE_EXTRA adds kernel command line options; KRMI_LOGS is where
+# the logs and the summary go (default build/logs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -25,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 mode=${1:-test}
 case "$mode" in run | test | bench) ;; *) die "usage: $0 run|test|bench" ;; esac
 timeout_s=${QEMU_TIMEOUT:-$([ "$mode" = test ] && echo 1500 || echo 300)}
-logs=$KRMI_BUILD/logs
+logs=${KRMI_LOGS:-$KRMI_BUILD/logs}
 mkdir -p "$logs"
 clock=${KRMI_CLOCK:-wall}
 case "$clock" in wall | icount) ;; *) die "KRMI_CLOCK=$clock: wall or icount" ;; esac
@@ -36,6 +38,7 @@ rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
 # crashkernel=: a reservation for the crash kernel rmm_boot_state loads.
 cmdline="console=ttyAMA0 earlycon panic=-1 crashkernel=16M rdinit=/init krmi.mode=$mode krmi.rme=$rme krmi.clock=$clock"
+[ -n "${KRMI_CMDLINE_EXTRA:-}" ] && cmdline="$cmdline $KRMI_CMDLINE_EXTRA"
 common=(-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-2G}" -nographic -no-reboot -nic none)
 [ "$clock" = icount ] && common+=(-icount shift=0,sleep=off)
 # The second UART is the firmware's (TF-A, RMM) with RME: logged if asked.

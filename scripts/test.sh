@@ -36,6 +36,14 @@ stage model "$here/model-test.sh"
 stage kernel "$here/build-kernel.sh"
 stage api "$here/check-kernel-api.sh"
 stage selftests "$here/build-selftests.sh"
+# With an RMM, first a boot with KVM trapping the GIC registers common to
+# both groups (ICH_HCR_EL2.TC), for realm_gic_trap: an exception KVM would
+# inject into a realm.
+if [ -n "${RME_FIRMWARE:-}" ]; then
+	stage gic-trap env KRMI_CMDLINE_EXTRA=kvm-arm.vgic_v3_common_trap=1 \
+		KRMI_ONLY=realm_gic_trap KVM_LIST=/dev/null KRMI_LOGS="$KRMI_BUILD/logs/gic-trap" \
+		"$here/qemu.sh" test
+fi
 stage qemu "$here/qemu.sh" test
 print_stages
 # The QEMU tier's result again, as the last line.

@@ -185,12 +185,6 @@ impl Kvm {
         seq as u64
     }
 
-    /// Whether guest frame `gfn` has the PRIVATE memory attribute.
-    pub fn mem_is_private(&self, gfn: u64) -> bool {
-        // SAFETY: The VM is live; the attributes are read under RCU.
-        unsafe { bindings::kvm_mem_is_private(self.as_raw(), gfn) }
-    }
-
     /// Takes the VM's `mmu_lock` for writing. Sleeping is not allowed
     /// until the guard drops.
     pub fn mmu_write_lock(&self) -> MmuWriteGuard<'_> {
@@ -227,6 +221,16 @@ impl SrcuReadGuard<'_> {
             kvm: self.kvm,
             slot,
         })
+    }
+
+    /// Whether guest frame `gfn` has the PRIVATE memory attribute. A realm
+    /// frame nothing set an attribute for has its memslot's default, looked
+    /// up with `srcu` held.
+    pub fn mem_is_private(&self, gfn: u64) -> bool {
+        // The VM is live, and in an `srcu` section (type invariant); the
+        // attributes are read under RCU.
+        // SAFETY: As above.
+        unsafe { bindings::kvm_mem_is_private(self.kvm.as_raw(), gfn) }
     }
 }
 
@@ -984,6 +988,9 @@ impl RunningVcpu {
     /// (`kvm_arm_realm_handle_trap()`): SMCCC calls, PSCI, GIC system
     /// registers and WFx are emulated as for a normal VM. From
     /// [`RealmOps::vcpu_handle_exit`], where the vCPU is loaded.
+    ///
+    /// `EOPNOTSUPP` if KVM would inject an exception (an UNDEF for a
+    /// register it does not emulate), which the RMM cannot deliver.
     #[inline]
     pub fn handle_trap(&self, esr: u64) -> Result<RunNext> {
         // SAFETY: The live vCPU, from its run loop (its `mutex` held).

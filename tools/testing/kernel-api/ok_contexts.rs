@@ -41,3 +41,8 @@ pub fn slots(slots: &SlotsLockGuard<'_>) -> Result {
 pub fn lookup(srcu: &SrcuReadGuard<'_>) -> Result<u64> {
     srcu.memslot(0).ok_or(EINVAL)?.gmem_pfn(0)
 }
+
+/// Memory attributes are read under `srcu`.
+pub fn attribute(srcu: &SrcuReadGuard<'_>) -> bool {
+    srcu.mem_is_private(0)
+}

@@ -16,6 +16,9 @@
  * - setting populated pages shared and private again unmaps them: they
  *   populate again;
  * - a normal memslot set private still cannot be populated (EINVAL);
+ * - guest_memfd memslot frames are PRIVATE by rule, not per-frame state: a
+ *   64 GiB memslot is created within a second and its last frame
+ *   populates; a frame set shared before its memslot existed stays shared;
  * - normal VMs keep dirty logging and slots anywhere in their IPA space;
  * - the module unloads and logs no failure, leak or GPF.
  */
@@ -111,6 +114,52 @@ static void test_normal_private(struct realm *r)
 			 "a normal memslot set private (%d) is not populated: %d\n", private, ret);
 }
 
+/*
+ * A realm frame nothing set an attribute for is PRIVATE in a guest_memfd
+ * memslot, by rule: a 64 GiB memslot is created at once (no per-frame
+ * work) and its last frame populates; a frame set shared before its
+ * memslot existed stays shared (populate refuses it).
+ */
+static void test_default_private(int kvm)
+{
+	const __u64 base = 64ULL << 30, size = 64ULL << 30;
+	struct kvm_create_guest_memfd gm = { .size = size };
+	int vm = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_REALM);
+	int gmem = -1, shared = -1, add = -1, last = -1, kept = -1;
+	void *uaddr = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *src = map_anon(PAGE);
+	struct kvm_arm_rmi_populate args;
+	double secs = -1, start;
+
+	if (vm >= 0 && uaddr != MAP_FAILED) {
+		gmem = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &gm);
+		shared = set_attributes(vm, base, PAGE, 0);
+		start = krmi_now();
+		add = gmem < 0 ? -errno :
+		      set_slot(vm, 0, KVM_MEM_GUEST_MEMFD, base, size, uaddr, gmem);
+		secs = krmi_now() - start;
+		args = req(base + size - PAGE, PAGE, (unsigned long)src, 0);
+		last = populate(vm, &args);
+		args = req(base, PAGE, (unsigned long)src, 0);
+		kept = populate(vm, &args);
+	}
+	ksft_test_result(!add && secs >= 0 && secs < 1.0,
+			 "a 64 GiB guest_memfd memslot is created in %.3f s (%d)\n", secs, add);
+	ksft_test_result(!last, "its last frame is private with no attribute set: populated (%d)\n",
+			 last);
+	ksft_test_result(!shared && kept == -EINVAL,
+			 "a frame set shared (%d) before the memslot existed stays shared: not populated (%d)\n",
+			 shared, kept);
+	if (gmem >= 0)
+		close(gmem);
+	if (vm >= 0)
+		close(vm);
+	if (uaddr != MAP_FAILED)
+		munmap(uaddr, size);
+	munmap(src, PAGE);
+}
+
 /* Normal VMs are not affected by the realm policy. */
 static void test_normal_vm(int kvm)
 {
@@ -140,7 +189,7 @@ int main(void)
 		ksft_test_result_skip("realm memslots: no RMM (boot with RME_FIRMWARE)\n");
 		ksft_finished();
 	}
-	ksft_set_plan(10);
+	ksft_set_plan(13);
 	kmsg = load_begin();
 
 	r = realm_create(kvm);
@@ -150,6 +199,7 @@ int main(void)
 	test_attribute_flip(&r);
 	test_normal_private(&r);
 	realm_destroy(&r);
+	test_default_private(kvm);
 	test_normal_vm(kvm);
 
 	close(kvm);
