@@ -43,16 +43,26 @@ pub(crate) enum RmiExitReason {
 }
 
 impl RmiExitReason {
+    /// The encoding of [`RmiExitReason::Irq`], for a caller that cannot
+    /// call out (the kernel's noinstr window), as the next two.
+    pub(crate) const IRQ: u64 = 1;
+
+    /// The encoding of [`RmiExitReason::Fiq`].
+    pub(crate) const FIQ: u64 = 2;
+
+    /// The encoding of [`RmiExitReason::SError`].
+    pub(crate) const SERROR: u64 = 6;
+
     /// The reason `raw` stands for.
     pub(crate) const fn from_raw(raw: u64) -> Self {
         match raw {
             0 => Self::Sync,
-            1 => Self::Irq,
-            2 => Self::Fiq,
+            Self::IRQ => Self::Irq,
+            Self::FIQ => Self::Fiq,
             3 => Self::Psci,
             4 => Self::RipasChange,
             5 => Self::HostCall,
-            6 => Self::SError,
+            Self::SERROR => Self::SError,
             7 => Self::S2apChange,
             8 => Self::VdevRequest,
             9 => Self::DevMemMap,

@@ -36,9 +36,10 @@ use kernel::{
     prelude::*, //
 };
 
+use core::ptr::NonNull;
 use core::sync::atomic::{
-    AtomicBool,
     AtomicU64,
+    AtomicU8,
     Ordering, //
 };
 
@@ -169,63 +170,211 @@ impl SmcConduit for RmiSmc {
     }
 }
 
-/// The RMM, for `RMI_REC_ENTER` only: called from `vcpu_enter`, inside the
-/// guest context of RCU, through KVM's entry SMC, which masks exceptions
-/// around it. What the call took is left in [`RecEntry`], to be traced once
-/// RCU watches again.
+/// A vCPU's `RMI_REC_ENTER`, in three steps on the vCPU's thread: prepared
+/// before the noinstr window ([`RecEntry::prepare`]: the registers, and the
+/// observer's verdict on an injected failure), made inside it
+/// ([`RecEntry::enter`]: the SMC and plain memory accesses, nothing else)
+/// and accounted for after it ([`RecEntry::finish`]: time, trace).
 ///
 /// Realm vCPUs exist only where [`RmiSmc`] found the RMM, through the SMC
 /// conduit.
-struct RecEnterSmc<'a>(&'a RecEntry);
-
-/// How the last `REC_ENTER` of a vCPU went, beyond its status: written in
-/// the guest context, read after it on the same thread.
-#[derive(Default)]
-struct RecEntry {
+pub(crate) struct RecEntry {
+    /// x0..x17 of the call.
+    args: kvm::RealmSmcRegs,
+    /// x0..x17 of the answer: the RMM's, or an injected failure's.
+    res: kvm::RealmSmcRegs,
+    /// Where the entry stands ([`EntryStep`]).
+    step: AtomicU8,
     /// Generic timer ticks from the SMC to its return.
     ticks: AtomicU64,
-    /// The failure was injected (debugfs `kvm_rmi/inject`).
-    injected: AtomicBool,
-    /// x0..x2 of the call: its function ID, the REC and the run granule.
-    args: [AtomicU64; 3],
 }
 
-impl RecEntry {
-    /// Emits `kvm_rmi_call` for the last entry, which returned `x0`, once:
-    /// nothing if no call was made since.
-    fn trace(&self, x0: u64) {
-        // x0 of the call, its function ID, is 0 until the next call.
-        let fid = self.args[0].swap(0, Ordering::Relaxed);
-        if fid == 0 || !trace::rmi_call_enabled() {
-            return;
+/// The steps of a [`RecEntry`], in [`RecEntry::step`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum EntryStep {
+    /// Nothing prepared, or the last entry accounted for.
+    Idle,
+    /// `args` ready for the SMC.
+    Ready,
+    /// `res` holds an injected failure: no SMC.
+    ReadyInjected,
+    /// The SMC was made: `res` is the RMM's.
+    Entered,
+    /// The injected failure was taken.
+    EnteredInjected,
+}
+
+impl EntryStep {
+    /// Inlined: [`RecEntry::enter`] uses it inside the noinstr window.
+    #[inline(always)]
+    fn from_raw(raw: u8) -> Self {
+        match raw {
+            1 => Self::Ready,
+            2 => Self::ReadyInjected,
+            3 => Self::Entered,
+            4 => Self::EnteredInjected,
+            _ => Self::Idle,
         }
-        let mut args = SmcRegs::default();
-        for (reg, arg) in args.0.iter_mut().zip(&self.args) {
-            *reg = arg.load(Ordering::Relaxed);
-        }
-        args.0[0] = fid;
-        let mut out = SmcRegs::default();
-        out.0[0] = x0;
-        let ns = ticks_to_ns(self.ticks.load(Ordering::Relaxed));
-        trace::rmi_call(&args, &out, ns, self.injected.load(Ordering::Relaxed));
     }
 }
 
-impl SmcConduit for RecEnterSmc<'_> {
-    fn call(&self, args: &SmcRegs) -> SmcRegs {
-        let start = arm64::counter_ticks();
-        let (out, injected) = RMI_OBSERVER.call(args, |args| {
-            // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
-            SmcRegs(unsafe { kvm::realm_smc(&args.0) })
-        });
-        let ticks = arm64::counter_ticks().wrapping_sub(start);
-        REC_ENTER_TIME.add(ticks);
-        self.0.ticks.store(ticks, Ordering::Relaxed);
-        self.0.injected.store(injected, Ordering::Relaxed);
-        for (n, arg) in self.0.args.iter().enumerate() {
-            arg.store(args.x(n), Ordering::Relaxed);
+impl RecEntry {
+    /// Nothing prepared.
+    pub(crate) const fn new() -> Self {
+        Self {
+            args: kvm::RealmSmcRegs::new(),
+            res: kvm::RealmSmcRegs::new(),
+            step: AtomicU8::new(EntryStep::Idle as u8),
+            ticks: AtomicU64::new(0),
         }
-        out
+    }
+
+    /// Readies the entry of `rec` with run granule `run`. An entry prepared
+    /// and not made (KVM's loop went back to userspace after
+    /// `vcpu_pre_enter`) stays as it was: an injected failure the observer
+    /// granted it is not spent twice.
+    pub(crate) fn prepare(&self, rec: Granule, run: Granule) {
+        if matches!(
+            EntryStep::from_raw(self.step.load(Ordering::Relaxed)),
+            EntryStep::Ready | EntryStep::ReadyInjected
+        ) {
+            return;
+        }
+        let args = rmi_cmds::rec_enter_args(rec, run);
+        self.args.set(&args.0);
+        let step = match RMI_OBSERVER.admit(&args) {
+            Some(out) => {
+                self.res.set(&out.0);
+                EntryStep::ReadyInjected
+            }
+            None => EntryStep::Ready,
+        };
+        self.step.store(step as u8, Ordering::Relaxed);
+    }
+
+    /// Makes the prepared entry: inside the guest context of RCU, with
+    /// interrupts off, so nothing but the SMC and plain memory accesses, all
+    /// inlined into the noinstr callback. Returns x0 of the answer, or
+    /// `None` if no entry was prepared.
+    #[inline(always)]
+    pub(crate) fn enter(&self) -> Option<u64> {
+        let next = match EntryStep::from_raw(self.step.load(Ordering::Relaxed)) {
+            EntryStep::Ready => {
+                let start = arm64::counter_ticks();
+                // SAFETY: `REC_ENTER` of a REC and run granule the caller owns (see type docs).
+                unsafe { kvm::realm_smc(&self.args, &self.res) };
+                let ticks = arm64::counter_ticks().wrapping_sub(start);
+                self.ticks.store(ticks, Ordering::Relaxed);
+                EntryStep::Entered
+            }
+            EntryStep::ReadyInjected => EntryStep::EnteredInjected,
+            _ => return None,
+        };
+        self.step.store(next as u8, Ordering::Relaxed);
+        Some(self.res.x0())
+    }
+
+    /// After the window, where RCU watches again: accounts for the entry
+    /// made (its time, the observer's count of what it delegated, its
+    /// `kvm_rmi_call` event) and returns x0 of its answer, or `None` if no
+    /// entry was made since the last call.
+    pub(crate) fn finish(&self) -> Option<u64> {
+        let step = EntryStep::from_raw(self.step.load(Ordering::Relaxed));
+        let injected = match step {
+            EntryStep::Entered => false,
+            EntryStep::EnteredInjected => true,
+            _ => return None,
+        };
+        self.step.store(EntryStep::Idle as u8, Ordering::Relaxed);
+        let (args, out) = (SmcRegs(self.args.get()), SmcRegs(self.res.get()));
+        let ticks = if injected {
+            0
+        } else {
+            RMI_OBSERVER.account(&args, &out);
+            let ticks = self.ticks.load(Ordering::Relaxed);
+            REC_ENTER_TIME.add(ticks);
+            ticks
+        };
+        if trace::rmi_call_enabled() {
+            trace::rmi_call(&args, &out, ticks_to_ns(ticks), injected);
+        }
+        Some(out.x(0))
+    }
+}
+
+/// A REC's run granule: an NS page the RMM reads the entry from and writes
+/// the exit to, with its address in the kernel's direct map, so that the
+/// exit reason can be read inside the noinstr window, where nothing may be
+/// mapped.
+///
+/// # Invariants
+///
+/// `words` is the direct-map address of `page`, which is never delegated:
+/// [`RUN_PAGE_WORDS`] 8-byte words, live as long as `self`.
+pub(crate) struct RunPage {
+    page: KernelPage,
+    words: NonNull<AtomicU64>,
+}
+
+/// The 8-byte words of a [`RunPage`].
+const RUN_PAGE_WORDS: usize = addr::GRANULE_SIZE as usize / 8;
+
+// SAFETY: `words` only caches an address of the page `self` owns, reached
+// through atomics alone.
+unsafe impl Send for RunPage {}
+
+// SAFETY: As above.
+unsafe impl Sync for RunPage {}
+
+impl RunPage {
+    /// A zeroed run granule, or `None` when out of memory.
+    pub(crate) fn new() -> Option<Self> {
+        let page = KernelPages.alloc()?;
+        // Kernel pages come from the direct map on arm64 (no highmem).
+        let words = page.page.direct_map_address()?.cast::<AtomicU64>();
+        // INVARIANT: `words` is the page's direct-map address; the page is
+        // only handed to the RMM as a run granule, never delegated.
+        Some(Self { page, words })
+    }
+
+    /// The granule's address.
+    pub(crate) fn granule(&self) -> Granule {
+        self.page.granule
+    }
+
+    /// Word `n` of the page, or `None` past its end. Inlined, for the
+    /// noinstr window.
+    #[inline(always)]
+    pub(crate) fn word(&self, n: usize) -> Option<&AtomicU64> {
+        if n >= RUN_PAGE_WORDS {
+            return None;
+        }
+        // SAFETY: Within the page (checked above), which lives as long as
+        // `self` (type invariant); 8-byte aligned, as the page is.
+        Some(unsafe { &*self.words.as_ptr().add(n) })
+    }
+
+    /// Writes `words` at word index `at` (little-endian, as the RMM reads
+    /// them). False if that runs past the page.
+    pub(crate) fn write_words(&self, at: usize, words: &[u64]) -> bool {
+        words.iter().enumerate().all(|(i, w)| {
+            at.checked_add(i)
+                .and_then(|n| self.word(n))
+                .map(|word| word.store(w.to_le(), Ordering::Relaxed))
+                .is_some()
+        })
+    }
+
+    /// Reads `words.len()` words from word index `at`. False if that runs
+    /// past the page.
+    pub(crate) fn read_words(&self, at: usize, words: &mut [u64]) -> bool {
+        words.iter_mut().enumerate().all(|(i, w)| {
+            at.checked_add(i)
+                .and_then(|n| self.word(n))
+                .map(|word| *w = u64::from_le(word.load(Ordering::Relaxed)))
+                .is_some()
+        })
     }
 }
 

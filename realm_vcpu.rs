@@ -37,7 +37,6 @@ use crate::exit::{
     RecExit,
     RmiExitReason, //
 };
-use crate::granule::PageSource;
 use crate::memory::RealmFault;
 use crate::realm::RipasWalk;
 use crate::realm_fault::{
@@ -45,10 +44,8 @@ use crate::realm_fault::{
     Served, //
 };
 use crate::realm_vm::RealmVm;
-use crate::rmi_cmds::rec_enter;
 use crate::rmi_smc::{
     rmi_result,
-    RmiError,
     RmiRecExit,
     SMCCC_RET_NOT_SUPPORTED, //
 };
@@ -60,10 +57,8 @@ use crate::run::{
 };
 use crate::trace;
 use crate::{
-    KernelPage,
-    KernelPages,
-    RecEnterSmc,
     RecEntry,
+    RunPage,
     RMI, //
 };
 
@@ -96,13 +91,11 @@ const GRANULE_SIZE: u64 = 1 << GRANULE_SHIFT;
 #[pin_data]
 pub(crate) struct RecVcpu {
     /// The run granule.
-    run_page: KernelPage,
+    run_page: RunPage,
     /// The address of the vCPU's REC once it first entered, else 0.
     rec: AtomicU64,
-    /// x0 of the last `REC_ENTER`: written by `enter` and read by
-    /// `handle_exit`, both on the vCPU's thread.
-    status: AtomicU64,
-    /// The rest of the last `REC_ENTER`, for its trace, likewise.
+    /// The next `REC_ENTER`: prepared by `pre_enter`, made by `enter`,
+    /// accounted for by `handle_exit`, all on the vCPU's thread.
     entry: RecEntry,
     /// What the next entry hands over. Locked only by the vCPU's thread (in
     /// `KVM_RUN`), before the realm's locks.
@@ -124,13 +117,12 @@ impl RecVcpu {
     /// The state of a new vCPU, with its run granule; `boot` for vCPU 0,
     /// whose REC is created runnable.
     pub(crate) fn new(boot: bool) -> Result<Pin<KBox<Self>>> {
-        let run_page = RMI.pages().alloc().ok_or(ENOMEM)?;
+        let run_page = RunPage::new().ok_or(ENOMEM)?;
         KBox::pin_init(
             pin_init!(RecVcpu {
                 run_page,
                 rec: AtomicU64::new(0),
-                status: AtomicU64::new(0),
-                entry: RecEntry::default(),
+                entry: RecEntry::new(),
                 run <- new_mutex!(
                     VcpuRun {
                         rec: RecRun::new(boot),
@@ -145,7 +137,7 @@ impl RecVcpu {
 
     /// The run granule's address.
     fn run_granule(&self) -> Granule {
-        KernelPages::granule(&self.run_page)
+        self.run_page.granule()
     }
 
     /// The vCPU's REC, looked up in `vm` the first time.
@@ -189,14 +181,12 @@ impl RecVcpu {
         let trap_wfe = !unsafe { bindings::single_task_running() };
         let entry = run.rec.entry(trap_wfe);
         let page = &self.run_page;
-        if !KernelPages::write_words(
-            page,
-            crate::rmi_smc::RmiRecEnter::FLAGS_WORD,
-            &[entry.flags],
-        ) || !KernelPages::write_words(page, crate::rmi_smc::RmiRecEnter::GPRS_WORD, &entry.gprs)
+        if !page.write_words(crate::rmi_smc::RmiRecEnter::FLAGS_WORD, &[entry.flags])
+            || !page.write_words(crate::rmi_smc::RmiRecEnter::GPRS_WORD, &entry.gprs)
         {
             return Err(EINVAL);
         }
+        self.entry.prepare(rec, self.run_granule());
         Ok(RunNext::Enter)
     }
 
@@ -222,27 +212,19 @@ impl RecVcpu {
     }
 
     /// Enters the REC, inside the guest context of RCU with interrupts off:
-    /// no lock, allocation or print.
+    /// the prepared SMC and a load of the exit reason, all inlined into the
+    /// noinstr callback.
+    #[inline(always)]
     pub(crate) fn enter(&self) -> RealmExit {
-        let status = match Granule::new(self.rec.load(Ordering::Relaxed)).filter(|g| g.pa() != 0) {
-            Some(rec) => match rec_enter(&RecEnterSmc(&self.entry), rec, self.run_granule()) {
-                Ok(()) => 0,
-                Err(e) => e.raw(),
-            },
-            // `pre_enter` looked the REC up.
-            None => RmiError::bad_output().raw(),
+        if self.entry.enter() != Some(0) {
+            return RealmExit::Trap;
+        }
+        let Some(reason) = self.run_page.word(RmiRecExit::FIRST_WORD) else {
+            return RealmExit::Trap;
         };
-        self.status.store(status, Ordering::Relaxed);
-        if status != 0 {
-            return RealmExit::Trap;
-        }
-        let mut reason = [0u64];
-        if !KernelPages::read_words(&self.run_page, RmiRecExit::FIRST_WORD, &mut reason) {
-            return RealmExit::Trap;
-        }
-        match RmiExitReason::from_raw(reason[0]) {
-            RmiExitReason::Irq | RmiExitReason::Fiq => RealmExit::Irq,
-            RmiExitReason::SError => RealmExit::SError,
+        match u64::from_le(reason.load(Ordering::Relaxed)) {
+            RmiExitReason::IRQ | RmiExitReason::FIQ => RealmExit::Irq,
+            RmiExitReason::SERROR => RealmExit::SError,
             _ => RealmExit::Trap,
         }
     }
@@ -250,7 +232,7 @@ impl RecVcpu {
     /// The exit half of the run granule.
     fn read_exit(&self) -> Result<RmiRecExit> {
         let mut words = [0u64; RmiRecExit::NR_WORDS];
-        if !KernelPages::read_words(&self.run_page, RmiRecExit::FIRST_WORD, &mut words) {
+        if !self.run_page.read_words(RmiRecExit::FIRST_WORD, &mut words) {
             return Err(EINVAL);
         }
         Ok(RmiRecExit::from_words(&words))
@@ -259,8 +241,11 @@ impl RecVcpu {
     /// Handles the outcome of the last entry.
     pub(crate) fn handle_exit(&self, vcpu: &RunningVcpu, vm: &RealmVm) -> Result<RunNext> {
         let mut run = self.run.lock();
-        let status = self.status.load(Ordering::Relaxed);
-        self.entry.trace(status);
+        // None: `pre_enter` paused a RIPAS change, and KVM entered anyway
+        // (its last check raced with a signal); nothing was entered.
+        let Some(status) = self.entry.finish() else {
+            return Ok(RunNext::Enter);
+        };
         if let Err(e) = rmi_result(status) {
             vm.stats().entry_refused();
             return match run.rec.entered(Err(e)) {

@@ -959,7 +959,8 @@ impl RealmOps for RealmProvider {
         rec.pre_enter(vcpu, &vm)
     }
 
-    fn vcpu_enter(_vcpu: &RunningVcpu, rec: Pin<&RecVcpu>) -> RealmExit {
+    #[inline(always)]
+    fn vcpu_enter(rec: Pin<&RecVcpu>) -> RealmExit {
         rec.enter()
     }
 

@@ -392,18 +392,13 @@ pub(crate) fn rec_destroy_call(rec: Granule) -> SmcRegs {
     SmcRegs::new(RMI_REC_DESTROY, [rec.pa(), 0, 0, 0, 0, 0])
 }
 
-/// `RMI_REC_ENTER`: runs the REC `rec` until it exits, with the
-/// `RmiRecRun` in the NS granule `run` (the host's `enter` half read, the
-/// RMM's `exit` half written on success). One call, never retried: it is
-/// issued with interrupts masked, and `BUSY` is not an answer it gives.
-pub(crate) fn rec_enter(smc: &impl SmcConduit, rec: Granule, run: Granule) -> Result<(), RmiError> {
-    rmi_result(
-        smc.call(&SmcRegs::new(
-            RMI_REC_ENTER,
-            [rec.pa(), run.pa(), 0, 0, 0, 0],
-        ))
-        .x(0),
-    )
+/// The registers of `RMI_REC_ENTER`, which runs the REC `rec` until it
+/// exits, with the `RmiRecRun` in the NS granule `run` (the host's `enter`
+/// half read, the RMM's `exit` half written on success). The kernel makes
+/// that SMC itself, inside the noinstr window of its run loop, once per
+/// entry: a refused entry is answered by the next one (`run::RecRun`).
+pub(crate) fn rec_enter_args(rec: Granule, run: Granule) -> SmcRegs {
+    SmcRegs::new(RMI_REC_ENTER, [rec.pa(), run.pa(), 0, 0, 0, 0])
 }
 
 /// A PSCI status as `RMI_PSCI_COMPLETE` takes it (PSCI's return codes).

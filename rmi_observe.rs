@@ -353,15 +353,29 @@ impl RmiObserver {
         args: &SmcRegs,
         smc: impl FnOnce(&SmcRegs) -> SmcRegs,
     ) -> (SmcRegs, bool) {
-        self.calls.record(args.x(0));
-        if let Some(out) = self.inject.intercept(args) {
+        if let Some(out) = self.admit(args) {
             return (out, true);
         }
         let out = smc(args);
-        let delta = delegation_delta(args, &out);
+        self.account(args, &out);
+        (out, false)
+    }
+
+    /// The first half of [`RmiObserver::call`], for a call made where the
+    /// observer cannot run (`REC_ENTER`, inside the noinstr window): counts
+    /// the call and returns its answer if an injected failure is to answer
+    /// it, else `None` (make the call, then [`RmiObserver::account`]).
+    pub(crate) fn admit(&self, args: &SmcRegs) -> Option<SmcRegs> {
+        self.calls.record(args.x(0));
+        self.inject.intercept(args)
+    }
+
+    /// The second half of [`RmiObserver::call`]: counts what the call
+    /// `args`, answered `out` by the RMM, delegated.
+    pub(crate) fn account(&self, args: &SmcRegs, out: &SmcRegs) {
+        let delta = delegation_delta(args, out);
         if delta != 0 {
             self.delegated.fetch_add(delta, Ordering::Relaxed);
         }
-        (out, false)
     }
 }

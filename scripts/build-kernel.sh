@@ -69,6 +69,10 @@ if printf '%s\n' "$out" | grep -qE '^(warning|error)'; then
 	die "kvm_rmi builds with warnings (CLIPPY=1)"
 fi
 
+# The realm vCPU entry stays inside its noinstr window (issue 20 item 9).
+python3 "$here/check-noinstr.py" "$KOBJ_DIR/arch/arm64/kvm/rmi/kvm_rmi.ko" ||
+	die "kvm_rmi: the realm vCPU entry reaches code outside .noinstr.text"
+
 # rustfmt with the kernel's settings, on our files.
 rs=("$KSRC_DIR"/arch/arm64/kvm/rmi/*.rs "$KSRC_DIR"/rust/kernel/arm64.rs "$KSRC_DIR"/rust/kernel/arm64/*.rs "$KSRC_DIR"/rust/kernel/kvm.rs)
 /usr/bin/rustfmt --check --edition 2021 --config-path "$KSRC_DIR/.rustfmt.toml" "${rs[@]}" ||

@@ -5,8 +5,10 @@
 # tools/testing/kernel-api/*.rs is built as a tiny module against the built
 # kernel. ok_*.rs must build; fail_*.rs must not, and the compiler or
 # modpost must say what its first line's "// expect: " says (the misuse the
-# API is to refuse, refused for that reason). Needs scripts/build-kernel.sh
-# first.
+# API is to refuse, refused for that reason). A file with a line
+# "// check: noinstr" is also put through check-noinstr.py, the check of
+# kvm_rmi's noinstr window, which so is checked itself. Needs
+# scripts/build-kernel.sh first.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -43,6 +45,12 @@ for f in "$checks"/ok_*.rs "$checks"/fail_*.rs; do
 	if out=$(make -s -C "$KSRC_DIR" "${KMAKE_ARGS[@]}" "M=$dir" modules 2>&1); then
 		built=1
 	else
+		built=0
+	fi
+	# "// check: noinstr": the built module must also pass check-noinstr.py,
+	# whose refusal counts as the build's.
+	if [ "$built" = 1 ] && grep -qx '// check: noinstr' "$f" &&
+		! out=$(python3 "$here/check-noinstr.py" "$dir/$mod.ko" 2>&1); then
 		built=0
 	fi
 	case "$name" in

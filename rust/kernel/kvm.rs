@@ -45,7 +45,15 @@ use crate::{
     },
     ThisModule,
 };
-use core::{marker::PhantomData, pin::Pin, ptr};
+use core::{
+    marker::PhantomData,
+    pin::Pin,
+    ptr,
+    sync::atomic::{
+        AtomicU64,
+        Ordering, //
+    }, //
+};
 
 /// `VTCR_EL2.T0SZ`, bits [5:0]: the stage-2 input size is `64 - T0SZ` bits.
 const VTCR_EL2_T0SZ_MASK: u64 = 0x3f;
@@ -1105,6 +1113,8 @@ pub enum RealmExit {
 }
 
 impl RealmExit {
+    /// Inlined: `vcpu_enter_callback` uses it inside the noinstr window.
+    #[inline(always)]
     fn code(self) -> c_int {
         let code = match self {
             Self::Irq => bindings::ARM_EXCEPTION_IRQ,
@@ -1116,28 +1126,80 @@ impl RealmExit {
     }
 }
 
-/// Issues the SMC that enters a realm vCPU, x0..x17 = `args`, and returns
-/// x0..x17 afterwards (`kvm_arm_realm_smc()`). For
+/// The registers of the SMC that enters a realm vCPU, x0..x17, laid out as
+/// `struct arm_smccc_1_2_regs`: set before the entry and read after it by
+/// the vCPU's thread, and handed in place to [`realm_smc`], so that the
+/// noinstr window copies nothing.
+#[repr(transparent)]
+pub struct RealmSmcRegs([AtomicU64; crate::arm64::smccc::NR_REGS]);
+
+// `realm_smc` hands `RealmSmcRegs` to C as `struct arm_smccc_1_2_regs`.
+crate::static_assert!(
+    core::mem::size_of::<RealmSmcRegs>() == core::mem::size_of::<bindings::arm_smccc_1_2_regs>()
+);
+crate::static_assert!(
+    core::mem::align_of::<RealmSmcRegs>() == core::mem::align_of::<bindings::arm_smccc_1_2_regs>()
+);
+
+impl RealmSmcRegs {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; crate::arm64::smccc::NR_REGS])
+    }
+
+    /// Sets x0..x17 to `regs`.
+    pub fn set(&self, regs: &[u64; crate::arm64::smccc::NR_REGS]) {
+        for (reg, value) in self.0.iter().zip(regs) {
+            reg.store(*value, Ordering::Relaxed);
+        }
+    }
+
+    /// x0..x17.
+    pub fn get(&self) -> [u64; crate::arm64::smccc::NR_REGS] {
+        let mut regs = [0; crate::arm64::smccc::NR_REGS];
+        for (value, reg) in regs.iter_mut().zip(&self.0) {
+            *value = reg.load(Ordering::Relaxed);
+        }
+        regs
+    }
+
+    /// x0: an SMCCC call's function ID before it, its status after it.
+    /// Usable inside the noinstr window.
+    #[inline(always)]
+    pub fn x0(&self) -> u64 {
+        self.0[0].load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn as_raw(&self) -> *mut bindings::arm_smccc_1_2_regs {
+        // Atomics may be written through a pointer to them.
+        ptr::from_ref(self).cast_mut().cast()
+    }
+}
+
+impl Default for RealmSmcRegs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Issues the SMC that enters a realm vCPU with x0..x17 from `args`, and
+/// leaves x0..x17 afterwards in `res` (`kvm_arm_realm_smc()`). For
 /// [`RealmOps::vcpu_enter`] only: it masks all exceptions around the call.
+/// Inlined, so that the window reaches nothing but the C function, which
+/// is `noinstr`.
 ///
 /// # Safety
 ///
 /// As [`crate::arm64::smccc::smc`]: the call must not affect memory or CPU
-/// state the kernel relies on.
-#[inline]
-pub unsafe fn realm_smc(
-    args: &[u64; crate::arm64::smccc::NR_REGS],
-) -> [u64; crate::arm64::smccc::NR_REGS] {
-    let mut res = [0u64; crate::arm64::smccc::NR_REGS];
-    // `smccc` checks that the arrays have `struct arm_smccc_1_2_regs`' layout.
+/// state the kernel relies on. Nothing else accesses `args` or `res` during
+/// the call.
+#[inline(always)]
+pub unsafe fn realm_smc(args: &RealmSmcRegs, res: &RealmSmcRegs) {
+    // Both have `struct arm_smccc_1_2_regs`' layout (checked above); the call
+    // writes `res` alone, which nothing else accesses meanwhile (see above).
     // SAFETY: Valid pointers (see above); firmware side effects are the caller's.
-    unsafe {
-        bindings::kvm_arm_realm_smc(
-            args.as_ptr().cast::<bindings::arm_smccc_1_2_regs>(),
-            res.as_mut_ptr().cast::<bindings::arm_smccc_1_2_regs>(),
-        )
-    };
-    res
+    unsafe { bindings::kvm_arm_realm_smc(args.as_raw(), res.as_raw()) }
 }
 
 /// What a module does to provide realm VMs.
@@ -1234,9 +1296,14 @@ pub trait RealmOps: Sized {
     ) -> Result<RunNext>;
 
     /// Enters the vCPU. Runs with interrupts off inside the guest context of
-    /// RCU: it may only enter through [`realm_smc`] and copy data, nothing
-    /// that sleeps, locks, allocates, prints or is traced.
-    fn vcpu_enter(vcpu: &RunningVcpu, state: Pin<&Self::VcpuState>) -> RealmExit;
+    /// RCU, from a callback in `.noinstr.text`: it may only enter through
+    /// [`realm_smc`] and load and store memory. Everything it calls must be
+    /// inlined into that section (`#[inline(always)]`): nothing that sleeps,
+    /// locks, allocates, prints, is traced or is instrumented, and no call
+    /// out of it (the project's `scripts/check-noinstr.sh` checks the
+    /// built module). Preparing the entry is [`RealmOps::vcpu_pre_enter`]'s
+    /// job, accounting for it [`RealmOps::vcpu_handle_exit`]'s.
+    fn vcpu_enter(state: Pin<&Self::VcpuState>) -> RealmExit;
 
     /// Handles the exit `how` of [`RealmOps::vcpu_enter`], as KVM's
     /// `handle_exit()`.
@@ -1344,6 +1411,8 @@ unsafe fn realm_of<'a, T: RealmOps>(kvm: *mut bindings::kvm) -> Pin<&'a T::Realm
 ///
 /// `vcpu` is a live vCPU of a realm VM of provider `T`, whose
 /// `vcpu_create` succeeded and whose `vcpu_destroy` has not started.
+/// Inlined: `vcpu_enter_callback` uses it inside the noinstr window.
+#[inline(always)]
 unsafe fn vcpu_state_of<'a, T: RealmOps>(vcpu: *mut bindings::kvm_vcpu) -> Pin<&'a T::VcpuState> {
     // `vcpu_create_callback` stored a `Pin<KBox<T::VcpuState>>` in
     // `arch.rec`, which `vcpu_destroy_callback` takes back.
@@ -1695,14 +1764,19 @@ impl<T: RealmOps> Registration<T> {
         RunNext::code(T::vcpu_pre_enter(v, realm, state))
     }
 
+    /// In `.noinstr.text`, as the C function that calls it
+    /// (`kvm_arm_vcpu_enter_exit()`): kprobes stay out, and everything it
+    /// runs is inlined into it (see [`RealmOps::vcpu_enter`]).
+    ///
     /// # Safety
     ///
     /// As `vcpu_pre_enter_callback`, with interrupts off in the guest
     /// context of RCU.
+    #[link_section = ".noinstr.text"]
     unsafe extern "C" fn vcpu_enter_callback(vcpu: *mut bindings::kvm_vcpu) -> c_int {
         // SAFETY: By the function's safety requirements.
-        let (v, state) = unsafe { (RunningVcpu::from_raw(vcpu), vcpu_state_of::<T>(vcpu)) };
-        T::vcpu_enter(v, state).code()
+        let state = unsafe { vcpu_state_of::<T>(vcpu) };
+        T::vcpu_enter(state).code()
     }
 
     /// # Safety

@@ -4,8 +4,10 @@
 // the kernel crate's wrapper either.
 
 /// Another module makes the entry SMC.
-pub fn poke() -> [u64; 18] {
-    let args = [0u64; 18];
+pub fn poke() -> u64 {
+    let args = kernel::kvm::RealmSmcRegs::new();
+    let res = kernel::kvm::RealmSmcRegs::new();
     // SAFETY: Never run: the build is the check.
-    unsafe { kernel::kvm::realm_smc(&args) }
+    unsafe { kernel::kvm::realm_smc(&args, &res) };
+    res.x0()
 }

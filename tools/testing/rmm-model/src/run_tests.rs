@@ -45,10 +45,13 @@ use crate::rec::{
     VcpuSetup, //
 };
 use crate::rmi_cmds::{
-    rec_enter,
-    PsciStatus, //
+    rec_enter_args,
+    PsciStatus,
+    SmcConduit, //
 };
 use crate::rmi_smc::{
+    rmi_result,
+    RmiError,
     RmiRecEnter,
     RmiRecExit,
     RmiRecMpidr,
@@ -198,6 +201,12 @@ impl<'r> Running<'r> {
         self.recs.clear();
         self.realm.destroy(&mut || {}).expect("destroy");
     }
+}
+
+/// `RMI_REC_ENTER` through `smc`, as the kernel's run loop makes it
+/// (`rec_enter_args`, then the status in x0).
+fn rec_enter(smc: &impl SmcConduit, rec: Granule, run: Granule) -> Result<(), RmiError> {
+    rmi_result(smc.call(&rec_enter_args(rec, run)).x(0))
 }
 
 fn gprs(seed: u64) -> [u64; 31] {
