@@ -33,7 +33,8 @@ use kernel::{
         Page,
         Pages, //
     },
-    prelude::*, //
+    prelude::*,
+    sync::SetOnce, //
 };
 
 use core::ptr::NonNull;
@@ -43,23 +44,20 @@ use core::sync::atomic::{
     Ordering, //
 };
 
+// The sans-IO core, also built into the host crate tools/testing/rmm-model.
 mod addr;
 mod data;
 mod exit;
-mod gpf;
 mod granule;
 mod memory;
 mod populate;
 #[expect(
     dead_code,
-    reason = "RTT folding is host-tested; the host folds no RTTs yet \
-              (unmapped tables stay until teardown)"
+    reason = "the realm model grows test-first against the host RMM model; \
+              the shell uses it operation by operation"
 )]
 mod realm;
-mod realm_fault;
 mod realm_stats;
-mod realm_vcpu;
-mod realm_vm;
 mod rec;
 mod rmi_cmds;
 mod rmi_observe;
@@ -73,33 +71,41 @@ mod rmm_init;
 mod rtt;
 mod run;
 mod sro;
-mod stats;
-mod system_ram;
-mod trace;
+
+// The kernel shell, in the order a call goes: KVM's callbacks, the VM, a
+// vCPU's run loop, its faults; then debugfs, GPF records, RAM, tracepoints.
+mod kvm_debugfs;
+mod kvm_fault;
+mod kvm_gpf;
+mod kvm_populate;
+mod kvm_provider;
+mod kvm_realm;
+mod kvm_recs;
+mod kvm_system_ram;
+mod kvm_trace;
+mod kvm_vcpu;
 
 use addr::{
     Granule,
     GranuleRange, //
 };
 use data::GuestPages;
-use gpf::{
-    GpfReporter,
-    GpfTestDevice,
-    Owner,
-    OwnerRecords, //
-};
 use granule::{
     DelegatedGranule,
     GranuleSet,
     PageSource,
     Rmi, //
 };
-use realm_vm::{
+use kvm_gpf::{
+    GpfReporter,
+    GpfTestDevice,
     GranuleList,
-    RealmProvider,
-    RMM_FEATURES, //
+    Owner,
+    OwnerRecords, //
 };
+use kvm_provider::RealmProvider;
 use rmi_cmds::{
+    RmiFeatureRegs,
     SmcConduit,
     VersionError, //
 };
@@ -163,8 +169,8 @@ impl SmcConduit for RmiSmc {
         });
         let ticks = arm64::counter_ticks().wrapping_sub(start);
         RMI_CALL_TIME.add(ticks);
-        if trace::rmi_call_enabled() {
-            trace::rmi_call(args, &out, ticks_to_ns(ticks), injected);
+        if kvm_trace::rmi_call_enabled() {
+            kvm_trace::rmi_call(args, &out, ticks_to_ns(ticks), injected);
         }
         out
     }
@@ -296,8 +302,8 @@ impl RecEntry {
             REC_ENTER_TIME.add(ticks);
             ticks
         };
-        if trace::rmi_call_enabled() {
-            trace::rmi_call(&args, &out, ticks_to_ns(ticks), injected);
+        if kvm_trace::rmi_call_enabled() {
+            kvm_trace::rmi_call(&args, &out, ticks_to_ns(ticks), injected);
         }
         Some(out.x(0))
     }
@@ -523,6 +529,15 @@ fn pfn_of(g: Granule) -> usize {
 /// The host's RMI endpoint; delegated memory borrows it for `'static`.
 static RMI: Rmi<RmiSmc, KernelPages> = Rmi::new(RmiSmc, KernelPages);
 
+/// The RMM's feature registers, read once when the module loads.
+static RMM_FEATURES: SetOnce<RmiFeatureRegs> = SetOnce::new();
+
+/// Lets the scheduler run something else (`cond_resched()`).
+fn cond_resched() {
+    // SAFETY: Called from process context, with no lock held.
+    unsafe { bindings::cond_resched() };
+}
+
 /// A page delegated through [`RMI`].
 type Delegated = DelegatedGranule<'static, RmiSmc, KernelPages>;
 
@@ -614,25 +629,25 @@ struct KvmRmi {
     _gpf_test: Option<Pin<KBox<MiscDeviceRegistration<GpfTestDevice>>>>,
     /// `kvm_rmi/` in debugfs; goes after the realms (each holds a module
     /// reference).
-    _debugfs: stats::Debugfs,
+    _debugfs: kvm_debugfs::Debugfs,
     /// Owners of delegated granules; dropped last, once nothing reports.
     _owners: OwnerRecords,
 }
 
 impl kernel::Module for KvmRmi {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let memory = system_ram::system_ram()?;
-        let owners = gpf::init();
+        let memory = kvm_system_ram::system_ram()?;
+        let owners = kvm_gpf::init();
         let gpf_reports = KBox::pin_init(gpf_notifier::Registration::new(), GFP_KERNEL)?;
         let mut gpt_tables = GranuleList::new(Owner::Gpt);
         // Everything that can refuse the load is asked before the RMM is
         // configured and activated, which lasts for the rest of the boot.
-        let admit = |probe: &RmmProbe| -> Result<stats::Debugfs> {
+        let admit = |probe: &RmmProbe| -> Result<kvm_debugfs::Debugfs> {
             kvm::can_register().inspect_err(|e| {
                 pr_err!("cannot provide realms to KVM: {:?}\n", e);
             })?;
             RMM_FEATURES.populate(probe.features);
-            let debugfs = stats::Debugfs::new(probe.versions, probe.features)?;
+            let debugfs = kvm_debugfs::Debugfs::new(probe.versions, probe.features)?;
             // Last: it cannot be undone.
             mark_rmm_active()?;
             Ok(debugfs)
@@ -644,7 +659,7 @@ impl kernel::Module for KvmRmi {
             })?;
         report_rmm(&info);
         let gpf_test = if module_parameters::gpf_selftest.value() {
-            gpf::selftest()?;
+            kvm_gpf::selftest()?;
             let options = MiscDeviceOptions {
                 name: c_str!("kvm_rmi_gpf_test"),
             };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Tracepoints of kvm_rmi (events/kvm_rmi/ in tracefs): every RMI call the
- * module makes, and every REC exit. The Rust side (trace.rs) calls them
+ * module makes, and every REC exit. The Rust side (kvm_trace.rs) calls them
  * through the rust_do_trace_*() helpers kvm_rmi_trace.c generates, and
  * declares their prototypes itself: keep both in step.
  *

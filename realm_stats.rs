@@ -10,6 +10,7 @@
 use core::fmt;
 use core::sync::atomic::{
     AtomicU64,
+    AtomicU8,
     Ordering, //
 };
 
@@ -36,6 +37,26 @@ pub(crate) struct RealmStats {
     recs: AtomicU64,
     /// RIPAS changes refused (outside guest_memfd memory).
     ripas_rejected: AtomicU64,
+    /// The realm's state, as last published ([`state_code`]).
+    state: AtomicU8,
+    /// RTT pages the realm holds, as last published.
+    rtt_pages: AtomicU64,
+}
+
+/// The states of a realm, by their code in [`RealmStats::state`].
+const STATES: [RealmState; 5] = [
+    RealmState::None,
+    RealmState::New,
+    RealmState::Active,
+    RealmState::Dying,
+    RealmState::Dead,
+];
+
+/// The code of `state` in [`RealmStats::state`].
+fn state_code(state: RealmState) -> u8 {
+    let code = STATES.iter().position(|s| *s == state).unwrap_or(0);
+    // CAST: Below `STATES.len()`.
+    code as u8
 }
 
 /// Adds `n` to `counter`, stopping at `u64::MAX`.
@@ -57,7 +78,23 @@ impl RealmStats {
             populated_measured: AtomicU64::new(0),
             recs: AtomicU64::new(0),
             ripas_rejected: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+            rtt_pages: AtomicU64::new(0),
         }
+    }
+
+    /// Publishes what only the realm's lock knows, as the realm (core)
+    /// counts it: its state and the RTT pages it holds. The shell does so
+    /// each time the lock is released, so that readers need not take it.
+    pub(crate) fn publish(&self, state: RealmState, rtt_pages: u64) {
+        self.state.store(state_code(state), Ordering::Relaxed);
+        self.rtt_pages.store(rtt_pages, Ordering::Relaxed);
+    }
+
+    /// The state last published.
+    pub(crate) fn state(&self) -> RealmState {
+        let code = usize::from(self.state.load(Ordering::Relaxed));
+        STATES.get(code).copied().unwrap_or(RealmState::None)
     }
 
     /// Counts an exit of the raw reason `raw` (as in `rec_exit`).
@@ -141,16 +178,11 @@ impl RealmStats {
         writeln!(f, "total {total}")
     }
 
-    /// Writes the realm's summary, one `key value` a line, with what only
-    /// the realm's lock knows passed in.
-    pub(crate) fn write_info(
-        &self,
-        f: &mut impl fmt::Write,
-        state: RealmState,
-        ipa_bits: u8,
-        rtt_pages: u64,
-    ) -> fmt::Result {
-        let state = match state {
+    /// Writes the realm's summary, one `key value` a line, with its state
+    /// and RTT pages as last published.
+    pub(crate) fn write_info(&self, f: &mut impl fmt::Write, ipa_bits: u8) -> fmt::Result {
+        let rtt_pages = self.rtt_pages.load(Ordering::Relaxed);
+        let state = match self.state() {
             RealmState::None => "none",
             RealmState::New => "new",
             RealmState::Active => "active",

@@ -313,8 +313,9 @@ fn realm_counters_sum_exits_by_reason_and_track_data_pages() {
         "SYNC 2\nIRQ 1\nHOST_CALL 1\nVDEV_P2P_BINDING 1\nUNKNOWN 1\nENTRY_REFUSED 1\ntotal 6\n"
     );
     let mut info = String::new();
-    s.write_info(&mut info, RealmState::Active, 40, 7)
-        .expect("formats");
+    assert_eq!(s.state(), RealmState::None);
+    s.publish(RealmState::Active, 7);
+    s.write_info(&mut info, 40).expect("formats");
     assert_eq!(
         info,
         "state active\nipa_bits 40\nrtt_pages 7\ndata_pages 2\nrecs 2\nripas_rejected 1\n\
@@ -323,6 +324,17 @@ fn realm_counters_sum_exits_by_reason_and_track_data_pages() {
     // Never below zero.
     s.unmapped(100);
     assert_eq!(s.data_pages(), 0);
+    // Every state is published as itself.
+    for state in [
+        RealmState::None,
+        RealmState::New,
+        RealmState::Active,
+        RealmState::Dying,
+        RealmState::Dead,
+    ] {
+        s.publish(state, 0);
+        assert_eq!(s.state(), state);
+    }
 }
 
 /// Registers with x0 = `x0`.

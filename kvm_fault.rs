@@ -25,6 +25,7 @@ use crate::addr::{
     GRANULE_SIZE, //
 };
 use crate::data::GuestPageRef;
+use crate::kvm_realm::RealmVm;
 use crate::memory::{
     map_protected,
     map_shared,
@@ -40,7 +41,6 @@ use crate::memory::{
     SlotFacts, //
 };
 use crate::realm_stats::RealmStats;
-use crate::realm_vm::RealmVm;
 use crate::rmi_smc::RmiError;
 use crate::{
     Shown,

@@ -37,13 +37,14 @@ use crate::exit::{
     RecExit,
     RmiExitReason, //
 };
-use crate::memory::RealmFault;
-use crate::realm::RipasWalk;
-use crate::realm_fault::{
+use crate::kvm_fault::{
     serve_fault,
     Served, //
 };
-use crate::realm_vm::RealmVm;
+use crate::kvm_realm::RealmVm;
+use crate::kvm_trace;
+use crate::memory::RealmFault;
+use crate::realm::RipasWalk;
 use crate::rmi_smc::{
     rmi_result,
     RmiRecExit,
@@ -55,7 +56,6 @@ use crate::run::{
     PsciCall,
     RecRun, //
 };
-use crate::trace;
 use crate::{
     RecEntry,
     RunPage,
@@ -256,13 +256,13 @@ impl RecVcpu {
                 // Another CPU holds what the entry needs: KVM's loop
                 // enters again (after signals and requests).
                 Err(EnterFailure::Contended) => {
-                    crate::realm_vm::cond_resched();
+                    crate::cond_resched();
                     Ok(RunNext::Enter)
                 }
                 // Another vCPU is turning this one on: it completes the
                 // call with the RMM right after KVM's emulation.
                 Err(EnterFailure::NotYetOn) if vm.cpu_on_pending(vcpu.index().into()) => {
-                    crate::realm_vm::cond_resched();
+                    crate::cond_resched();
                     Ok(RunNext::Enter)
                 }
                 // KVM has it running, the realm has it off: only the
@@ -283,7 +283,7 @@ impl RecVcpu {
             };
         }
         let exit = self.read_exit()?;
-        trace::rec_exit(vm.id(), vcpu.index(), &exit);
+        kvm_trace::rec_exit(vm.id(), vcpu.index(), &exit);
         vm.stats().exit(exit.exit_reason);
         vcpu.timer_update(exit.cntv_ctl, exit.cntv_cval, exit.cntp_ctl, exit.cntp_cval);
         let ipa_bits = u8::try_from(vcpu.kvm().ipa_bits()).map_err(|_| EINVAL)?;

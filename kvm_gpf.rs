@@ -13,7 +13,10 @@
 //! delegates a page, `mmap` maps it, and closing undelegates it.
 
 use kernel::{
-    alloc::flags::GFP_KERNEL,
+    alloc::flags::{
+        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT, //
+    },
     arm64::gpf::{
         map_frames,
         GpfHandler,
@@ -40,10 +43,14 @@ use crate::addr::{
     GRANULE_SHIFT,
     GRANULE_SIZE, //
 };
-use crate::granule::PageSource;
+use crate::granule::{
+    GranuleSet,
+    PageSource, //
+};
 use crate::{
     Delegated,
     KernelPages,
+    RmiSmc,
     RMI, //
 };
 
@@ -144,6 +151,54 @@ pub(crate) fn forget(range: GranuleRange) {
         // that a fault context could be waiting on.
         let node = OWNERS.lock().as_mut().and_then(|t| t.remove_node(&g.pa()));
         drop(node);
+    }
+}
+
+/// Delegated granules of one owner (a realm's non-root RTTs, L1 GPTs),
+/// found by address and recorded for GPF reports.
+pub(crate) struct GranuleList {
+    granules: KVec<Delegated>,
+    owner: Owner,
+}
+
+impl GranuleList {
+    /// An empty list of `owner`'s granules.
+    pub(crate) fn new(owner: Owner) -> Self {
+        Self {
+            granules: KVec::new(),
+            owner,
+        }
+    }
+}
+
+/// The one-granule range of `g`.
+pub(crate) fn one(g: Granule) -> Option<GranuleRange> {
+    GranuleRange::from_count(g, 1)
+}
+
+impl GranuleSet<'static, RmiSmc, KernelPages> for GranuleList {
+    fn reserve(&mut self, n: usize) -> bool {
+        self.granules.reserve(n, GFP_KERNEL_ACCOUNT).is_ok()
+    }
+
+    fn push(&mut self, g: Delegated) {
+        if let Some(range) = one(g.granule()) {
+            record(range, self.owner);
+        }
+        // Room was reserved; a failure would drop `g`, which is safe.
+        let _ = self.granules.push_within_capacity(g);
+    }
+
+    fn take(&mut self, g: Granule) -> Option<Delegated> {
+        let i = self.granules.iter().position(|d| d.granule() == g)?;
+        if let Some(range) = one(g) {
+            forget(range);
+        }
+        self.granules.remove(i).ok()
+    }
+
+    fn len(&self) -> usize {
+        self.granules.len()
     }
 }
 

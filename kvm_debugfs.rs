@@ -15,15 +15,11 @@ use kernel::{
     global_lock,
     prelude::*,
     str::CString,
-    sync::{
-        Arc,
-        Mutex, //
-    },
+    sync::Arc,
     uaccess::UserSliceReader, //
 };
 
 use crate::realm_stats::RealmStats;
-use crate::realm_vm::KernelRealm;
 use crate::rmi_cmds::{
     RmiFeatureRegs,
     RmiVersionRange, //
@@ -173,19 +169,16 @@ pub(crate) struct RealmView {
     pub(crate) pid: i32,
     /// Its IPA size.
     pub(crate) ipa_bits: u8,
-    /// Its counters.
+    /// Its counters, which the realm's state and RTT count are published
+    /// to (`kvm_realm::LockedRealm`).
     pub(crate) stats: Arc<RealmStats>,
-    /// The realm itself, for what only its lock knows (state, RTTs).
-    pub(crate) realm: Arc<Mutex<KernelRealm>>,
 }
 
 /// Writes `realms/<id>/info`.
 fn show_realm_info(v: &RealmView, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "id {}", v.id)?;
     writeln!(f, "pid {}", v.pid)?;
-    let realm = v.realm.lock();
-    v.stats
-        .write_info(f, realm.state(), v.ipa_bits, realm.rtt_pages())
+    v.stats.write_info(f, v.ipa_bits)
 }
 
 /// Writes `realms/<id>/exits`.
@@ -194,8 +187,7 @@ fn show_realm_exits(v: &RealmView, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 /// Creates `realms/<id>/` with `info` and `exits` for `view`; removed when
-/// the returned scope is dropped, which waits for readers. A reader takes
-/// the realm's lock, so the realm must not hold it then.
+/// the returned scope is dropped, which waits for readers.
 pub(crate) fn realm_scope(view: RealmView) -> Result<Pin<KBox<Scope<RealmView>>>> {
     let name = CString::try_from_fmt(fmt!("{}", view.id))?;
     let realms = REALMS_DIR.lock();
