@@ -18,12 +18,12 @@ use kernel::{
         MemslotChange,
         MmuLocked,
         RealmExit,
+        RealmLimits,
         RealmOps,
         RunNext,
         RunningVcpu,
         Vcpu,
-        VcpuEvents,
-        SYS_ID_AA64DFR0_EL1, //
+        VcpuEvents, //
     },
     prelude::*,
 };
@@ -41,7 +41,7 @@ use crate::memory::{
     SlotLayout, //
 };
 use crate::realm::{
-    realm_dfr0,
+    realm_dfr0_max,
     rmm_sve_max_vl,
     RealmState, //
 };
@@ -113,6 +113,11 @@ kernel::static_assert!(
             | (5 << bindings::KVM_REG_ARM64_SYSREG_CRM_SHIFT)
 );
 
+/// The largest IPA size, in bits, the RMM gives realms.
+fn rmm_ipa_limit(features: &RmiFeatureRegs) -> u32 {
+    u32::from(features.f0.s2sz())
+}
+
 /// The realm provider registered with KVM.
 pub(crate) struct RealmProvider;
 
@@ -121,8 +126,16 @@ impl RealmOps for RealmProvider {
     type Realm = RealmVm;
     type VcpuState = RecVcpu;
 
-    fn ipa_limit() -> u32 {
-        RMM_FEATURES.as_ref().map_or(0, |f| u32::from(f.f0.s2sz()))
+    fn limits() -> RealmLimits {
+        let features = RMM_FEATURES.as_ref();
+        let regs = realm_regs(true);
+        RealmLimits {
+            ipa_limit: features.map_or(0, rmm_ipa_limit),
+            sve_max_vl: features.map_or(0, rmm_sve_max_vl),
+            id_aa64dfr0_max: features.map_or(0, realm_dfr0_max),
+            regs,
+            nr_sve_regs: regs.len().saturating_sub(realm_regs(false).len()),
+        }
     }
 
     fn vm_init(kvm: &Kvm, _vm_type: u64) -> Result<Pin<KBox<RealmVm>>> {
@@ -224,21 +237,6 @@ impl RealmOps for RealmProvider {
         })
     }
 
-    fn vcpu_reg_list(vcpu: &Vcpu, _vm: Pin<&RealmVm>) -> &'static [u64] {
-        realm_regs(vcpu.kvm().vcpu_has_feature(bindings::KVM_ARM_VCPU_SVE))
-    }
-
-    fn sve_max_vl(_vm: Pin<&RealmVm>) -> u32 {
-        RMM_FEATURES.as_ref().map_or(0, rmm_sve_max_vl)
-    }
-
-    fn sanitise_id_reg(_vm: Pin<&RealmVm>, encoding: u32, value: u64) -> u64 {
-        match (encoding, RMM_FEATURES.as_ref()) {
-            (SYS_ID_AA64DFR0_EL1, Some(f)) => realm_dfr0(f, value),
-            _ => value,
-        }
-    }
-
     fn vcpu_check_features(_vcpu: &LockedVcpu, vm: Pin<&RealmVm>, features: u64) -> Result {
         let rmm_sve = RMM_FEATURES.as_ref().is_some_and(|f| f.f0.sve_en());
         // SVE while the realm's parameters are open, or as they were fixed.
@@ -309,7 +307,8 @@ impl RealmOps for RealmProvider {
         match u32::try_from(ext) {
             // KVM answers with the host's limit; a realm's is the RMM's too.
             Ok(bindings::KVM_CAP_ARM_VM_IPA_SIZE) => {
-                i32::try_from(Self::ipa_limit()).map_or(value, |rmm| rmm.min(value))
+                let rmm = RMM_FEATURES.as_ref().map_or(0, rmm_ipa_limit);
+                i32::try_from(rmm).map_or(value, |rmm| rmm.min(value))
             }
             _ => value,
         }

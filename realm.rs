@@ -207,17 +207,33 @@ impl DebugResources {
     }
 }
 
-/// `ID_AA64DFR0_EL1` as a realm VM shows it: breakpoints and watchpoints
-/// bounded by the RMM's (context-aware ones by the breakpoints), so the VMM
-/// sees, and can lower, what the realm will get.
+/// The most of each 4-bit field of `ID_AA64DFR0_EL1` a realm VM shows
+/// (`0xf`: unbounded): breakpoints and watchpoints bounded by the RMM's,
+/// context-aware breakpoints by the RMM's breakpoints too. KVM lowers its
+/// own value to it field by field ([`id_fields_min`]), as data the module
+/// registers once.
+pub(crate) fn realm_dfr0_max(f: &RmiFeatureRegs) -> u64 {
+    let brps = u64::from(f.f0.num_bps());
+    let v = with_field4(u64::MAX, DFR0_BRPS_SHIFT, brps);
+    let v = with_field4(v, DFR0_WRPS_SHIFT, u64::from(f.f0.num_wps()));
+    with_field4(v, DFR0_CTX_CMPS_SHIFT, brps)
+}
+
+/// Each 4-bit field of `val` lowered to at most that of `max`, as KVM
+/// applies [`realm_dfr0_max`].
+pub(crate) fn id_fields_min(val: u64, max: u64) -> u64 {
+    (0..64).step_by(4).fold(0, |acc, shift| {
+        let field = 0xf << shift;
+        acc | (val & field).min(max & field)
+    })
+}
+
+/// `ID_AA64DFR0_EL1` as a realm VM shows it, from KVM's value `dfr0` for a
+/// normal VM: breakpoints and watchpoints bounded by the RMM's
+/// (context-aware ones by the breakpoints, as a host's never exceed its
+/// breakpoints), so the VMM sees, and can lower, what the realm will get.
 pub(crate) fn realm_dfr0(f: &RmiFeatureRegs, dfr0: u64) -> u64 {
-    let bound = |shift: u32, max: u8| field4(dfr0, shift).min(u64::from(max));
-    let brps = bound(DFR0_BRPS_SHIFT, f.f0.num_bps());
-    let wrps = bound(DFR0_WRPS_SHIFT, f.f0.num_wps());
-    let ctx = field4(dfr0, DFR0_CTX_CMPS_SHIFT).min(brps);
-    let v = with_field4(dfr0, DFR0_BRPS_SHIFT, brps);
-    let v = with_field4(v, DFR0_WRPS_SHIFT, wrps);
-    with_field4(v, DFR0_CTX_CMPS_SHIFT, ctx)
+    id_fields_min(dfr0, realm_dfr0_max(f))
 }
 
 /// The `RmiRealmParams` for a realm of `shape` whose root RTT granules

@@ -39,10 +39,6 @@ use crate::{
         ForeignOwnable,
         Opaque, //
     },
-    uaccess::{
-        UserPtr,
-        UserSlice, //
-    },
     ThisModule,
 };
 use core::{
@@ -1202,6 +1198,24 @@ pub unsafe fn realm_smc(args: &RealmSmcRegs, res: &RealmSmcRegs) {
     unsafe { bindings::kvm_arm_realm_smc(args.as_raw(), res.as_raw()) }
 }
 
+/// What a provider's realms may have, fixed for as long as it is
+/// registered: KVM reads it as data (`struct kvm_arm_realm_ops`), with no
+/// call into the provider.
+pub struct RealmLimits {
+    /// The largest IPA size, in bits, a realm may have.
+    pub ipa_limit: u32,
+    /// The longest SVE vector, in bytes, a realm vCPU may have (0: no SVE).
+    pub sve_max_vl: u32,
+    /// KVM's `ID_AA64DFR0_EL1` for a realm VM has each 4-bit field lowered
+    /// to this one's (`0xf`: unbounded).
+    pub id_aa64dfr0_max: u64,
+    /// The registers `KVM_GET_REG_LIST` lists for a realm vCPU without SVE,
+    /// then those it adds for one with SVE.
+    pub regs: &'static [u64],
+    /// How many of `regs`, at its end, are listed only with SVE.
+    pub nr_sve_regs: usize,
+}
+
 /// What a module does to provide realm VMs.
 ///
 /// The callbacks run in process context and may sleep, unless stated
@@ -1211,8 +1225,8 @@ pub trait RealmOps: Sized {
     /// The provider's state for one realm VM.
     type Realm: Send + Sync;
 
-    /// The largest IPA size, in bits, a realm may have.
-    fn ipa_limit() -> u32;
+    /// What realms may have, read once, when the provider registers.
+    fn limits() -> RealmLimits;
 
     /// Sets up a realm for `kvm`, created with machine type `vm_type`. Its
     /// stage-2 configuration ([`Kvm::ipa_bits`]) is already decided.
@@ -1359,23 +1373,6 @@ pub trait RealmOps: Sized {
     ) -> Result {
         crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
-
-    /// The register ids `KVM_GET_REG_LIST` lists for `vcpu` of the realm,
-    /// instead of a normal vCPU's.
-    fn vcpu_reg_list(_vcpu: &Vcpu, _realm: Pin<&Self::Realm>) -> &'static [u64] {
-        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
-    }
-
-    /// The longest SVE vector, in bytes, a vCPU of the realm may have.
-    fn sve_max_vl(_realm: Pin<&Self::Realm>) -> u32 {
-        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
-    }
-
-    /// Bounds `value`, KVM's value of ID register `encoding`
-    /// (`sys_reg(op0, op1, CRn, CRm, op2)`) for a vCPU of the realm.
-    fn sanitise_id_reg(_realm: Pin<&Self::Realm>, _encoding: u32, _value: u64) -> u64 {
-        crate::build_error!(crate::error::VTABLE_DEFAULT_ERROR)
-    }
 }
 
 /// The encoding of `ID_AA64DFR0_EL1` as KVM passes ID registers around:
@@ -1449,12 +1446,25 @@ unsafe impl<T: RealmOps> Send for Registration<T> {}
 unsafe impl<T: RealmOps> Sync for Registration<T> {}
 
 impl<T: RealmOps> Registration<T> {
-    /// Registers `T` as the provider of realm VMs, on behalf of `module`.
+    /// Registers `T` as the provider of realm VMs, on behalf of `module`,
+    /// with `T::limits()`.
     pub fn new(module: &'static ThisModule) -> Result<Self> {
+        let limits = T::limits();
+        let nr_regs = limits
+            .regs
+            .len()
+            .checked_sub(limits.nr_sve_regs)
+            .ok_or(EINVAL)?;
         let ops = KBox::new(
             bindings::kvm_arm_realm_ops {
                 owner: module.as_ptr(),
-                ipa_limit: Some(Self::ipa_limit_callback),
+                ipa_limit: limits.ipa_limit,
+                sve_max_vl: limits.sve_max_vl,
+                id_aa64dfr0_max: limits.id_aa64dfr0_max,
+                // The ids are `'static`, as the table must be.
+                regs: limits.regs.as_ptr(),
+                nr_regs: c_uint::try_from(nr_regs).map_err(|_| EINVAL)?,
+                nr_sve_regs: c_uint::try_from(limits.nr_sve_regs).map_err(|_| EINVAL)?,
                 vm_init: Some(Self::vm_init_callback),
                 vm_destroy: Some(Self::vm_destroy_callback),
                 ext_allowed: Some(Self::ext_allowed_callback),
@@ -1511,26 +1521,6 @@ impl<T: RealmOps> Registration<T> {
                 } else {
                     None
                 },
-                num_regs: if T::HAS_VCPU_REG_LIST {
-                    Some(Self::num_regs_callback)
-                } else {
-                    None
-                },
-                copy_reg_indices: if T::HAS_VCPU_REG_LIST {
-                    Some(Self::copy_reg_indices_callback)
-                } else {
-                    None
-                },
-                sanitise_id_reg: if T::HAS_SANITISE_ID_REG {
-                    Some(Self::sanitise_id_reg_callback)
-                } else {
-                    None
-                },
-                sve_max_vl: if T::HAS_SVE_MAX_VL {
-                    Some(Self::sve_max_vl_callback)
-                } else {
-                    None
-                },
             },
             GFP_KERNEL,
         )?;
@@ -1541,10 +1531,6 @@ impl<T: RealmOps> Registration<T> {
             ops,
             _provider: PhantomData,
         })
-    }
-
-    extern "C" fn ipa_limit_callback() -> u32 {
-        T::ipa_limit()
     }
 
     /// # Safety
@@ -1859,64 +1845,6 @@ impl<T: RealmOps> Registration<T> {
         // SAFETY: As above.
         let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
         from_result(|| T::vcpu_set_one_reg(v, realm, id).map(|()| 0))
-    }
-
-    /// # Safety
-    ///
-    /// Called by KVM with a live vCPU of a realm VM whose `vm_init`
-    /// succeeded.
-    unsafe extern "C" fn num_regs_callback(vcpu: *mut bindings::kvm_vcpu) -> c_ulong {
-        // SAFETY: By the function's safety requirements.
-        let v = unsafe { Vcpu::from_raw(vcpu) };
-        // SAFETY: As above.
-        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
-        // CAST: A slice length fits `c_ulong`, 64 bits wide on arm64.
-        T::vcpu_reg_list(v, realm).len() as c_ulong
-    }
-
-    /// # Safety
-    ///
-    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
-    unsafe extern "C" fn sanitise_id_reg_callback(
-        kvm: *mut bindings::kvm,
-        encoding: u32,
-        value: u64,
-    ) -> u64 {
-        // SAFETY: By the function's safety requirements.
-        let realm = unsafe { realm_of::<T>(kvm) };
-        T::sanitise_id_reg(realm, encoding, value)
-    }
-
-    /// # Safety
-    ///
-    /// Called by KVM with a live realm VM whose `vm_init` succeeded.
-    unsafe extern "C" fn sve_max_vl_callback(kvm: *mut bindings::kvm) -> c_uint {
-        // SAFETY: By the function's safety requirements.
-        let realm = unsafe { realm_of::<T>(kvm) };
-        T::sve_max_vl(realm)
-    }
-
-    /// # Safety
-    ///
-    /// As `num_regs_callback`; `uindices` is the user buffer KVM checked to
-    /// have room for that many ids.
-    unsafe extern "C" fn copy_reg_indices_callback(
-        vcpu: *mut bindings::kvm_vcpu,
-        uindices: *mut u64,
-    ) -> c_int {
-        // SAFETY: By the function's safety requirements.
-        let v = unsafe { Vcpu::from_raw(vcpu) };
-        // SAFETY: As above.
-        let realm = unsafe { realm_of::<T>(v.kvm().as_raw()) };
-        let ids = T::vcpu_reg_list(v, realm);
-        let len = core::mem::size_of_val(ids);
-        let mut writer = UserSlice::new(UserPtr::from_ptr(uindices.cast()), len).writer();
-        from_result(|| {
-            for id in ids {
-                writer.write(id)?;
-            }
-            Ok(0)
-        })
     }
 
     /// # Safety

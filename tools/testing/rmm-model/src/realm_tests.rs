@@ -6,6 +6,7 @@ use crate::addr::Granule;
 use crate::model::QEMU_FEATURES;
 use crate::realm::{
     realm_dfr0,
+    realm_dfr0_max,
     realm_params,
     realm_shape,
     rmm_sve_max_vl,
@@ -157,6 +158,18 @@ fn the_vmm_lowers_breakpoints_and_watchpoints_within_the_rmm_s() {
     assert_eq!(realm_dfr0(&qemu(), dfr0(15, 15, 15)), dfr0(5, 3, 5));
     // Below the RMM's: unchanged.
     assert_eq!(realm_dfr0(&qemu(), dfr0(1, 2, 3)), dfr0(1, 2, 3));
+    // What KVM gets: BRPs, WRPs and CTX_CMPs bounded, every other field
+    // unbounded.
+    assert_eq!(realm_dfr0_max(&qemu()), 0x5f3f_5fff | !0xffff_ffff);
+    // Field by field, as KVM's id_reg_fields_min(), for a host with every
+    // field at 0xf, 0 and a mix.
+    for host in [u64::MAX, 0, 0x1234_5678_9abc_def0] {
+        let want = (0..16).fold(0, |acc, i| {
+            let f = |v: u64| (v >> (4 * i)) & 0xf;
+            acc | (f(host).min(f(realm_dfr0_max(&qemu()))) << (4 * i))
+        });
+        assert_eq!(realm_dfr0(&qemu(), host), want);
+    }
     assert_eq!(
         DebugResources::from_dfr0(dfr0(1, 2, 3)),
         DebugResources { brps: 3, wrps: 2 }
