@@ -76,10 +76,8 @@ int main(void)
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)
 		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
-	ret = guest_realm_open(&g, kvm, IPA_BITS) ?: guest_realm_add_vcpu(&g, 0, 0);
-	run = ret ? NULL : vcpu_run_map(kvm, g.vcpu[0]);
-	ret = ret ?: !run ? -ENOMEM : 0;
-	ret = ret ?: guest_realm_code(&g, SLOT_BYTES, gic_trap_guest, gic_trap_guest_end) ?:
+	ret = guest_realm_one_vcpu(&g, kvm, IPA_BITS, SLOT_BYTES, gic_trap_guest,
+				   gic_trap_guest_end, &run) ?:
 	      vgic_v3_init(g.gic) ?: set_reg(g.vcpu[0], xreg(0), UNPROTECTED | UCALL);
 	ksft_test_result(!ret, "realm with the guest (%d)\n", ret);
 	if (ret) {

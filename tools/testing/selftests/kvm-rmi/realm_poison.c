@@ -168,18 +168,12 @@ struct realm_vm {
 
 static int realm_build(struct realm_vm *r)
 {
-	int ret = guest_realm_open(&r->g, r->kvm, IPA_BITS) ?:
-		  guest_realm_add_vcpu(&r->g, 0, 0);
+	int ret = guest_realm_one_vcpu(&r->g, r->kvm, IPA_BITS, SLOT_BYTES, poison_guest,
+				       poison_guest_end, &r->run);
 
 	if (ret)
 		return ret;
 	r->vcpu = r->g.vcpu[0];
-	r->run = vcpu_run_map(r->kvm, r->vcpu);
-	if (!r->run)
-		return -ENOMEM;
-	ret = guest_realm_code(&r->g, SLOT_BYTES, poison_guest, poison_guest_end);
-	if (ret)
-		return ret;
 	memcpy((char *)r->g.shared + SHARED_PAGE, &(__u64){ VMM_VALUE }, 8);
 	memcpy((char *)r->g.shared + GONE_PAGE, &(__u64){ VMM_VALUE }, 8);
 	return vgic_v3_init(r->g.gic) ?:
