@@ -242,23 +242,30 @@ static inline int guest_realm_code(struct guest_realm *g, __u64 size, const char
 	return realm_code_slot(g->vm, size, code, end, &g->gmem, &g->shared);
 }
 
+/* A realm with one vCPU, as one_vcpu_realm_open() makes it. */
+struct one_vcpu_realm {
+	int kvm, vcpu;
+	struct guest_realm g;
+	struct kvm_run *run;
+};
+
 /*
- * A realm of @ipa_bits with one vCPU, which runs @code..@end from a
- * guest_memfd memslot of @size bytes at IPA 0; its run structure is mapped
- * in *@run. 0 or -errno.
+ * Makes @r, on @r->kvm, a realm of @ipa_bits with one vCPU, which runs
+ * @code..@end from a guest_memfd memslot of @size bytes at IPA 0, its run
+ * structure mapped. 0 or -errno.
  */
-static inline int guest_realm_one_vcpu(struct guest_realm *g, int kvm, unsigned int ipa_bits,
-				       __u64 size, const char *code, const char *end,
-				       struct kvm_run **run)
+static inline int one_vcpu_realm_open(struct one_vcpu_realm *r, unsigned int ipa_bits,
+				      __u64 size, const char *code, const char *end)
 {
-	int ret = guest_realm_open(g, kvm, ipa_bits) ?: guest_realm_add_vcpu(g, 0, 0);
+	int ret = guest_realm_open(&r->g, r->kvm, ipa_bits) ?: guest_realm_add_vcpu(&r->g, 0, 0);
 
 	if (ret)
 		return ret;
-	*run = vcpu_run_map(kvm, g->vcpu[0]);
-	if (!*run)
+	r->vcpu = r->g.vcpu[0];
+	r->run = vcpu_run_map(r->kvm, r->vcpu);
+	if (!r->run)
 		return -ENOMEM;
-	return guest_realm_code(g, size, code, end);
+	return guest_realm_code(&r->g, size, code, end);
 }
 
 #endif /* KRMI_GUEST_SELFTEST_H */

@@ -90,21 +90,13 @@ asm(".pushsection .rodata.krmi_faults_guest, \"a\"\n"
     ".popsection\n");
 extern const char faults_guest[], faults_guest_end[];
 
-struct realm_vm {
-	int kvm, vcpu;
-	struct guest_realm g;
-	struct kvm_run *run;
-};
-
 /* The realm, its guest and registers: 0 or -errno. */
-static int realm_build(struct realm_vm *r)
+static int realm_build(struct one_vcpu_realm *r)
 {
-	int ret = guest_realm_one_vcpu(&r->g, r->kvm, IPA_BITS, SLOT_BYTES, faults_guest,
-				       faults_guest_end, &r->run);
+	int ret = one_vcpu_realm_open(r, IPA_BITS, SLOT_BYTES, faults_guest, faults_guest_end);
 
 	if (ret)
 		return ret;
-	r->vcpu = r->g.vcpu[0];
 	memcpy((char *)r->g.shared + SHARED_PAGE, &(__u64){ VMM_VALUE }, 8);
 	return vgic_v3_init(r->g.gic) ?:
 	       set_attributes(r->g.vm, FLIPPED_PAGE, PAGE, 0) ?:
@@ -114,13 +106,13 @@ static int realm_build(struct realm_vm *r)
 	       set_reg(r->vcpu, xreg(3), FLIPPED_PAGE);
 }
 
-static bool expect_report(struct realm_vm *r, __u64 want)
+static bool expect_report(struct one_vcpu_realm *r, __u64 want)
 {
 	return step_write(r->vcpu, r->run, UCALL, want);
 }
 
 /* The 8 bytes at `offset` of the VMM's mapping of the memslot. */
-static __u64 shared_word(struct realm_vm *r, __u64 offset)
+static __u64 shared_word(struct one_vcpu_realm *r, __u64 offset)
 {
 	__u64 v;
 
@@ -138,14 +130,14 @@ static bool vmm_check(bool ok, const char *what, int err)
 	return ok && !lost;
 }
 
-static void test_private(struct realm_vm *r)
+static void test_private(struct one_vcpu_realm *r)
 {
 	report(expect_report(r, 0),
 	       "protected page nothing populated: mapped from guest_memfd on the fault, zeroed");
 	report(expect_report(r, GUEST_PRIVATE), "the guest's write to it reads back");
 }
 
-static void test_shared(struct realm_vm *r)
+static void test_shared(struct one_vcpu_realm *r)
 {
 	bool ok = step_memory_fault(r->vcpu, r->run, SHARED_PAGE, PAGE, false);
 
@@ -170,7 +162,7 @@ static void test_shared(struct realm_vm *r)
 	       "madvise(MADV_DONTNEED) unmaps the VMM's page: the guest reads the new one");
 }
 
-static void test_attributes(struct realm_vm *r)
+static void test_attributes(struct one_vcpu_realm *r)
 {
 	bool ok = step_memory_fault(r->vcpu, r->run, FLIPPED_PAGE, PAGE, true);
 
@@ -180,7 +172,7 @@ static void test_attributes(struct realm_vm *r)
 	report(ok && expect_report(r, 0), "made private again, it maps");
 }
 
-static void test_hole_punch(struct realm_vm *r)
+static void test_hole_punch(struct one_vcpu_realm *r)
 {
 	bool ok = !lost;
 
@@ -265,7 +257,7 @@ static const struct inject_case {
  */
 static bool inject_one(int kvm, const struct inject_case *c)
 {
-	struct realm_vm r = { .kvm = kvm, .vcpu = -1, .g = GUEST_REALM_INIT };
+	struct one_vcpu_realm r = { .kvm = kvm, .vcpu = -1, .g = GUEST_REALM_INIT };
 	long long owned = krmi_owned_delegated(), leaked = krmi_debugfs_value("leaked", NULL);
 	long long injected = krmi_debugfs_value("inject", "injected");
 	bool built, ran = true;
@@ -363,7 +355,7 @@ static void test_injection(void)
 
 int main(void)
 {
-	struct realm_vm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
+	struct one_vcpu_realm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
 	int kmsg, ret;
 
 	ksft_print_header();

@@ -56,10 +56,9 @@ static bool cmdline_has(const char *opt)
 
 int main(void)
 {
-	struct guest_realm g = GUEST_REALM_INIT;
+	struct one_vcpu_realm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
 	char lines[MAX_LINES][256];
-	struct kvm_run *run = NULL;
-	int kvm, kmsg, ret, again = 0, n;
+	int kmsg, ret, again = 0, n;
 	bool logged = false;
 
 	ksft_print_header();
@@ -73,32 +72,31 @@ int main(void)
 	ksft_test_result(ret == 0, "load (got %d)\n", ret);
 	if (ret)
 		ksft_exit_fail_msg("cannot load " MODULE_NAME "\n");
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
+	r.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (r.kvm < 0)
 		ksft_exit_fail_msg("/dev/kvm: %s\n", strerror(errno));
-	ret = guest_realm_one_vcpu(&g, kvm, IPA_BITS, SLOT_BYTES, gic_trap_guest,
-				   gic_trap_guest_end, &run) ?:
-	      vgic_v3_init(g.gic) ?: set_reg(g.vcpu[0], xreg(0), UNPROTECTED | UCALL);
+	ret = one_vcpu_realm_open(&r, IPA_BITS, SLOT_BYTES, gic_trap_guest, gic_trap_guest_end) ?:
+	      vgic_v3_init(r.g.gic) ?: set_reg(r.vcpu, xreg(0), UNPROTECTED | UCALL);
 	ksft_test_result(!ret, "realm with the guest (%d)\n", ret);
 	if (ret) {
 		lost = true;
 		snprintf(why, sizeof(why), "no realm");
 	}
-	report(step_write(g.vcpu[0], run, UCALL, STALE), "the guest runs");
-	ret = lost ? 0 : vcpu_run_bounded(g.vcpu[0], 10);
+	report(step_write(r.vcpu, r.run, UCALL, STALE), "the guest runs");
+	ret = lost ? 0 : vcpu_run_bounded(r.vcpu, 10);
 	if (!lost && ret == -EIO)
-		again = vcpu_run_bounded(g.vcpu[0], 10);
+		again = vcpu_run_bounded(r.vcpu, 10);
 	if (!lost && ret != -EIO) {
-		snprintf(why, sizeof(why), "KVM_RUN %d, exit %u%s", ret, run->exit_reason,
-			 run->exit_reason == KVM_EXIT_MMIO ? " (the read seemed to succeed)" : "");
+		snprintf(why, sizeof(why), "KVM_RUN %d, exit %u%s", ret, r.run->exit_reason,
+			 r.run->exit_reason == KVM_EXIT_MMIO ? " (the read seemed to succeed)" : "");
 		lost = true;
 	}
 	report(ret == -EIO && again == -EIO,
 	       "a trapped ICC_CTLR_EL1 read KVM answers with UNDEF: KVM_RUN EIO, and again");
-	if (run)
-		vcpu_run_unmap(kvm, run);
-	guest_realm_close(&g);
-	close(kvm);
+	if (r.run)
+		vcpu_run_unmap(r.kvm, r.run);
+	guest_realm_close(&r.g);
+	close(r.kvm);
 	ret = module_unload();
 	n = kmsg_module_lines(kmsg, lines, MAX_LINES);
 	for (int i = 0; i < n && i < MAX_LINES; i++)

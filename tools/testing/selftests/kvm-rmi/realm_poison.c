@@ -160,20 +160,12 @@ static void unpoison(__u64 pfn)
 			       strerror(errno));
 }
 
-struct realm_vm {
-	int kvm, vcpu;
-	struct guest_realm g;
-	struct kvm_run *run;
-};
-
-static int realm_build(struct realm_vm *r)
+static int realm_build(struct one_vcpu_realm *r)
 {
-	int ret = guest_realm_one_vcpu(&r->g, r->kvm, IPA_BITS, SLOT_BYTES, poison_guest,
-				       poison_guest_end, &r->run);
+	int ret = one_vcpu_realm_open(r, IPA_BITS, SLOT_BYTES, poison_guest, poison_guest_end);
 
 	if (ret)
 		return ret;
-	r->vcpu = r->g.vcpu[0];
 	memcpy((char *)r->g.shared + SHARED_PAGE, &(__u64){ VMM_VALUE }, 8);
 	memcpy((char *)r->g.shared + GONE_PAGE, &(__u64){ VMM_VALUE }, 8);
 	return vgic_v3_init(r->g.gic) ?:
@@ -195,7 +187,7 @@ static bool vmm_failed(const char *what)
 }
 
 /* Runs to the next exit, which must be KVM_RUN failing with `err`. */
-static bool step_fails(struct realm_vm *r, int err)
+static bool step_fails(struct one_vcpu_realm *r, int err)
 {
 	int ret;
 
@@ -211,7 +203,7 @@ static bool step_fails(struct realm_vm *r, int err)
 }
 
 /* The guest maps a guest_memfd page (traced) and the VMM's page. */
-static __u64 test_mapped(struct realm_vm *r)
+static __u64 test_mapped(struct one_vcpu_realm *r)
 {
 	bool traced = file_write(TRACEFS "trace", "") &&
 		      file_write(TRACEFS "events/kvm_rmi/kvm_rmi_call/enable", "1");
@@ -226,7 +218,7 @@ static __u64 test_mapped(struct realm_vm *r)
 	return pfn;
 }
 
-static void test_shared_poisoned(struct realm_vm *r)
+static void test_shared_poisoned(struct one_vcpu_realm *r)
 {
 	char *page = (char *)r->g.shared + SHARED_PAGE;
 	__u64 pfn = user_frame(page);
@@ -252,7 +244,7 @@ static void test_shared_poisoned(struct realm_vm *r)
 	unpoison(pfn);
 }
 
-static void test_shared_unmapped(struct realm_vm *r)
+static void test_shared_unmapped(struct one_vcpu_realm *r)
 {
 	char *page = (char *)r->g.shared + GONE_PAGE;
 	bool ok;
@@ -272,7 +264,7 @@ static void test_shared_unmapped(struct realm_vm *r)
 	report(step_write(r->vcpu, r->run, UCALL, 0), "mapped again: the guest reads it");
 }
 
-static void test_private_poisoned(struct realm_vm *r, __u64 pfn)
+static void test_private_poisoned(struct one_vcpu_realm *r, __u64 pfn)
 {
 	char text[32];
 	bool ok;
@@ -303,7 +295,7 @@ static void test_private_poisoned(struct realm_vm *r, __u64 pfn)
 int main(void)
 {
 	struct sigaction sa = { .sa_sigaction = on_mceerr, .sa_flags = SA_SIGINFO };
-	struct realm_vm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
+	struct one_vcpu_realm r = { .vcpu = -1, .g = GUEST_REALM_INIT };
 	long long owned;
 	int kmsg, ret;
 	__u64 pfn;
