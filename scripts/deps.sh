@@ -14,6 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # default suites (bookworm + bookworm-security, where rustc-web 1.96 lives).
 apt_pkgs=(
 	rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web
+	libstd-rust-web-dev:arm64
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	qemu-system-arm@bookworm-backports

@@ -33,6 +33,7 @@ print_stages() {
 
 stage deps "$here/deps.sh"
 stage model "$here/model-test.sh"
+stage vmm "$here/vmm-test.sh"
 stage kernel "$here/build-kernel.sh"
 stage api "$here/check-kernel-api.sh"
 stage selftests "$here/build-selftests.sh"

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! realm-vmm: a small VMM that boots Linux in an Arm CCA realm on kvm-rmi,
+//! or, with `--normal`, as a normal VM with the same devices.
+//!
+//! What can be tested on any host lives in this library: the memory map
+//! and where the boot blobs go ([`layout`]) and the device tree ([`dtb`]).
+
+pub mod dtb;
+pub mod layout;
