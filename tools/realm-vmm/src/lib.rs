@@ -4,7 +4,9 @@
 //! or, with `--normal`, as a normal VM with the same devices.
 //!
 //! What can be tested on any host lives in this library: the memory map
-//! and where the boot blobs go ([`layout`]) and the device tree ([`dtb`]).
+//! and where the boot blobs go ([`layout`]), the device tree ([`dtb`]) and
+//! the console ([`uart`]).
 
 pub mod dtb;
 pub mod layout;
+pub mod uart;
