@@ -169,7 +169,7 @@ impl Placement {
             .ok_or(LayoutError::BadRamSize)?;
         let ram_end = RAM_BASE
             .checked_add(ram_size)
-            .filter(|&end| end <= half && ram_size % PAGE_SIZE == 0 && ram_size > 0)
+            .filter(|&end| end <= half && ram_size.is_multiple_of(PAGE_SIZE) && ram_size > 0)
             .ok_or(LayoutError::BadRamSize)?;
         let too_big = || LayoutError::NoRoom {
             need: u64::MAX,

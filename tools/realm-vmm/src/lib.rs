@@ -5,8 +5,14 @@
 //!
 //! What can be tested on any host lives in this library: the memory map
 //! and where the boot blobs go ([`layout`]), the device tree ([`dtb`]) and
-//! the console ([`uart`]).
+//! the console ([`uart`]), the command line ([`args`]) and the Realm
+//! Initial Measurement ([`rim`]). `vmm` drives
+//! KVM, on aarch64 hosts only.
 
+pub mod args;
 pub mod dtb;
 pub mod layout;
+pub mod rim;
 pub mod uart;
+#[cfg(target_arch = "aarch64")]
+pub mod vmm;
