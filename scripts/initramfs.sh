@@ -65,6 +65,19 @@ plan=$root/tests/plan
 		# Generous: the debug configuration (lockdep, kmemleak) is slow.
 		echo "kvm-rmi/$t 300 /tests/$t"
 	done
+	# Upstream Linux booted by realm-vmm (scripts/vmm-test.sh, build-guest.sh).
+	if [ "$KRMI_STOCK" != 1 ] && { [ -z "${KRMI_ONLY:-}" ] || [ "$KRMI_ONLY" = realm_linux ]; }; then
+		vmm=$KRMI_BUILD/cargo-vmm/aarch64-unknown-linux-gnu/release/realm-vmm
+		gimage=$KRMI_BUILD/kbuild-guest/arch/arm64/boot/Image
+		gcpio=$KRMI_BUILD/guest-initramfs.cpio
+		[ -x "$vmm" ] || die "realm-vmm missing: $vmm (run scripts/vmm-test.sh)"
+		[ -f "$gimage" ] && [ -f "$gcpio" ] || die "guest missing: $gimage (run scripts/build-guest.sh)"
+		mkdir -p "$root/guest"
+		cp "$vmm" "$KRMI_TOP/scripts/guest/realm-linux" "$root/tests/"
+		cp "$gimage" "$root/guest/Image"
+		cp "$gcpio" "$root/guest/initramfs.cpio"
+		echo "kvm-rmi/realm_linux 1300 /tests/realm-linux"
+	fi
 	[ "$KRMI_STOCK" = 1 ] || cp "$KRMI_TOP/scripts/guest/kmemleak-check" \
 		"$KRMI_TOP/scripts/guest/kernel-log-check" "$root/tests/"
 	# With an RMM, the KVM regression tests run with kvm_rmi loaded (the

@@ -37,6 +37,7 @@ stage vmm "$here/vmm-test.sh"
 stage kernel "$here/build-kernel.sh"
 stage api "$here/check-kernel-api.sh"
 stage selftests "$here/build-selftests.sh"
+stage guest "$here/build-guest.sh"
 # With an RMM, first a boot with KVM trapping the GIC registers common to
 # both groups (ICH_HCR_EL2.TC), for realm_gic_trap: an exception KVM would
 # inject into a realm.

@@ -663,6 +663,9 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                         }
                     }));
                 }
+                // A realm the guest turned off: every vCPU entering it
+                // again is told so.
+                Ok(VcpuExit::Shutdown) => return Ok(Some(0)),
                 Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
                     convert(
                         s,
@@ -672,9 +675,7 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                     )?;
                 }
                 Ok(other) => {
-                    return Err(VmmError::Other(format!(
-                        "vCPU {i}: unexpected exit {other:?}"
-                    )));
+                    return Err(VmmError::Other(format!("unexpected exit {other:?}")));
                 }
                 Err(e) if e.errno() == libc::EINTR => {
                     // SAFETY: As above; only this thread and its signal
@@ -691,16 +692,17 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
         }
     })();
     IMMEDIATE_EXIT.with(|p| p.set(std::ptr::null_mut()));
-    match result {
-        Ok(None) => {}
-        Ok(Some(status)) => {
-            s.status.store(status, Ordering::Release);
-            s.stop.store(true, Ordering::Release);
-        }
+    // The first vCPU to stop gives the status; what the others meet while
+    // the VM stops is only reported.
+    let status = match result {
+        Ok(None) => return,
+        Ok(Some(status)) => status,
         Err(e) => {
             eprintln!("realm-vmm: vCPU {i}: {e}");
-            s.status.store(1, Ordering::Release);
-            s.stop.store(true, Ordering::Release);
+            1
         }
+    };
+    if !s.stop.swap(true, Ordering::AcqRel) {
+        s.status.store(status, Ordering::Release);
     }
 }
