@@ -356,8 +356,9 @@ impl RunPage {
         if n >= RUN_PAGE_WORDS {
             return None;
         }
-        // SAFETY: Within the page (checked above), which lives as long as
-        // `self` (type invariant); 8-byte aligned, as the page is.
+        // Within the page (checked above), which lives as long as `self`
+        // (type invariant), and 8-byte aligned, as the page is.
+        // SAFETY: As above.
         Some(unsafe { &*self.words.as_ptr().add(n) })
     }
 

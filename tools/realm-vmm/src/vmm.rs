@@ -232,17 +232,17 @@ impl Mapping {
 
     /// Copies `data` to `offset`: false if it does not fit.
     fn write(&self, offset: u64, data: &[u8]) -> bool {
-        let Some(end) = usize::try_from(offset)
+        let Some(start) = usize::try_from(offset)
             .ok()
-            .and_then(|o| o.checked_add(data.len()).map(|e| (o, e)))
-            .filter(|&(_, e)| e <= self.len)
+            .filter(|&o| o.checked_add(data.len()).is_some_and(|e| e <= self.len))
         else {
             return false;
         };
-        // SAFETY: `[offset, end)` lies in the mapping (checked above, type
+        // `[start, start + len)` lies in the mapping (checked above, type
         // invariant); `data` cannot overlap it (the VMM hands out no slice
         // of it).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(end.0), data.len()) };
+        // SAFETY: As above.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(start), data.len()) };
         true
     }
 
@@ -260,8 +260,9 @@ impl Mapping {
         if o.checked_add(l).is_none_or(|e| e > self.len) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        // SAFETY: Within the mapping (checked above); the VMM holds no
-        // reference into it.
+        // Within the mapping (checked above); the VMM holds no reference
+        // into it.
+        // SAFETY: As above.
         let ret = unsafe { libc::madvise(self.addr.add(o).cast(), l, libc::MADV_DONTNEED) };
         if ret == 0 {
             Ok(())
@@ -337,8 +338,9 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
     IMMEDIATE_EXIT.with(|p| {
         let p = p.get();
         if !p.is_null() {
-            // SAFETY: Set by this thread to its own live `kvm_run` before
-            // it runs; a byte store is async-signal-safe.
+            // Set by this thread to its own live `kvm_run` before it runs;
+            // a byte store is async-signal-safe.
+            // SAFETY: As above.
             unsafe { p.write_volatile(1) };
         }
     });
@@ -526,8 +528,9 @@ fn add_ram(vm: &VmFd, mut ram: Ram, realm: bool) -> Result<Ram, VmmError> {
         region.guest_memfd_offset = 0;
         ram.gmem = Some(fd);
     }
-    // SAFETY: The mapping lives as long as the VM (both in `Shared`, the
-    // VM's last user); guest_memfd is ours.
+    // The mapping lives as long as the VM (both in `Shared`, the VM's last
+    // user); guest_memfd is ours.
+    // SAFETY: As above.
     unsafe { vm.set_user_memory_region2(region) }.named("KVM_SET_USER_MEMORY_REGION2")?;
     Ok(ram)
 }
@@ -678,8 +681,8 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                     return Err(VmmError::Other(format!("unexpected exit {other:?}")));
                 }
                 Err(e) if e.errno() == libc::EINTR => {
-                    // SAFETY: As above; only this thread and its signal
-                    // handler touch the byte.
+                    // Only this thread and its signal handler touch the byte.
+                    // SAFETY: As above.
                     unsafe { immediate.write_volatile(0) };
                 }
                 Err(e) => {
