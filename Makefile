@@ -9,7 +9,7 @@
 all: kernel
 
 help:
-	@echo "make run        build what is missing, boot QEMU, load kvm_rmi, report"
+	@echo "make run        build what is missing, boot QEMU, boot Linux in a realm (a VM without an RMM)"
 	@echo "make test       host model tests, kernel+module build, selftests, QEMU tests"
 	@echo "make bench      benchmark tables (model; in-kernel with RME_FIRMWARE)"
 	@echo "make deps       install Debian and crates.io dependencies (idempotent)"
@@ -20,6 +20,8 @@ help:
 	@echo "make clean      remove build/"
 
 run: deps kernel
+	scripts/build-vmm.sh
+	scripts/build-guest.sh
 	scripts/qemu.sh run
 
 test:

@@ -35,7 +35,20 @@ if [ "$KRMI_STOCK" != 1 ]; then
 	cp "$ko" "$root/modules/"
 fi
 
+# realm-vmm and the Linux guest it boots, in /tests and /guest.
+add_guest() {
+	local gimage=$KRMI_BUILD/kbuild-guest/arch/arm64/boot/Image
+	local gcpio=$KRMI_BUILD/guest-initramfs.cpio
+	[ -x "$VMM_BIN" ] || die "realm-vmm missing: $VMM_BIN (run scripts/build-vmm.sh)"
+	[ -f "$gimage" ] && [ -f "$gcpio" ] || die "guest missing: $gimage (run scripts/build-guest.sh)"
+	mkdir -p "$root/guest"
+	cp "$VMM_BIN" "$root/tests/"
+	cp "$gimage" "$root/guest/Image"
+	cp "$gcpio" "$root/guest/initramfs.cpio"
+}
+
 [ "$mode" = run ] && [ "$KRMI_STOCK" != 1 ] && {
+	add_guest
 	demo=$KRMI_BUILD/demo/realm_demo
 	mkdir -p "$(dirname "$demo")"
 	aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
@@ -67,15 +80,8 @@ plan=$root/tests/plan
 	done
 	# Upstream Linux booted by realm-vmm (scripts/vmm-test.sh, build-guest.sh).
 	if [ "$KRMI_STOCK" != 1 ] && { [ -z "${KRMI_ONLY:-}" ] || [ "$KRMI_ONLY" = realm_linux ]; }; then
-		vmm=$KRMI_BUILD/cargo-vmm/aarch64-unknown-linux-gnu/release/realm-vmm
-		gimage=$KRMI_BUILD/kbuild-guest/arch/arm64/boot/Image
-		gcpio=$KRMI_BUILD/guest-initramfs.cpio
-		[ -x "$vmm" ] || die "realm-vmm missing: $vmm (run scripts/vmm-test.sh)"
-		[ -f "$gimage" ] && [ -f "$gcpio" ] || die "guest missing: $gimage (run scripts/build-guest.sh)"
-		mkdir -p "$root/guest"
-		cp "$vmm" "$KRMI_TOP/scripts/guest/realm-linux" "$root/tests/"
-		cp "$gimage" "$root/guest/Image"
-		cp "$gcpio" "$root/guest/initramfs.cpio"
+		add_guest
+		cp "$KRMI_TOP/scripts/guest/realm-linux" "$root/tests/"
 		echo "kvm-rmi/realm_linux 1300 /tests/realm-linux"
 	fi
 	[ "$KRMI_STOCK" = 1 ] || cp "$KRMI_TOP/scripts/guest/kmemleak-check" \

@@ -40,3 +40,16 @@ KMAKE_ARGS=(ARCH=arm64 LLVM=-19 "O=$KOBJ_DIR"
 	RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
 	"BINDGEN=$KRMI_TOOLS/bin/bindgen"
 	RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library)
+
+# tools/realm-vmm: built with rustc-web's tools only (a rustup toolchain
+# earlier on PATH has no aarch64 std, and mixing compilers in one target
+# directory breaks the build), statically linked for aarch64.
+VMM_TARGET=aarch64-unknown-linux-gnu
+VMM_BIN=$KRMI_BUILD/cargo-vmm/$VMM_TARGET/release/realm-vmm
+vmm_env() {
+	export PATH=/usr/bin:/bin:/usr/sbin:/sbin
+	export RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=$KRMI_BUILD/cargo-vmm
+	export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+	export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
+	[ -d "/usr/lib/rustlib/$VMM_TARGET" ] || die "no aarch64 std for rustc-web: run scripts/deps.sh"
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# make test: every tier that runs without RME firmware, with the time of each
-# stage. Tier 4 (realm tests) runs when RME_FIRMWARE is set.
+# make test: every tier, with the time of each stage. The realm tier runs
+# with the firmware of RME_FIRMWARE if set, else with the cache directory's
+# ($KRMI_CACHE/rme-firmware) if it holds bl1.bin and fip.bin;
+# RME_FIRMWARE=none skips it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -29,7 +31,24 @@ print_stages() {
 	echo
 	echo "stage       time     result"
 	printf '%s\n' "${stages[@]}"
+	echo "$tier"
 }
+
+# Which firmware the realm tier runs with, said in one line at the end.
+cached_fw=$KRMI_CACHE/rme-firmware
+if [ "${RME_FIRMWARE:-}" = none ]; then
+	unset RME_FIRMWARE
+	tier="realm tier: skipped (RME_FIRMWARE=none)"
+elif [ -z "${RME_FIRMWARE:-}" ] && [ -f "$cached_fw/bl1.bin" ] && [ -f "$cached_fw/fip.bin" ]; then
+	export RME_FIRMWARE=$cached_fw
+fi
+if [ -n "${RME_FIRMWARE:-}" ]; then
+	sums=$(cd "$RME_FIRMWARE" && sha256sum bl1.bin fip.bin 2>/dev/null | awk '{ printf "%s%s %.12s", sep, $2, $1; sep = ", " }')
+	tier="realm tier: ran with $RME_FIRMWARE (sha256 $sums)"
+elif [ -z "${tier:-}" ]; then
+	tier="realm tier: skipped (no RME firmware: set RME_FIRMWARE, or put bl1.bin and fip.bin in $cached_fw; README \"RME firmware\")"
+fi
+log "$tier"
 
 stage deps "$here/deps.sh"
 stage model "$here/model-test.sh"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command line: `realm-vmm --kernel IMAGE [--initrd CPIO]
-//! [--cmdline ARGS] [--smp N] [--mem SIZE] [--normal]`.
+//! [--cmdline ARGS] [--smp N] [--mem SIZE] [--normal | --attest]`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,11 +26,14 @@ pub struct Options {
     pub mem: u64,
     /// A normal VM with the same devices instead of a realm.
     pub normal: bool,
+    /// Give the guest a challenge and check the attestation token it
+    /// sends back against it and the recomputed RIM (realms only).
+    pub attest: bool,
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: realm-vmm --kernel IMAGE [--initrd CPIO] [--cmdline ARGS] \
-                         [--smp N] [--mem SIZE[K|M|G]] [--normal]";
+                         [--smp N] [--mem SIZE[K|M|G]] [--normal | --attest]";
 
 /// The command line used without `--cmdline`.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
@@ -90,6 +93,7 @@ impl Options {
             smp: 1,
             mem: 512 << 20,
             normal: false,
+            attest: false,
         };
         while let Some(arg) = it.next() {
             let mut value = |name: &'static str| it.next().ok_or(ArgsError::MissingValue(name));
@@ -110,11 +114,18 @@ impl Options {
                     opts.mem = parse_size(&v).ok_or(ArgsError::Bad("--mem", v))?;
                 }
                 "--normal" => opts.normal = true,
+                "--attest" => opts.attest = true,
                 "--help" | "-h" => return Err(ArgsError::Help),
                 _ => return Err(ArgsError::Unknown(arg)),
             }
         }
         opts.kernel = kernel.ok_or(ArgsError::NoKernel)?;
+        if opts.normal && opts.attest {
+            return Err(ArgsError::Bad(
+                "--attest",
+                "a normal VM has no attestation token".into(),
+            ));
+        }
         Ok(opts)
     }
 }
@@ -184,5 +195,13 @@ mod tests {
             );
         }
         assert_eq!(parse(&["--help"]), Err(ArgsError::Help));
+        assert!(matches!(
+            parse(&["--kernel", "I", "--normal", "--attest"]),
+            Err(ArgsError::Bad("--attest", _))
+        ));
+        assert_eq!(
+            parse(&["--kernel", "I", "--attest"]).map(|o| o.attest),
+            Ok(true)
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! KVM, on aarch64 hosts only.
 
 pub mod args;
+pub mod attest;
 pub mod dtb;
 pub mod layout;
 pub mod rim;

@@ -188,6 +188,73 @@ impl Rim {
     }
 }
 
+/// `RmiRealmFlags0.LPA2`.
+pub const FLAGS0_LPA2: u64 = 1 << 0;
+
+/// The measured realm parameters kvm-rmi sends for a realm without SVE or
+/// a PMU (Documentation/virt/kvm/arm/rmi.rst, "The realm's measured
+/// parameters"): the IPA size `s2sz`, LPA2 if the host's stage 2 uses it,
+/// and the breakpoints and watchpoints of the VM's `ID_AA64DFR0_EL1`
+/// (`BRPs` [15:12], `WRPs` [23:20], each the count minus one, at least 1).
+pub fn kvm_rmi_realm_params(s2sz: u32, lpa2: bool, dfr0: u64) -> MeasuredRealmParams {
+    let field = |shift: u32| u32::try_from((dfr0 >> shift) & 0xf).unwrap_or(0).max(1);
+    MeasuredRealmParams {
+        flags0: if lpa2 { FLAGS0_LPA2 } else { 0 },
+        s2sz,
+        sve_vl: 0,
+        num_bps: field(12),
+        num_wps: field(20),
+        pmu_num_ctrs: 0,
+    }
+}
+
+/// A realm's RIM under each algorithm kvm-rmi may choose (SHA-256 when the
+/// RMM offers it, else SHA-512), extended in step: the token says which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RimCandidates(Vec<Rim>);
+
+impl RimCandidates {
+    /// After `REALM_CREATE` with `params`.
+    pub fn new(params: &MeasuredRealmParams) -> Self {
+        Self(
+            [HashAlgorithm::Sha256, HashAlgorithm::Sha512]
+                .into_iter()
+                .map(|a| Rim::new(a, params))
+                .collect(),
+        )
+    }
+
+    /// See [`Rim::data`].
+    pub fn data(&mut self, ipa: u64, content: Option<&[u8]>) {
+        self.0.iter_mut().for_each(|r| r.data(ipa, content));
+    }
+
+    /// Each page of `data` populated and measured at `base`, `size` bytes
+    /// (whole pages; past `data`, zero pages), as `KVM_ARM_RMI_POPULATE`
+    /// with `MEASURE` does it: one `RTT_DATA_MAP_INIT` per page, in order.
+    pub fn populate(&mut self, base: u64, size: u64, data: &[u8]) {
+        let mut chunks = data.chunks(GRANULE);
+        let mut ipa = base;
+        while ipa < base.saturating_add(size) {
+            self.data(ipa, Some(chunks.next().unwrap_or(&[])));
+            ipa = ipa.saturating_add(GRANULE as u64);
+        }
+    }
+
+    /// See [`Rim::rec`].
+    pub fn rec(&mut self, params: &MeasuredRecParams) {
+        self.0.iter_mut().for_each(|r| r.rec(params));
+    }
+
+    /// Each algorithm with its RIM.
+    pub fn values(&self) -> Vec<(HashAlgorithm, Vec<u8>)> {
+        self.0
+            .iter()
+            .map(|r| (r.algorithm(), r.value().to_vec()))
+            .collect()
+    }
+}
+
 /// `bytes` as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -265,5 +332,46 @@ mod tests {
             assert_eq!(HashAlgorithm::from_name(alg.name()), Some(alg));
         }
         assert_eq!(HashAlgorithm::from_name("md5"), None);
+    }
+
+    #[test]
+    fn kvm_rmi_params_and_populate_follow_the_vectors() {
+        // QEMU's max CPU: 6 breakpoints, 4 watchpoints (fields 5 and 3).
+        let p = kvm_rmi_realm_params(40, false, 0x0000_0000_0030_5000);
+        assert_eq!((p.flags0, p.s2sz, p.num_bps, p.num_wps), (0, 40, 5, 3));
+        // Fields of 0 (the reserved encoding) become 1, as the module does.
+        assert_eq!(
+            kvm_rmi_realm_params(48, true, 0),
+            MeasuredRealmParams {
+                flags0: FLAGS0_LPA2,
+                s2sz: 48,
+                num_bps: 1,
+                num_wps: 1,
+                ..Default::default()
+            }
+        );
+        // The vector of the first test, through populate: one zero page.
+        let mut c = RimCandidates::new(&params());
+        c.populate(0x8000_0000, 4096, &[]);
+        c.rec(&MeasuredRecParams {
+            flags: REC_RUNNABLE,
+            pc: 0x8000_0000,
+            gprs: [0; 8],
+        });
+        let v = c.values();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].0, HashAlgorithm::Sha256);
+        assert_eq!(
+            hex(&v[0].1),
+            "9d099c3b8a99bf5949aa28a9e5f6131181061eb48a34ce612893c8c2684f9e88"
+        );
+        assert_eq!((v[1].0, v[1].1.len()), (HashAlgorithm::Sha512, 64));
+        // Three pages from five bytes: the data, then two zero pages.
+        let (mut a, mut b) = (RimCandidates::new(&params()), RimCandidates::new(&params()));
+        a.populate(0x8000_0000, 3 * 4096, b"12345");
+        b.data(0x8000_0000, Some(b"12345"));
+        b.data(0x8000_1000, Some(&[]));
+        b.data(0x8000_2000, Some(&[]));
+        assert_eq!(a, b);
     }
 }

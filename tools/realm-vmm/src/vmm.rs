@@ -15,6 +15,7 @@ use std::fmt;
 use std::fs;
 use std::io::{
     self,
+    Read,
     Write, //
 };
 use std::os::fd::{
@@ -25,6 +26,7 @@ use std::os::fd::{
 use std::sync::atomic::{
     AtomicBool,
     AtomicI32,
+    AtomicU64,
     Ordering, //
 };
 use std::sync::{
@@ -52,6 +54,7 @@ use kvm_bindings::{
     KVM_MEMORY_EXIT_FLAG_PRIVATE,
     KVM_MEM_GUEST_MEMFD,
     KVM_REG_ARM64,
+    KVM_REG_ARM64_SYSREG,
     KVM_REG_ARM_CORE,
     KVM_REG_SIZE_U64,
     KVM_SYSTEM_EVENT_RESET,
@@ -74,6 +77,11 @@ use vmm_sys_util::signal::{
 };
 
 use crate::args::Options;
+use crate::attest::{
+    self,
+    Challenge,
+    ConsoleTap, //
+};
 use crate::dtb::{
     self,
     DtbConfig, //
@@ -86,6 +94,12 @@ use crate::layout::{
     GICR_BASE,
     RAM_BASE,
     UART_SPI, //
+};
+use crate::rim::{
+    self,
+    MeasuredRecParams,
+    RimCandidates,
+    REC_RUNNABLE, //
 };
 use crate::uart::Uart;
 
@@ -100,6 +114,13 @@ const KVM_CAP_ARM_VM_IPA_SIZE: u64 = 165;
 const POPULATE_MEASURE: u32 = 1 << 0;
 /// The IPA size the guest gets, if KVM allows it.
 const IPA_BITS: u32 = 40;
+/// The largest IPA size without LPA2: KVM allows more only when its stage 2
+/// uses LPA2, and kvm-rmi then asks the RMM for LPA2 too.
+const IPA_BITS_NO_LPA2: u32 = 48;
+/// `ID_AA64DFR0_EL1` (op0 3, op1 0, CRn 0, CRm 5, op2 0) as a
+/// `KVM_GET_ONE_REG` id.
+const REG_ID_AA64DFR0_EL1: u64 =
+    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG as u64 | (3 << 14) | (5 << 3);
 
 /// `struct kvm_arm_rmi_populate` (kvm-rmi's uAPI).
 #[repr(C)]
@@ -316,11 +337,45 @@ fn core_reg(word: u64) -> u64 {
     KVM_REG_ARM64 | KVM_REG_SIZE_U64 | u64::from(KVM_REG_ARM_CORE) | word
 }
 
+/// What the vCPUs met, for the summary line.
+#[derive(Default)]
+struct ExitCounts {
+    /// MMIO exits.
+    mmio: AtomicU64,
+    /// `KVM_EXIT_MEMORY_FAULT`s to shared, and their bytes.
+    to_shared: AtomicU64,
+    /// See [`ExitCounts::to_shared`].
+    to_shared_bytes: AtomicU64,
+    /// `KVM_EXIT_MEMORY_FAULT`s to private, and their bytes.
+    to_private: AtomicU64,
+    /// See [`ExitCounts::to_private`].
+    to_private_bytes: AtomicU64,
+    /// `KVM_RUN`s cut short by a kick (`EINTR`).
+    kicks: AtomicU64,
+}
+
+impl ExitCounts {
+    /// The summary line.
+    fn summary(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "{} MMIO exits, {} memory faults to shared ({} KiB), {} to private ({} KiB), {} kicks",
+            g(&self.mmio),
+            g(&self.to_shared),
+            g(&self.to_shared_bytes) >> 10,
+            g(&self.to_private),
+            g(&self.to_private_bytes) >> 10,
+            g(&self.kicks)
+        )
+    }
+}
+
 /// State the vCPU threads share.
 struct Shared {
     vm: Arc<VmFd>,
     ram: Ram,
-    uart: Mutex<Uart<UartIrq, io::Stdout>>,
+    uart: Mutex<Uart<UartIrq, ConsoleTap<io::Stdout>>>,
+    exits: ExitCounts,
     /// Set when the guest powered off (or the VMM gave up): every vCPU
     /// thread stops.
     stop: AtomicBool,
@@ -384,10 +439,19 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
         initrd.as_ref().map(|i| i.len() as u64),
     )
     .map_err(|e| VmmError::Other(e.to_string()))?;
+    let challenge = if opts.attest {
+        Some(Challenge::fresh().map_err(|e| VmmError::Other(format!("a challenge: {e}")))?)
+    } else {
+        None
+    };
+    let cmdline = match &challenge {
+        Some(c) => format!("{} {}", opts.cmdline, c.cmdline_param()),
+        None => opts.cmdline.clone(),
+    };
     let dtb = dtb::build(&DtbConfig {
         vcpus: opts.smp,
         ram_size: opts.mem,
-        cmdline: opts.cmdline.clone(),
+        cmdline,
         initrd: place.initrd,
         realm,
     })
@@ -463,19 +527,58 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
             .map(|(r, d)| (r, d, "initrd")),
         Some((place.dtb, dtb.as_slice(), "device tree")),
     ];
+    // The RIM the realm will have: what REALM_CREATE measures, each page
+    // populated, then the boot REC (the others start off: not measured).
+    let mut rims = match challenge {
+        Some(_) => {
+            let mut dfr0 = [0u8; 8];
+            boot.get_one_reg(REG_ID_AA64DFR0_EL1, &mut dfr0)
+                .named("KVM_GET_ONE_REG (ID_AA64DFR0_EL1)")?;
+            Some(RimCandidates::new(&rim::kvm_rmi_realm_params(
+                ipa_bits,
+                ipa_max > IPA_BITS_NO_LPA2,
+                u64::from_le_bytes(dfr0),
+            )))
+        }
+        None => None,
+    };
     for (region, data, what) in blobs.into_iter().flatten() {
         load(&vm, &ram, region, data, realm)
             .map_err(|e| VmmError::Other(format!("loading the {what}: {e}")))?;
+        if let Some(r) = &mut rims {
+            r.populate(region.base, region.size, data);
+        }
+    }
+    if let Some(r) = &mut rims {
+        let mut gprs = [0; 8];
+        gprs[0] = place.dtb.base;
+        r.rec(&MeasuredRecParams {
+            flags: REC_RUNNABLE,
+            pc: place.kernel.base,
+            gprs,
+        });
     }
 
     let shared = Arc::new(Shared {
-        uart: Mutex::new(Uart::new(UartIrq(vm.clone()), io::stdout())),
+        uart: Mutex::new(Uart::new(
+            UartIrq(vm.clone()),
+            ConsoleTap::new(io::stdout()),
+        )),
+        exits: ExitCounts::default(),
         vm,
         ram,
         stop: AtomicBool::new(false),
         status: AtomicI32::new(0),
     });
     register_signal_handler(SIGRTMIN(), on_kick).named("sigaction (vCPU kick)")?;
+    let _raw = RawTerminal::new();
+    {
+        let s = shared.clone();
+        thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || stdin_loop(&s))
+            .map_err(|e| VmmError::Other(format!("stdin thread: {e}")))?;
+    }
     let mut threads = Vec::new();
     for (i, vcpu) in vcpus.into_iter().enumerate() {
         let s = shared.clone();
@@ -499,7 +602,122 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
         let _ = t.join();
     }
     let _ = io::stdout().flush();
-    Ok(shared.status.load(Ordering::Acquire))
+    let mut status = shared.status.load(Ordering::Acquire);
+    eprintln!("realm-vmm: {}", shared.exits.summary());
+    if let (Some(challenge), Some(rims)) = (challenge, rims) {
+        let token = shared
+            .uart
+            .lock()
+            .map_err(|_| VmmError::Other("UART lock".into()))?
+            .output()
+            .token();
+        let verdict = match token {
+            Ok(t) => attest::check(&t, &challenge, &rims.values()),
+            Err(e) => attest::Verdict {
+                lines: vec![format!("token: {e}")],
+                ok: false,
+            },
+        };
+        for l in &verdict.lines {
+            println!("realm-vmm: attestation: {l}");
+        }
+        println!(
+            "realm-vmm: attestation: {}",
+            if verdict.ok { "verified" } else { "FAILED" }
+        );
+        if !verdict.ok && status == 0 {
+            status = 1;
+        }
+    }
+    Ok(status)
+}
+
+/// Ctrl-A, then `x`: quit, as in QEMU, when stdin is a terminal.
+const ESCAPE: u8 = 0x01;
+
+/// Stdin, when it is a terminal, in raw mode (keys go to the guest as they
+/// are typed, the guest echoes them) until dropped.
+struct RawTerminal(Option<libc::termios>);
+
+impl RawTerminal {
+    fn new() -> Self {
+        // SAFETY: `isatty` only looks at the descriptor.
+        if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+            return Self(None);
+        }
+        let mut old = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: `old` is a termios to fill.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, old.as_mut_ptr()) } != 0 {
+            return Self(None);
+        }
+        // SAFETY: Filled by the successful `tcgetattr` above.
+        let old = unsafe { old.assume_init() };
+        let mut raw = old;
+        // SAFETY: `raw` is a valid termios.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // SAFETY: As above.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) } != 0 {
+            return Self(None);
+        }
+        eprint!("realm-vmm: console on this terminal; Ctrl-A x quits\r\n");
+        Self(Some(old))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            // SAFETY: Puts back the settings `new` read.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, old) };
+        }
+    }
+}
+
+/// The stdin thread: what the VMM reads goes to the guest's UART, until
+/// end of file (or Ctrl-A x on a terminal, which stops the VM).
+fn stdin_loop(s: &Shared) {
+    let mut buf = [0u8; 256];
+    let mut escaped = false;
+    let tty = {
+        // SAFETY: As in `RawTerminal::new`.
+        unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
+    };
+    loop {
+        let n = match io::stdin().lock().read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut data = &buf[..n];
+        if tty {
+            if escaped && data.first() == Some(&b'x') {
+                eprint!("\r\nrealm-vmm: quit (Ctrl-A x)\r\n");
+                s.status.store(1, Ordering::Release);
+                s.stop.store(true, Ordering::Release);
+                return;
+            }
+            escaped = data.last() == Some(&ESCAPE);
+            if escaped {
+                data = &data[..n - 1];
+            }
+        }
+        let Ok(mut uart) = s.uart.lock() else {
+            return;
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let took = uart.input(rest);
+            rest = &rest[took..];
+            if took == 0 {
+                // 64 KiB wait already: let the guest catch up.
+                drop(uart);
+                thread::sleep(std::time::Duration::from_millis(10));
+                let Ok(u) = s.uart.lock() else {
+                    return;
+                };
+                uart = u;
+            }
+        }
+    }
 }
 
 /// Adds `ram` to `vm`: for a realm, a guest_memfd memslot with `ram.map`
@@ -637,6 +855,7 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
             }
             match vcpu.run() {
                 Ok(VcpuExit::MmioRead(addr, data)) => {
+                    s.exits.mmio.fetch_add(1, Ordering::Relaxed);
                     let mut uart = s
                         .uart
                         .lock()
@@ -646,6 +865,7 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                     }
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    s.exits.mmio.fetch_add(1, Ordering::Relaxed);
                     let mut uart = s
                         .uart
                         .lock()
@@ -670,17 +890,21 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                 // again is told so.
                 Ok(VcpuExit::Shutdown) => return Ok(Some(0)),
                 Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
-                    convert(
-                        s,
-                        gpa,
-                        size,
-                        flags & u64::from(KVM_MEMORY_EXIT_FLAG_PRIVATE) != 0,
-                    )?;
+                    let private = flags & u64::from(KVM_MEMORY_EXIT_FLAG_PRIVATE) != 0;
+                    let (n, bytes) = if private {
+                        (&s.exits.to_private, &s.exits.to_private_bytes)
+                    } else {
+                        (&s.exits.to_shared, &s.exits.to_shared_bytes)
+                    };
+                    n.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(size, Ordering::Relaxed);
+                    convert(s, gpa, size, private)?;
                 }
                 Ok(other) => {
                     return Err(VmmError::Other(format!("unexpected exit {other:?}")));
                 }
                 Err(e) if e.errno() == libc::EINTR => {
+                    s.exits.kicks.fetch_add(1, Ordering::Relaxed);
                     // Only this thread and its signal handler touch the byte.
                     // SAFETY: As above.
                     unsafe { immediate.write_volatile(0) };
