@@ -22,6 +22,7 @@ help:
 run: deps kernel
 	scripts/build-vmm.sh
 	scripts/build-guest.sh
+	scripts/build-debian-guest.sh
 	scripts/qemu.sh run
 
 test:

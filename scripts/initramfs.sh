@@ -2,8 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Pack the guest initramfs: busybox, /init, kvm_rmi.ko, our tests, and (mode
-# "test") the KVM selftests of the regression list and /tests/plan.
-#   scripts/initramfs.sh run|test|bench      prints the cpio path
+# "test") the KVM selftests of the regression list and /tests/plan; and
+# beside it the payload archive: realm-vmm and the Linux guests it boots,
+# too large for the RME boot's built-in initramfs (QEMU's flash), which the
+# host's init unpacks from a virtio disk (or, without RME, from the same
+# -initrd, concatenated).
+#   scripts/initramfs.sh run|test|bench      prints the two cpio paths
 # KRMI_ONLY=NAME (test mode) keeps only our test NAME (for development).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,8 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 mode=${1:-test}
 root=$KRMI_BUILD/initramfs-$mode
 cpio=$KRMI_BUILD/initramfs-$mode.cpio
-rm -rf "$root"
-mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,tmp,modules,tests/kvm}
+proot=$KRMI_BUILD/payload-$mode
+pcpio=$KRMI_BUILD/payload-$mode.cpio
+rm -rf "$root" "$proot"
+mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,tmp,modules,tests/kvm} "$proot"
 
 # /init needs a console before it can mount devtmpfs. With -initrd the kernel's
 # own default cpio provides it, but a built-in initramfs (RME boot) replaces
@@ -35,16 +41,20 @@ if [ "$KRMI_STOCK" != 1 ]; then
 	cp "$ko" "$root/modules/"
 fi
 
-# realm-vmm and the Linux guest it boots, in /tests and /guest.
+# The payload: realm-vmm in /tests, the upstream guest in /guest and the
+# Debian one in /guest/debian.
 add_guest() {
 	local gimage=$KRMI_BUILD/kbuild-guest/arch/arm64/boot/Image
 	local gcpio=$KRMI_BUILD/guest-initramfs.cpio
+	local debian=$KRMI_BUILD/debian-guest
 	[ -x "$VMM_BIN" ] || die "realm-vmm missing: $VMM_BIN (run scripts/build-vmm.sh)"
 	[ -f "$gimage" ] && [ -f "$gcpio" ] || die "guest missing: $gimage (run scripts/build-guest.sh)"
-	mkdir -p "$root/guest"
-	cp "$VMM_BIN" "$root/tests/"
-	cp "$gimage" "$root/guest/Image"
-	cp "$gcpio" "$root/guest/initramfs.cpio"
+	[ -f "$debian/Image" ] || die "Debian guest missing: $debian/Image (run scripts/build-debian-guest.sh)"
+	mkdir -p "$proot/tests" "$proot/guest/debian"
+	cp "$VMM_BIN" "$proot/tests/"
+	cp "$gimage" "$proot/guest/Image"
+	cp "$gcpio" "$proot/guest/initramfs.cpio"
+	cp "$debian/Image" "$debian/initramfs.cpio" "$proot/guest/debian/"
 }
 
 [ "$mode" = run ] && [ "$KRMI_STOCK" != 1 ] && {
@@ -110,6 +120,8 @@ plan=$root/tests/plan
 	}
 } >"$plan"
 
-(cd "$root" && find . -print0 | LC_ALL=C sort -z |
-	cpio --quiet -o -0 -H newc --owner 0:0 >"$cpio")
-echo "$cpio"
+for r in "$root:$cpio" "$proot:$pcpio"; do
+	(cd "${r%%:*}" && find . -print0 | LC_ALL=C sort -z |
+		cpio --quiet -o -0 -H newc --owner 0:0 >"${r#*:}")
+done
+echo "$cpio $pcpio"

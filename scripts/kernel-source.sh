@@ -38,13 +38,7 @@ fi
 
 read -r version sha < <(choose_version)
 deb=$dl/${KSRC_PKG}_${version//:/%3a}_all.deb
-if [ ! -f "$deb" ] || ! echo "$sha  $deb" | sha256sum -c --quiet - 2>/dev/null; then
-	log "downloading $KSRC_PKG $version"
-	rm -f "$deb"
-	(cd "$dl" && apt-get download -qq "$KSRC_PKG=$version") ||
-		die "download failed: $KSRC_PKG=$version"
-fi
-echo "$sha  $deb" | sha256sum -c --quiet - || die "sha256 mismatch: $deb"
+fetch_deb "$deb" "$KSRC_PKG=$version" "$sha"
 
 log "unpacking $KSRC_PKG $version into $KSRC_DIR"
 rm -rf "$KSRC_DIR" "$KSRC_DIR.tmp"

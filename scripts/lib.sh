@@ -53,3 +53,17 @@ vmm_env() {
 	export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 	[ -d "/usr/lib/rustlib/$VMM_TARGET" ] || die "no aarch64 std for rustc-web: run scripts/deps.sh"
 }
+
+# fetch_deb DEB SPEC SHA256: the Debian package SPEC (apt-get download's
+# "name[:arch]=version") at path DEB, downloaded unless already there, and
+# checked against SHA256.
+fetch_deb() {
+	local deb=$1 spec=$2 sha=$3
+	if [ ! -f "$deb" ] || ! echo "$sha  $deb" | sha256sum -c --quiet - 2>/dev/null; then
+		log "downloading $spec"
+		rm -f "$deb"
+		mkdir -p "$(dirname "$deb")"
+		(cd "$(dirname "$deb")" && apt-get download -qq "$spec") || die "download failed: $spec"
+	fi
+	echo "$sha  $deb" | sha256sum -c --quiet - || die "sha256 mismatch: $deb"
+}

@@ -33,7 +33,7 @@ clock=${KRMI_CLOCK:-wall}
 case "$clock" in wall | icount) ;; *) die "KRMI_CLOCK=$clock: wall or icount" ;; esac
 log_file=$logs/qemu-$mode$([ "$clock" = wall ] || echo "-$clock").log
 
-cpio=$("$here/initramfs.sh" "$mode")
+read -r cpio payload < <("$here/initramfs.sh" "$mode")
 rme=0
 [ -n "${RME_FIRMWARE:-}" ] && rme=1
 # crashkernel=: a reservation for the crash kernel rmm_boot_state loads.
@@ -62,9 +62,20 @@ if [ "$rme" = 1 ]; then
 	dd if="$rmedir/fip.bin" of="$rmedir/flash.bin" seek=64 bs=4096 conv=notrunc status=none
 	machine=(-M virt,virtualization=on,secure=on,gic-version=3,acpi=off
 		-cpu max,x-rme=on,pauth-impdef=on -bios "$rmedir/flash.bin")
+	# The payload does not fit in the flash: a read-only virtio disk the
+	# host's init unpacks (a cpio archive, padded to whole sectors).
+	if [ -s "$payload" ]; then
+		cp "$payload" "$rmedir/payload.img"
+		truncate -s %512 "$rmedir/payload.img"
+		machine+=(-drive "if=none,id=payload,format=raw,readonly=on,file=$rmedir/payload.img"
+			-device virtio-blk-device,drive=payload)
+	fi
 else
+	# The kernel unpacks concatenated archives in turn.
+	initrd=$KRMI_BUILD/initramfs-$mode-all.cpio
+	cat "$cpio" "$payload" >"$initrd"
 	machine=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on
-		-kernel "$KOBJ_DIR/arch/arm64/boot/Image" -initrd "$cpio" -append "$cmdline")
+		-kernel "$KOBJ_DIR/arch/arm64/boot/Image" -initrd "$initrd" -append "$cmdline")
 fi
 
 log "booting QEMU ($mode, rme=$rme, timeout ${timeout_s}s), serial log: $log_file"

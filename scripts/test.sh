@@ -57,6 +57,7 @@ stage kernel "$here/build-kernel.sh"
 stage api "$here/check-kernel-api.sh"
 stage selftests "$here/build-selftests.sh"
 stage guest "$here/build-guest.sh"
+stage debian "$here/build-debian-guest.sh"
 # With an RMM, first a boot with KVM trapping the GIC registers common to
 # both groups (ICH_HCR_EL2.TC), for realm_gic_trap: an exception KVM would
 # inject into a realm.
