@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command line: `realm-vmm --kernel IMAGE [--initrd CPIO]
-//! [--cmdline ARGS] [--smp N] [--mem SIZE] [--normal | --attest]`.
+//! [--cmdline ARGS] [--smp N] [--mem SIZE] [--normal | --attest [--token FILE]]`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -29,11 +29,13 @@ pub struct Options {
     /// Give the guest a challenge and check the attestation token it
     /// sends back against it and the recomputed RIM (realms only).
     pub attest: bool,
+    /// Where to write the token `--attest` got, for a verifier.
+    pub token_out: Option<PathBuf>,
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: realm-vmm --kernel IMAGE [--initrd CPIO] [--cmdline ARGS] \
-                         [--smp N] [--mem SIZE[K|M|G]] [--normal | --attest]";
+                         [--smp N] [--mem SIZE[K|M|G]] [--normal | --attest [--token FILE]]";
 
 /// The command line used without `--cmdline`.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
@@ -94,6 +96,7 @@ impl Options {
             mem: 512 << 20,
             normal: false,
             attest: false,
+            token_out: None,
         };
         while let Some(arg) = it.next() {
             let mut value = |name: &'static str| it.next().ok_or(ArgsError::MissingValue(name));
@@ -115,11 +118,15 @@ impl Options {
                 }
                 "--normal" => opts.normal = true,
                 "--attest" => opts.attest = true,
+                "--token" => opts.token_out = Some(PathBuf::from(value("--token")?)),
                 "--help" | "-h" => return Err(ArgsError::Help),
                 _ => return Err(ArgsError::Unknown(arg)),
             }
         }
         opts.kernel = kernel.ok_or(ArgsError::NoKernel)?;
+        if opts.token_out.is_some() && !opts.attest {
+            return Err(ArgsError::Bad("--token", "needs --attest".into()));
+        }
         if opts.normal && opts.attest {
             return Err(ArgsError::Bad(
                 "--attest",

@@ -637,6 +637,41 @@ mod tests {
         assert!(Token::decode(&text_challenge).is_err());
     }
 
+    /// A token TF-RMM main (9a7f8ef4, on TF-A's QEMU platform) gave the
+    /// upstream guest in realm_linux, whose RIM realm-vmm matched.
+    const TF_RMM_TOKEN: &str = include_str!("../testdata/tf-rmm-token.hex");
+    /// Its RIM, as the run printed it.
+    const TF_RMM_RIM: &str = "59f9363085475114669d2db775b3f51622b78d8b991b0f6fe8a927f634d312eb";
+
+    #[test]
+    fn a_token_from_tf_rmm_decodes_and_verifies() {
+        let bytes = unhex(TF_RMM_TOKEN.trim()).expect("hex");
+        let t = Token::decode(&bytes).expect("decodes");
+        assert_eq!(
+            t.realm.profile.as_deref(),
+            Some("tag:arm.com,2024:realm#2.0.0")
+        );
+        assert_eq!(t.realm.hash_algorithm, HashAlgorithm::Sha256);
+        assert_eq!(hex(&t.realm.rim), TF_RMM_RIM);
+        assert_eq!(t.realm.challenge.len(), CHALLENGE_LEN);
+        assert_eq!(t.platform_len, 1518);
+        assert_eq!(t.verify_realm_signature(), Ok(()));
+        let mut c = [0u8; CHALLENGE_LEN];
+        c.copy_from_slice(&t.realm.challenge);
+        let rim = unhex(TF_RMM_RIM).expect("hex");
+        let v = check(&bytes, &Challenge(c), &[(HashAlgorithm::Sha256, rim)]);
+        assert!(v.ok, "{v:?}");
+        // Each byte of the signed claims matters: flip one in the RIM.
+        let at = bytes
+            .windows(32)
+            .position(|w| w == t.realm.rim.as_slice())
+            .expect("the RIM in the token");
+        let mut forged = bytes.clone();
+        forged[at + 5] ^= 0x80;
+        let f = Token::decode(&forged).expect("still decodes");
+        assert!(f.verify_realm_signature().is_err());
+    }
+
     #[test]
     fn garbage_is_refused_with_a_reason() {
         for (bytes, why) in [

@@ -611,6 +611,12 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
             .map_err(|_| VmmError::Other("UART lock".into()))?
             .output()
             .token();
+        if let (Ok(t), Some(path)) = (&token, &opts.token_out) {
+            if let Err(e) = fs::write(path, t) {
+                eprintln!("realm-vmm: writing the token to {}: {e}", path.display());
+                status = 1;
+            }
+        }
         let verdict = match token {
             Ok(t) => attest::check(&t, &challenge, &rims.values()),
             Err(e) => attest::Verdict {
