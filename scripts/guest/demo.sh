@@ -24,15 +24,28 @@ commands() {
 	echo 'poweroff -f'
 }
 
+# Types the commands once the guest's shell prompts (as a user would: what
+# arrives before is echoed by the guest's tty while it boots).
+typist() {
+	while ! grep -q ':/# ' /tmp/session 2>/dev/null; do
+		sleep 0.2
+	done
+	commands
+}
+
 # Boots the guest with options $1 and shows the session, "krmi: | "-prefixed.
 guest() {
 	echo "krmi: realm-vmm $1 --smp 2 --mem 256M --kernel /guest/Image --initrd /guest/initramfs.cpio"
+	: >/tmp/session
 	# shellcheck disable=SC2086
-	commands | /tests/realm-vmm $1 --smp 2 --mem 256M --kernel /guest/Image \
+	typist | /tests/realm-vmm $1 --smp 2 --mem 256M --kernel /guest/Image \
 		--initrd /guest/initramfs.cpio \
-		--cmdline "console=ttyS0 panic=-1 swiotlb=8192 realm_vmm.shell" >/tmp/session 2>&1
+		--cmdline "console=ttyS0 quiet panic=-1 swiotlb=8192 realm_vmm.shell" >/tmp/session 2>&1
 	rc=$?
-	tr -d '\r' </tmp/session | grep -v '^guest: token [0-9a-f]' | sed 's/^/krmi: | /'
+	# Without CRs and terminal escapes (ash asks where the cursor is).
+	esc=$(printf '\033')
+	tr -d '\r' </tmp/session | grep -v '^guest: token [0-9a-f]' |
+		sed -e "s/$esc\[[0-9;]*[A-Za-z]//g" -e 's/^/krmi: | /'
 	return $rc
 }
 
