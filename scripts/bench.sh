@@ -12,6 +12,10 @@
 #      which leaves out what TCG's TLB emulation costs: it empties the TLB
 #      at every world switch, so every RMI call makes the host's next
 #      touch of each page slow (the last table measures it).
+#   3. With RME_FIRMWARE, in the same runs: Linux (upstream and Debian's
+#      kernel) booted to init by realm-vmm as a normal VM and in a realm
+#      (scripts/guest/linux-bench): boot times, exits, RIPAS changes, time
+#      inside the guest (REC_ENTER) and on the host side per exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -26,6 +30,9 @@ if [ -z "${RME_FIRMWARE:-}" ]; then
 	exit 0
 fi
 "$here/build-kernel.sh"
+"$here/build-vmm.sh"
+"$here/build-guest.sh"
+"$here/build-debian-guest.sh"
 out=$KRMI_BUILD/bench
 mkdir -p "$out"
 aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \

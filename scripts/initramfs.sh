@@ -70,7 +70,8 @@ add_guest() {
 [ "$mode" = bench ] && {
 	bench=$KRMI_BUILD/bench/realm_bench
 	[ -x "$bench" ] || die "benchmark missing: $bench (run scripts/bench.sh)"
-	cp "$bench" "$root/tests/"
+	cp "$bench" "$KRMI_TOP/scripts/guest/linux-bench" "$root/tests/"
+	add_guest
 }
 
 plan=$root/tests/plan

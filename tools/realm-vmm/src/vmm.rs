@@ -34,6 +34,7 @@ use std::sync::{
     Mutex, //
 };
 use std::thread;
+use std::time::Instant;
 
 use kvm_bindings::{
     kvm_create_device,
@@ -543,8 +544,16 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
         None => None,
     };
     for (region, data, what) in blobs.into_iter().flatten() {
+        let t = Instant::now();
         load(&vm, &ram, region, data, realm)
             .map_err(|e| VmmError::Other(format!("loading the {what}: {e}")))?;
+        if realm {
+            eprintln!(
+                "realm-vmm: populated the {what}, {} KiB measured, in {:.3} s",
+                region.size >> 10,
+                t.elapsed().as_secs_f64()
+            );
+        }
         if let Some(r) = &mut rims {
             r.populate(region.base, region.size, data);
         }
