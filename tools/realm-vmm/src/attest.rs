@@ -673,6 +673,41 @@ mod tests {
     }
 
     #[test]
+    fn mangled_tokens_never_panic() {
+        let good = unhex(TF_RMM_TOKEN.trim()).expect("hex");
+        let c = Challenge([0; CHALLENGE_LEN]);
+        // A fixed xorshift sequence: byte flips, truncations, insertions.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..500 {
+            let mut t = good.clone();
+            match next() % 3 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() as usize) % t.len();
+                        t[i] ^= 1 << (next() % 8);
+                    }
+                }
+                1 => t.truncate((next() as usize) % t.len()),
+                _ => {
+                    let i = (next() as usize) % t.len();
+                    t.insert(i, next() as u8);
+                }
+            }
+            if let Ok(tok) = Token::decode(&t) {
+                let _ = tok.verify_realm_signature();
+            }
+            let v = check(&t, &c, &[]);
+            assert!(!v.ok);
+        }
+    }
+
+    #[test]
     fn garbage_is_refused_with_a_reason() {
         for (bytes, why) in [
             (&b""[..], "not CBOR"),

@@ -891,9 +891,12 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                 Ok(VcpuExit::SystemEvent(kind, _)) => {
                     return Ok(Some(match kind {
                         KVM_SYSTEM_EVENT_SHUTDOWN => 0,
+                        // A realm cannot be reset (its measurement would
+                        // not hold), so the VMM stops; 2 tells it from a
+                        // power-off (a reboot, or a panic with panic=-1).
                         KVM_SYSTEM_EVENT_RESET => {
-                            eprintln!("realm-vmm: the guest asked for a reset: stopping");
-                            0
+                            eprintln!("realm-vmm: the guest reset (reboot or panic): stopping");
+                            2
                         }
                         other => {
                             eprintln!("realm-vmm: system event {other}: stopping");
