@@ -44,7 +44,7 @@ elif [ -z "${RME_FIRMWARE:-}" ] && [ -f "$cached_fw/bl1.bin" ] && [ -f "$cached_
 fi
 if [ -n "${RME_FIRMWARE:-}" ]; then
 	sums=$(cd "$RME_FIRMWARE" && sha256sum bl1.bin fip.bin 2>/dev/null | awk '{ printf "%s%s %.12s", sep, $2, $1; sep = ", " }')
-	tier="realm tier: ran with $RME_FIRMWARE (sha256 $sums)"
+	tier="realm tier: on, with the RME firmware in $RME_FIRMWARE (sha256 $sums)"
 elif [ -z "${tier:-}" ]; then
 	tier="realm tier: skipped (no RME firmware: set RME_FIRMWARE, or put bl1.bin and fip.bin in $cached_fw; README \"RME firmware\")"
 fi
