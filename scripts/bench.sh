@@ -39,6 +39,6 @@ aarch64-linux-gnu-gcc -static -O2 -Wall -Werror \
 	-I"$KSRC_DIR/tools/testing/selftests" -isystem "$KOBJ_DIR/usr/include" \
 	-o "$out/realm_bench" "$KRMI_TOP/tools/bench/realm_bench.c"
 log "by the wall clock"
-KRMI_CLOCK=wall "$here/qemu.sh" bench
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-900} KRMI_CLOCK=wall "$here/qemu.sh" bench
 log "in instructions (QEMU -icount shift=0: 1 ns = 1 instruction)"
 KRMI_CLOCK=icount "$here/qemu.sh" bench
