@@ -372,17 +372,6 @@ impl RunPage {
                 .is_some()
         })
     }
-
-    /// Reads `words.len()` words from word index `at`. False if that runs
-    /// past the page.
-    pub(crate) fn read_words(&self, at: usize, words: &mut [u64]) -> bool {
-        words.iter_mut().enumerate().all(|(i, w)| {
-            at.checked_add(i)
-                .and_then(|n| self.word(n))
-                .map(|word| *w = u64::from_le(word.load(Ordering::Relaxed)))
-                .is_some()
-        })
-    }
 }
 
 /// `ticks` of the generic timer in nanoseconds, saturating. In two parts,

@@ -231,11 +231,19 @@ impl RecVcpu {
 
     /// The exit half of the run granule.
     fn read_exit(&self) -> Result<RmiRecExit> {
-        let mut words = [0u64; RmiRecExit::NR_WORDS];
-        if !self.run_page.read_words(RmiRecExit::FIRST_WORD, &mut words) {
-            return Err(EINVAL);
+        let mut inside = true;
+        let exit = RmiRecExit::from_fn(|n| {
+            let word = RmiRecExit::FIRST_WORD
+                .checked_add(n)
+                .and_then(|n| self.run_page.word(n));
+            inside &= word.is_some();
+            word.map_or(0, |w| u64::from_le(w.load(Ordering::Relaxed)))
+        });
+        if inside {
+            Ok(exit)
+        } else {
+            Err(EINVAL)
         }
-        Ok(RmiRecExit::from_words(&words))
     }
 
     /// Handles the outcome of the last entry.

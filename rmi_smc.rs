@@ -1274,15 +1274,23 @@ impl RmiRecExit {
     /// The fields the host uses, from the exit half's words (as read from
     /// the run granule, starting at [`Self::FIRST_WORD`]).
     pub(crate) fn from_words(w: &[u64; Self::NR_WORDS]) -> Self {
+        Self::from_fn(|n| w.get(n).copied().unwrap_or(0))
+    }
+
+    /// The fields the host uses, with `word(n)` word `n` of the exit half:
+    /// only the words of those fields are read (44 of the half's 256).
+    pub(crate) fn from_fn(mut word: impl FnMut(usize) -> u64) -> Self {
         use core::mem::offset_of;
-        let at = |off: usize| w[off / 8];
+        let mut at = |off: usize| word(off / 8);
         let mut e = Self::zeroed();
         e.exit_reason = at(offset_of!(Self, exit_reason));
         e.esr = at(offset_of!(Self, esr));
         e.far = at(offset_of!(Self, far));
         e.hpfar = at(offset_of!(Self, hpfar));
-        let g = offset_of!(Self, gprs) / 8;
-        e.gprs.copy_from_slice(&w[g..g + 31]);
+        let gprs = offset_of!(Self, gprs);
+        for (n, g) in e.gprs.iter_mut().enumerate() {
+            *g = at(gprs + n * 8);
+        }
         e.cntp_ctl = at(offset_of!(Self, cntp_ctl));
         e.cntp_cval = at(offset_of!(Self, cntp_cval));
         e.cntv_ctl = at(offset_of!(Self, cntv_ctl));
