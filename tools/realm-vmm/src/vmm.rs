@@ -380,8 +380,12 @@ struct Shared {
     /// Set when the guest powered off (or the VMM gave up): every vCPU
     /// thread stops.
     stop: AtomicBool,
-    /// The VMM's exit status.
+    /// The VMM's exit status, [`NO_STATUS`] until a vCPU (or Ctrl-A x)
+    /// gives one.
     status: AtomicI32,
+    /// A vCPU gave [`Shared::status`] from what it stopped for (a realm
+    /// found off gives it only if nothing else does).
+    status_given: AtomicBool,
 }
 
 thread_local! {
@@ -577,7 +581,8 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
         vm,
         ram,
         stop: AtomicBool::new(false),
-        status: AtomicI32::new(0),
+        status: AtomicI32::new(NO_STATUS),
+        status_given: AtomicBool::new(false),
     });
     register_signal_handler(SIGRTMIN(), on_kick).named("sigaction (vCPU kick)")?;
     let _raw = RawTerminal::new();
@@ -611,7 +616,10 @@ pub fn run(opts: &Options) -> Result<i32, VmmError> {
         let _ = t.join();
     }
     let _ = io::stdout().flush();
-    let mut status = shared.status.load(Ordering::Acquire);
+    let mut status = match shared.status.load(Ordering::Acquire) {
+        NO_STATUS => 0,
+        status => status,
+    };
     eprintln!("realm-vmm: {}", shared.exits.summary());
     if let (Some(challenge), Some(rims)) = (challenge, rims) {
         let token = shared
@@ -706,7 +714,9 @@ fn stdin_loop(s: &Shared) {
         if tty {
             if escaped && data.first() == Some(&b'x') {
                 eprint!("\r\nrealm-vmm: quit (Ctrl-A x)\r\n");
-                s.status.store(1, Ordering::Release);
+                if !s.status_given.swap(true, Ordering::AcqRel) {
+                    s.status.store(1, Ordering::Release);
+                }
                 s.stop.store(true, Ordering::Release);
                 return;
             }
@@ -863,7 +873,7 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
     // SAFETY: `run` is this vCPU's kvm_run, live while `vcpu` is.
     let immediate = unsafe { std::ptr::addr_of_mut!((*run).immediate_exit) };
     IMMEDIATE_EXIT.with(|p| p.set(immediate));
-    let result = (|| -> Result<Option<i32>, VmmError> {
+    let result = (|| -> Result<Option<Stopped>, VmmError> {
         loop {
             if s.stop.load(Ordering::Acquire) {
                 return Ok(None);
@@ -889,7 +899,7 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                         .map_err(|e| VmmError::Other(e.to_string()))?;
                 }
                 Ok(VcpuExit::SystemEvent(kind, _)) => {
-                    return Ok(Some(match kind {
+                    return Ok(Some(Stopped::Status(match kind {
                         KVM_SYSTEM_EVENT_SHUTDOWN => 0,
                         // A realm cannot be reset (its measurement would
                         // not hold), so the VMM stops; 2 tells it from a
@@ -902,11 +912,12 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
                             eprintln!("realm-vmm: system event {other}: stopping");
                             1
                         }
-                    }));
+                    })));
                 }
                 // A realm the guest turned off: every vCPU entering it
-                // again is told so.
-                Ok(VcpuExit::Shutdown) => return Ok(Some(0)),
+                // again is told so, often before the vCPU whose PSCI call
+                // turned it off has returned with the system event.
+                Ok(VcpuExit::Shutdown) => return Ok(Some(Stopped::RealmOff)),
                 Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
                     let private = flags & u64::from(KVM_MEMORY_EXIT_FLAG_PRIVATE) != 0;
                     let (n, bytes) = if private {
@@ -937,17 +948,39 @@ fn vcpu_loop(i: usize, mut vcpu: VcpuFd, s: &Shared) {
         }
     })();
     IMMEDIATE_EXIT.with(|p| p.set(std::ptr::null_mut()));
-    // The first vCPU to stop gives the status; what the others meet while
-    // the VM stops is only reported.
+    // The first vCPU to stop with a status gives it; what the others meet
+    // while the VM stops is only reported. Finding the realm off says
+    // nothing of why: that status stands only if no system event comes.
     let status = match result {
         Ok(None) => return,
-        Ok(Some(status)) => status,
+        Ok(Some(Stopped::Status(status))) => status,
+        Ok(Some(Stopped::RealmOff)) => {
+            let _ = s
+                .status
+                .compare_exchange(NO_STATUS, 0, Ordering::AcqRel, Ordering::Acquire);
+            s.stop.store(true, Ordering::Release);
+            return;
+        }
         Err(e) => {
             eprintln!("realm-vmm: vCPU {i}: {e}");
             1
         }
     };
-    if !s.stop.swap(true, Ordering::AcqRel) {
+    if !s.status_given.swap(true, Ordering::AcqRel) {
         s.status.store(status, Ordering::Release);
     }
+    s.stop.store(true, Ordering::Release);
+}
+
+/// No exit status yet.
+const NO_STATUS: i32 = -1;
+
+/// Why a vCPU's thread stopped the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopped {
+    /// With this exit status (a system event; 1 for an error).
+    Status(i32),
+    /// The realm was off when the vCPU entered it (another vCPU turned it
+    /// off): power-off, unless that vCPU's system event says otherwise.
+    RealmOff,
 }
