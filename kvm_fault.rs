@@ -8,7 +8,10 @@
 //! unless an MMU invalidation ran meanwhile (KVM's `mmu_invalidate_seq`
 //! protocol), so that an unmap (hole punch, `madvise`, memslot deletion)
 //! never misses a page mapped while it ran. Missing RTTs are created under
-//! the realm's mutex, with neither `srcu` nor `mmu_lock` held.
+//! the realm's mutex, with neither `srcu` nor `mmu_lock` held. A protected
+//! fault also maps the private frames around it in its 64 KiB window
+//! (module parameter `fault_around`): guest_memfd has 4 KiB folios only, and
+//! a realm would otherwise exit for each 4 KiB it touches first.
 
 use kernel::{
     kvm::{
@@ -30,6 +33,7 @@ use crate::memory::{
     map_protected,
     map_shared,
     map_with_rtts,
+    plan_fault_around,
     plan_fault_in_order,
     protected_page_usable,
     unmap_shared,
@@ -94,7 +98,13 @@ pub(crate) fn serve_fault(vcpu: &Vcpu, vm: &RealmVm, fault: &RealmFault) -> Resu
         FaultPlan::MapProtected => map_with_rtts(
             || map_private_page(kvm, vm.stats(), rd, ipa, gfn, seq),
             || vm.ensure_leaf_rtt(kvm, ipa),
-        ),
+        )
+        .and_then(|served| {
+            if served == Served::Mapped {
+                map_around(kvm, vm.stats(), rd, gfn, seq).map_err(ServeError::Map)?;
+            }
+            Ok(served)
+        }),
         FaultPlan::MapShared { write, replace } => map_with_rtts(
             || map_user_page(kvm, rd, ipa, gfn, seq, write, replace),
             || vm.ensure_leaf_rtt(kvm, ipa),
@@ -185,6 +195,51 @@ fn map_private_page(
         },
         Err(e) => Err(e),
     }
+}
+
+/// Maps the frames around `gfn` that a protected fault there maps too
+/// ([`plan_fault_around`], `fault_around` frames in all), in the leaf RTT
+/// the fault needed: each one's guest_memfd page, as
+/// [`map_private_page`] does, with `mmu_lock` taken for each map alone.
+/// Best effort: a frame whose page cannot be had, that an invalidation
+/// raced (since `seq`, the fault's count), or that is mapped already is left
+/// to its own fault.
+fn map_around(
+    kvm: &Kvm,
+    stats: &RealmStats,
+    rd: Granule,
+    gfn: u64,
+    seq: u64,
+) -> Result<(), MapError> {
+    let frames = u64::from(crate::fault_around_frames());
+    let srcu = kvm.srcu_read_lock();
+    for g in plan_fault_around(&mut KvmFaultLookup(kvm), gfn, frames) {
+        let Some(slot) = srcu.memslot(g).filter(|s| s.has_gmem()) else {
+            continue;
+        };
+        let Ok(pfn) = slot.gmem_pfn(g) else {
+            continue;
+        };
+        let (Some(granule), Some(ipa)) = (
+            pfn.checked_shl(GRANULE_SHIFT).and_then(Granule::new),
+            g.checked_shl(GRANULE_SHIFT).and_then(Ipa::new),
+        ) else {
+            return Err(MapError::Rmi(RmiError::bad_output()));
+        };
+        // `kvm_gmem_get_pfn()` took one reference on the page, handed over here.
+        // SAFETY: As above.
+        let page = unsafe { GuestPageRef::adopt(RMI.pages(), granule) };
+        let mmu = kvm.mmu_write_lock();
+        if mmu.must_retry(seq, g) {
+            continue;
+        }
+        match map_protected(&RMI, rd, ipa, page) {
+            Ok(_) => stats.mapped(1),
+            Err(MapError::Mapped) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Maps the page of `gfn`'s user mapping at unprotected IPA `alias` of

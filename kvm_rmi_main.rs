@@ -132,6 +132,12 @@ module! {
     description: "Arm CCA realm support (RMI) for KVM",
     license: "GPL",
     params: {
+        fault_around: u32 {
+            default: crate::memory::FAULT_AROUND_FRAMES,
+            description: "Frames a realm's protected stage-2 fault maps, its own included: \
+                          an aligned window of private guest_memfd memory in the fault's \
+                          level-3 RTT (a power of two up to 512; 1 maps the fault alone)",
+        },
         gpf_selftest: bool {
             default: false,
             description: "At load, check that a host read of a delegated page faults, \
@@ -147,6 +153,11 @@ module! {
 /// `SMCCC_RET_NOT_SUPPORTED`. RMI commands only act on the physical addresses
 /// passed to them, and the command layer passes only granules its caller owns.
 struct RmiSmc;
+
+/// Frames a protected fault maps (module parameter `fault_around`).
+fn fault_around_frames() -> u32 {
+    module_parameters::fault_around.value()
+}
 
 /// Every RMI call the module makes goes through this: counted by command,
 /// delegations tracked, failures injected on request (debugfs `kvm_rmi/`).

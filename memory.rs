@@ -444,6 +444,42 @@ pub(crate) fn plan_fault(fault: &RealmFault, slot: Option<SlotFacts>) -> FaultPl
     }
 }
 
+/// Frames a protected fault maps at most, its own included, when the others
+/// are private guest_memfd memory too: an aligned window of 64 KiB.
+/// guest_memfd has order-0 folios only, so without it each 4 KiB a realm
+/// touches first is an exit of its own.
+pub(crate) const FAULT_AROUND_FRAMES: u32 = 16;
+
+/// The other frames of the aligned window of `frames` frames around `gfn`,
+/// in order: those a protected fault at `gfn` maps too (where private
+/// guest_memfd memory backs them). The window lies in one level-3 RTT, the
+/// one the fault needs: `frames` is a power of two up to the 512 frames of
+/// an RTT; any other `frames` (0 or 1 to turn it off) is 1, the fault alone.
+pub(crate) fn fault_around(gfn: u64, frames: u64) -> impl Iterator<Item = u64> {
+    let frames = if frames.is_power_of_two() && frames <= 512 {
+        frames
+    } else {
+        1
+    };
+    let base = gfn & !(frames - 1);
+    // No wrap: `base` is aligned to `frames`, so the window ends at or
+    // below the next multiple, which fits unless `gfn` is in the last one.
+    let end = base.saturating_add(frames);
+    (base..end).filter(move |&g| g != gfn)
+}
+
+/// The frames of [`fault_around`] that a protected fault at `gfn` maps too,
+/// from what `host` reads: those private in a guest_memfd memslot, as a
+/// protected fault there would be planned ([`plan_fault`]). Read after the
+/// fault's invalidation count, as its own frame's facts are.
+pub(crate) fn plan_fault_around<'a>(
+    host: &'a mut impl FaultLookup,
+    gfn: u64,
+    frames: u64,
+) -> impl Iterator<Item = u64> + 'a {
+    fault_around(gfn, frames).filter(|&g| host.slot_facts(g).is_some_and(|s| s.gmem && s.private))
+}
+
 /// Whether a RIPAS change of `[base, top)` is one the host carries out:
 /// every frame of it lies in a guest_memfd memslot (`gmem_slot_end(gfn)`:
 /// the frame past the end of the guest_memfd memslot holding `gfn`, or

@@ -22,10 +22,12 @@ use crate::mem::{
     GranuleState, //
 };
 use crate::memory::{
+    fault_around,
     map_protected,
     map_shared,
     map_with_rtts,
     plan_fault,
+    plan_fault_around,
     plan_fault_in_order,
     protected_page_usable,
     unmap_protected,
@@ -36,6 +38,7 @@ use crate::memory::{
     RealmFault,
     ServeError,
     SlotFacts, //
+    FAULT_AROUND_FRAMES,
 };
 use crate::model::Rmm;
 use crate::realm::{
@@ -526,4 +529,118 @@ fn faults_at_every_call_site_of_the_fault_paths() {
     assert!(h.smc().calls(RMI_RTT_DESTROY) > 0, "teardown runs");
     let injected = fail_each_call(&fids, || host(Rmm::active()), scenario);
     assert!(injected > 30, "{injected} runs");
+}
+
+#[test]
+fn fault_around_covers_the_aligned_window_in_the_faults_rtt() {
+    let window: Vec<u64> = fault_around(0x1005, 16).collect();
+    assert_eq!(window.len(), 15);
+    assert!(window
+        .iter()
+        .all(|&g| (0x1000..0x1010).contains(&g) && g != 0x1005));
+    assert!(window.windows(2).all(|w| w[0] < w[1]));
+    // The default: a power of two within one level-3 RTT (512 frames).
+    assert!(FAULT_AROUND_FRAMES.is_power_of_two() && FAULT_AROUND_FRAMES <= 512);
+    for g in [0, 0x1ff, 0x200, 0x12_3456_7fff] {
+        let rtt = g >> 9;
+        assert!(fault_around(g, u64::from(FAULT_AROUND_FRAMES)).all(|n| n >> 9 == rtt));
+        assert_eq!(fault_around(g, 512).count(), 511);
+    }
+    // Off, or not a power of two up to 512: the fault alone.
+    for frames in [0, 1, 3, 24, 1024, u64::MAX] {
+        assert_eq!(fault_around(0x1005, frames).count(), 0, "{frames}");
+    }
+    // The last window of the address space stops short of wrapping (at
+    // frame u64::MAX, which no IPA reaches).
+    assert_eq!(fault_around(u64::MAX, 16).count(), 15);
+    assert!(fault_around(u64::MAX, 16).all(|g| g >= u64::MAX - 15));
+}
+
+/// Frame facts for [`plan_fault_around`]: a guest_memfd memslot over
+/// `[0, slot_end)`, shared where `shared` says.
+struct Frames {
+    slot_end: u64,
+    shared: fn(u64) -> bool,
+}
+
+impl FaultLookup for Frames {
+    fn invalidate_seq(&mut self) -> u64 {
+        0
+    }
+
+    fn slot_facts(&mut self, gfn: u64) -> Option<SlotFacts> {
+        (gfn < self.slot_end).then(|| SlotFacts {
+            gmem: true,
+            readonly: false,
+            private: !(self.shared)(gfn),
+        })
+    }
+}
+
+#[test]
+fn fault_around_maps_private_guest_memfd_frames_only() {
+    // The memslot ends at frame 0x1008; 0x1002 went shared.
+    let mut frames = Frames {
+        slot_end: 0x1008,
+        shared: |g| g == 0x1002,
+    };
+    let around: Vec<u64> = plan_fault_around(&mut frames, 0x1005, 16).collect();
+    assert_eq!(around, vec![0x1000, 0x1001, 0x1003, 0x1004, 0x1006, 0x1007]);
+    // A memslot without guest_memfd: nothing around.
+    struct NoGmem;
+    impl FaultLookup for NoGmem {
+        fn invalidate_seq(&mut self) -> u64 {
+            0
+        }
+        fn slot_facts(&mut self, _gfn: u64) -> Option<SlotFacts> {
+            Some(SlotFacts {
+                gmem: false,
+                readonly: false,
+                private: true,
+            })
+        }
+    }
+    assert_eq!(plan_fault_around(&mut NoGmem, 0x1005, 16).count(), 0);
+}
+
+#[test]
+fn a_fault_maps_its_window_with_the_one_rtt_it_made() {
+    let h = host(Rmm::active());
+    let mut realm = running(&h);
+    let rd = realm.rd().expect("rd");
+    let at = 5 * MIB + 5 * GRANULE_SIZE;
+    let gfn = at / GRANULE_SIZE;
+    let around: Vec<u64> = fault_around(gfn, u64::from(FAULT_AROUND_FRAMES)).collect();
+    let pages = h.pages().guest_alloc(16).expect("pages");
+    fault_in(&h, &mut realm, at, pages[0]).expect("the fault");
+    let creates = h.smc().calls(RMI_RTT_CREATE);
+    // Another vCPU faulted on one of them meanwhile.
+    fault_in(&h, &mut realm, around[3] * GRANULE_SIZE, pages[4]).expect("other vCPU");
+    for (n, g) in around.iter().enumerate() {
+        let page = if n == 3 { pages[4] } else { pages[n + 1] };
+        let r = fault_in(&h, &mut realm, g * GRANULE_SIZE, page);
+        if n == 3 {
+            assert_eq!(r, Err(ServeError::Map(MapError::Mapped)));
+        } else {
+            r.expect("a frame around");
+        }
+    }
+    assert_eq!(
+        h.smc().calls(RMI_RTT_CREATE),
+        creates,
+        "one leaf RTT for all"
+    );
+    let mut mapped: Vec<u64> = h.smc().realm_data(rd).iter().map(|(i, _)| *i).collect();
+    mapped.sort_unstable();
+    let window: Vec<u64> = (0..16).map(|n| 5 * MIB + n * GRANULE_SIZE).collect();
+    assert_eq!(mapped, window);
+    for g in &pages {
+        assert_eq!(h.smc().mem().guest_page(*g).map(|p| p.refs), Some(1));
+    }
+    realm.teardown_stage2(&mut || {}).expect("teardown");
+    for g in &pages {
+        h.pages().guest_punch(*g);
+    }
+    drop(realm);
+    assert_all_back(&h);
 }
